@@ -1,0 +1,29 @@
+"""The ``gitops-bot`` command: one click group, one module per subcommand.
+
+Subcommand modules register themselves on :data:`main` when imported below; adding a command is
+adding a module, not editing a switch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from bot import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gitops-bot")
+def main() -> None:
+    """GitOps bot: PR previews of what merging changes in Kubernetes, apply on merge."""
+
+
+# Each module defines its command(s) with @main.command(); optional ones may be missing while
+# the project grows, so a failing import of an unfinished command never breaks the others.
+for _module in ("serve", "preview", "apply"):
+    try:
+        importlib.import_module(f"bot.cli.{_module}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"bot.cli.{_module}":
+            raise
