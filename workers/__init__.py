@@ -1,0 +1,1 @@
+"""Celery workers: the jobs the web process queues, each a short story calling ``bot.*``."""

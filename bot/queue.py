@@ -1,0 +1,188 @@
+"""The durable job queue as the web process sees it: once per delivery, persisted before the 2xx.
+
+One Lua script, run atomically by Redis, does the whole intake: if the delivery id was seen it
+returns the original job id (a redelivery queues nothing); otherwise it remembers the delivery,
+writes a small job record and pushes a Celery message onto the job's queue, all or nothing.
+There is no window in which a delivery is remembered but its job is lost, or the other way round,
+and a webhook costs one Redis round trip.
+
+The message is built with Celery's own protocol-2 encoder (``AMQP.as_task_v2``) and pushed
+straight onto the Redis list kombu's Redis transport consumes, so the workers are plain Celery.
+Pushing to the list directly (rather than through a kombu exchange) also avoids the Redis
+transport's binding lookup, which silently drops messages published before any worker declared
+its queues.
+
+Every Redis call has a bounded timeout and no retries: when Redis is down or hung the caller
+gets :class:`QueueUnavailable` within ``GITOPS_REDIS_TIMEOUT`` and answers 503, so the forge
+marks the delivery failed and it can be redelivered.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final
+
+import redis
+from celery import Celery
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from bot.errors import QueueUnavailable
+from bot.events import Event
+
+TASK_NAMES: Final[dict[str, str]] = {
+    "preview": "gitops.preview",
+    "command": "gitops.command",
+    "deploy": "gitops.deploy",
+}
+"""Celery task name of each job type."""
+
+QUEUE_OF: Final[dict[str, str]] = {"preview": "previews", "command": "previews", "deploy": "deploys"}
+"""Queue of each job type: deploys have their own, so they never wait behind previews."""
+
+QUEUES: Final[tuple[str, ...]] = ("deploys", "previews")
+
+DELIVERY_KEY: Final = "gitops:delivery:{provider}:{delivery_id}"
+JOB_KEY: Final = "gitops:job:{job_id}"
+JOBS_PROCESSED_KEY: Final = "gitops:metrics:jobs_processed"
+"""Hash of "<job type>|<outcome>" → count, written by workers and read by /metrics."""
+
+_ENQUEUE_LUA: Final = """
+local existing = redis.call('GET', KEYS[1])
+if existing then
+  return {0, existing}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+redis.call('HSET', KEYS[3], 'type', ARGV[4], 'delivery', ARGV[5], 'repository', ARGV[6],
+           'state', 'queued', 'queued_at', ARGV[7])
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[2]))
+redis.call('LPUSH', KEYS[2], ARGV[3])
+return {1, ARGV[1]}
+"""
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """What :meth:`JobQueue.enqueue` did: queued a new job, or found the delivery's old one."""
+
+    job_id: str
+    job_type: str
+    duplicate: bool
+
+
+def redis_client(url: str, *, timeout: float) -> redis.Redis:
+    """A Redis client whose every call ends within ``timeout`` seconds (connect + answer) and
+    never retries: the caller decides what an outage means."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        health_check_interval=0,
+    )
+
+
+def kombu_url(redis_url: str) -> str:
+    """The same Redis for kombu/Celery, which spells unix sockets ``redis+socket://``."""
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url[len("unix://") :]
+    return redis_url
+
+
+class JobQueue:
+    """Turns events into queued Celery jobs, once per delivery."""
+
+    def __init__(self, client: redis.Redis, *, delivery_ttl: int) -> None:
+        self._redis = client
+        self._delivery_ttl = delivery_ttl
+        self._script = client.register_script(_ENQUEUE_LUA)
+        # A broker-less Celery app, used only for its message encoder: no connection is made.
+        self._encoder = Celery("gitops-bot-web", set_as_current=False)
+
+    def enqueue(self, event: Event, *, provider: str) -> Enqueued:
+        """Persist the job for ``event`` unless its delivery was seen; raises QueueUnavailable."""
+        job_type = event.job_type
+        job_id = str(uuid.uuid4())
+        queue = QUEUE_OF[job_type]
+        message = self.celery_message(
+            task_name=TASK_NAMES[job_type], task_id=job_id, args=(event.to_task(),), queue=queue
+        )
+        keys = [
+            DELIVERY_KEY.format(provider=provider, delivery_id=event.delivery_id),
+            queue,
+            JOB_KEY.format(job_id=job_id),
+        ]
+        argv = [
+            job_id,
+            self._delivery_ttl,
+            message,
+            job_type,
+            event.delivery_id,
+            event.repository.full_name,
+            f"{time.time():.3f}",
+        ]
+        try:
+            created, found_id = self._script(keys=keys, args=argv)
+        except redis.RedisError as exc:
+            raise QueueUnavailable(f"job queue (Redis) unavailable: {exc}") from exc
+        found = found_id.decode() if isinstance(found_id, bytes) else str(found_id)
+        return Enqueued(job_id=found, job_type=job_type, duplicate=not created)
+
+    def celery_message(
+        self, *, task_name: str, task_id: str, args: tuple[Any, ...], queue: str
+    ) -> str:
+        """The JSON envelope kombu's Redis transport stores in a queue list, for one task."""
+        headers, properties, body, _ = self._encoder.amqp.as_task_v2(
+            task_id, task_name, args=args, kwargs={}, ignore_result=True
+        )
+        body_json = json.dumps(body)
+        properties.update(
+            body_encoding="base64",
+            delivery_mode=2,
+            delivery_tag=str(uuid.uuid4()),
+            priority=0,
+            delivery_info={"exchange": "", "routing_key": queue},
+        )
+        return json.dumps(
+            {
+                "body": base64.b64encode(body_json.encode()).decode(),
+                "content-encoding": "utf-8",
+                "content-type": "application/json",
+                "headers": headers,
+                "properties": properties,
+            }
+        )
+
+    def ping(self) -> None:
+        """Raises QueueUnavailable unless Redis answers within the timeout."""
+        try:
+            self._redis.ping()
+        except redis.RedisError as exc:
+            raise QueueUnavailable(f"job queue (Redis) unavailable: {exc}") from exc
+
+    def depths(self) -> dict[str, int]:
+        """Messages waiting per queue (not counting those a worker holds)."""
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for queue in QUEUES:
+                pipe.llen(queue)
+            return dict(zip(QUEUES, (int(n) for n in pipe.execute()), strict=True))
+        except redis.RedisError as exc:
+            raise QueueUnavailable(str(exc)) from exc
+
+    def jobs_processed(self) -> dict[tuple[str, str], int]:
+        """Counts workers recorded, by (job type, outcome)."""
+        try:
+            raw = self._redis.hgetall(JOBS_PROCESSED_KEY)
+        except redis.RedisError as exc:
+            raise QueueUnavailable(str(exc)) from exc
+        counts: dict[tuple[str, str], int] = {}
+        for key, value in raw.items():
+            job_type, _, outcome = key.decode().partition("|")
+            counts[(job_type, outcome)] = int(value)
+        return counts

@@ -1,0 +1,259 @@
+"""The bot's settings: one typed object, built once at start-up from environment variables.
+
+Every field documents its environment variable; the README's settings table is generated from
+the same list (``python -m bot.settings`` prints it), so the two cannot drift apart. Nothing
+reads the environment at import time: call :meth:`Settings.from_env` where the process starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.errors import SettingsError
+
+MIB = 1024 * 1024
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_positive_int(raw: str) -> int:
+    value = int(raw.strip())
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _parse_positive_float(raw: str) -> float:
+    value = float(raw.strip())
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _parse_logins(raw: str) -> frozenset[str]:
+    return frozenset(login.strip().lower() for login in raw.split(",") if login.strip())
+
+
+def _parse_optional_path(raw: str) -> Path | None:
+    return Path(raw).expanduser() if raw.strip() else None
+
+
+def _parse_redis_url(raw: str) -> str | None:
+    url = raw.strip()
+    if not url:
+        return None
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return url
+
+
+def _parse_log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+def _setting(env: str, parse: Callable[[str], Any], doc: str, **kwargs: Any) -> Any:
+    return field(metadata={"env": env, "parse": parse, "doc": doc}, **kwargs)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the operator configures. Secrets stay in this object and never reach a task
+    argument, a log line or a comment."""
+
+    github_webhook_secret: str | None = _setting(
+        "GITHUB_WEBHOOK_SECRET",
+        str,
+        "Secret of the GitHub webhook; deliveries must carry a matching X-Hub-Signature-256. "
+        "Unset: /webhooks/github answers 404.",
+        default=None,
+        repr=False,
+    )
+    gitlab_webhook_secret: str | None = _setting(
+        "GITLAB_WEBHOOK_SECRET",
+        str,
+        "Secret token of the GitLab webhook, compared with X-Gitlab-Token. "
+        "Unset: /webhooks/gitlab answers 404.",
+        default=None,
+        repr=False,
+    )
+    redis_url: str | None = _setting(
+        "REDIS_URL",
+        _parse_redis_url,
+        "Redis holding the job queue (redis://, rediss:// or unix://). Unset: `gitops-bot serve` "
+        "starts an embedded Redis in GITOPS_DATA_DIR; `web`/`worker` need it set.",
+        default=None,
+        repr=False,  # may embed a password
+    )
+    data_dir: Path = _setting(
+        "GITOPS_DATA_DIR",
+        lambda raw: Path(raw).expanduser(),
+        "Directory for the embedded Redis's append-only file and other local state.",
+        default=Path(".gitops-bot"),
+    )
+    redis_timeout: float = _setting(
+        "GITOPS_REDIS_TIMEOUT",
+        _parse_positive_float,
+        "Seconds any single Redis call may take (connect or answer) before the webhook answers "
+        "503 so the forge can redeliver.",
+        default=2.0,
+    )
+    delivery_ttl: int = _setting(
+        "GITOPS_DELIVERY_TTL",
+        _parse_positive_int,
+        "Seconds a delivery id is remembered, so redeliveries within it queue nothing new.",
+        default=7 * 24 * 3600,
+    )
+    max_body_bytes: int = _setting(
+        "GITOPS_MAX_BODY_BYTES",
+        _parse_positive_int,
+        "Largest webhook body accepted; larger deliveries get 413 without being read.",
+        default=25 * MIB,
+    )
+    preview_drafts: bool = _setting(
+        "GITOPS_PREVIEW_DRAFTS",
+        _parse_bool,
+        "Preview draft pull/merge requests too (default: wait until they are ready for review).",
+        default=False,
+    )
+    bot_logins: frozenset[str] = _setting(
+        "GITOPS_BOT_LOGINS",
+        _parse_logins,
+        "Comma-separated extra logins whose comments are ignored as bots' (accounts of type Bot "
+        "and `[bot]` logins always are).",
+        default=frozenset(),
+    )
+    job_timeout: int = _setting(
+        "GITOPS_JOB_TIMEOUT",
+        _parse_positive_int,
+        "Seconds a job may run before it is killed; the queue's visibility timeout is derived "
+        "from it so a running job is never handed to a second worker.",
+        default=1800,
+    )
+    preview_concurrency: int = _setting(
+        "GITOPS_PREVIEW_CONCURRENCY",
+        _parse_positive_int,
+        "Worker processes for preview and command jobs (queue `previews`).",
+        default=2,
+    )
+    deploy_concurrency: int = _setting(
+        "GITOPS_DEPLOY_CONCURRENCY",
+        _parse_positive_int,
+        "Worker processes for deploy jobs (queue `deploys`, never behind previews).",
+        default=1,
+    )
+    web_workers: int = _setting(
+        "GITOPS_WEB_WORKERS",
+        _parse_positive_int,
+        "gunicorn worker processes of `gitops-bot serve`.",
+        default=2,
+    )
+    clusters_file: Path | None = _setting(
+        "GITOPS_CLUSTERS_FILE",
+        _parse_optional_path,
+        "YAML file mapping target names to clusters (see docs/clusters.md). Unset: one target, "
+        "`default`, from KUBECONFIG's current context or the in-cluster service account.",
+        default=None,
+    )
+    field_manager: str = _setting(
+        "GITOPS_FIELD_MANAGER",
+        str,
+        "Field manager name the bot applies with (server-side apply).",
+        default="gitops-bot",
+    )
+    kube_concurrency: int = _setting(
+        "GITOPS_KUBE_CONCURRENCY",
+        _parse_positive_int,
+        "Parallel API requests per cluster during preview and apply.",
+        default=16,
+    )
+    log_level: str = _setting(
+        "GITOPS_LOG_LEVEL",
+        _parse_log_level,
+        "DEBUG, INFO, WARNING or ERROR.",
+        default="INFO",
+    )
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Seconds before Redis hands an unacknowledged job to another worker: longer than the
+        longest job (plus margin), else a slow deploy would run twice."""
+        return self.job_timeout * 2 + 300
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, require_webhook_secret: bool = False
+    ) -> Settings:
+        """Build settings from ``env`` (default: ``os.environ``).
+
+        Raises :class:`SettingsError` naming the variable when one is malformed, or when
+        ``require_webhook_secret`` and neither webhook secret is set (a web server that would
+        answer every delivery with 404 is a misconfiguration worth stopping for)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for spec in dataclasses.fields(cls):
+            name = spec.metadata["env"]
+            raw = env.get(name)
+            if raw is None:
+                continue
+            try:
+                values[spec.name] = spec.metadata["parse"](raw)
+            except ValueError as exc:
+                raise SettingsError(f"{name} is malformed: {exc} (got {_shown(name, raw)})") from exc
+        settings = cls(**values)
+        if settings.github_webhook_secret == "" or settings.gitlab_webhook_secret == "":
+            raise SettingsError(
+                "GITHUB_WEBHOOK_SECRET / GITLAB_WEBHOOK_SECRET is set but empty; unset it or "
+                "give it the webhook's secret"
+            )
+        if require_webhook_secret and not (
+            settings.github_webhook_secret or settings.gitlab_webhook_secret
+        ):
+            raise SettingsError(
+                "set GITHUB_WEBHOOK_SECRET and/or GITLAB_WEBHOOK_SECRET to the secret of the "
+                "webhook you configured on the forge"
+            )
+        return settings
+
+    def with_redis_url(self, url: str) -> Settings:
+        return dataclasses.replace(self, redis_url=url)
+
+
+def _shown(name: str, raw: str) -> str:
+    """The value for an error message, unless the variable may hold a secret."""
+    if "SECRET" in name or "TOKEN" in name or name == "REDIS_URL":
+        return "a value that is not shown"
+    return repr(raw)
+
+
+def settings_table() -> str:
+    """The README's settings table, in Markdown."""
+    rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for spec in dataclasses.fields(Settings):
+        default = spec.default
+        if isinstance(default, frozenset):
+            shown = "(none)"
+        elif default is None:
+            shown = "(unset)"
+        else:
+            shown = f"`{default}`"
+        rows.append(f"| `{spec.metadata['env']}` | {shown} | {spec.metadata['doc']} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())

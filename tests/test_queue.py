@@ -1,0 +1,134 @@
+"""The durable queue against a real Redis: once per delivery, Celery-compatible, bounded waits."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import time
+
+import pytest
+import redis
+
+from bot.errors import QueueUnavailable
+from bot.events import PullRequestEvent, PushEvent, Repository, from_task
+from bot.queue import JOB_KEY, JobQueue, kombu_url, redis_client
+
+REPO = Repository(
+    provider="github",
+    full_name="acme/deploys",
+    id=42,
+    default_branch="main",
+    clone_url="https://github.example/acme/deploys.git",
+    web_url="https://github.example/acme/deploys",
+    api_url="https://github.example/api/v3",
+)
+
+
+def pr_event(delivery: str = "d-1") -> PullRequestEvent:
+    return PullRequestEvent(
+        delivery_id=delivery,
+        repository=REPO,
+        number=7,
+        head_sha="a" * 40,
+        base_sha="b" * 40,
+        base_ref="main",
+        head_ref="feature",
+        action="synchronize",
+        author="alice",
+    )
+
+
+def make_queue(url: str, timeout: float = 2.0) -> JobQueue:
+    return JobQueue(redis_client(url, timeout=timeout), delivery_ttl=3600)
+
+
+def test_enqueue_persists_a_celery_message(redis_url: str) -> None:
+    queued = make_queue(redis_url).enqueue(pr_event(), provider="github")
+    assert not queued.duplicate and queued.job_type == "preview"
+    client = redis.Redis.from_url(redis_url)
+    raw = client.lrange("previews", 0, -1)
+    assert len(raw) == 1 and client.llen("deploys") == 0
+    envelope = json.loads(raw[0])
+    assert envelope["headers"]["task"] == "gitops.preview"
+    assert envelope["headers"]["id"] == queued.job_id
+    assert envelope["properties"]["delivery_info"]["routing_key"] == "previews"
+    args, kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+    assert from_task(args[0]) == pr_event()
+    record = client.hgetall(JOB_KEY.format(job_id=queued.job_id))
+    assert record[b"state"] == b"queued" and record[b"delivery"] == b"d-1"
+
+
+def test_redelivery_queues_nothing_and_returns_the_original_job(redis_url: str) -> None:
+    queue = make_queue(redis_url)
+    first = queue.enqueue(pr_event("same"), provider="github")
+    again = queue.enqueue(pr_event("same"), provider="github")
+    assert again.duplicate and again.job_id == first.job_id
+    assert redis.Redis.from_url(redis_url).llen("previews") == 1
+    # The same id from the other forge is another delivery.
+    assert not queue.enqueue(pr_event("same"), provider="gitlab").duplicate
+
+
+def test_concurrent_redeliveries_queue_exactly_once(redis_url: str) -> None:
+    queue = make_queue(redis_url)
+    results = []
+
+    def deliver() -> None:
+        results.append(queue.enqueue(pr_event("race"), provider="github"))
+
+    threads = [threading.Thread(target=deliver) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(not r.duplicate for r in results) == 1
+    assert len({r.job_id for r in results}) == 1
+    assert redis.Redis.from_url(redis_url).llen("previews") == 1
+
+
+def test_deploys_have_their_own_queue(redis_url: str) -> None:
+    push = PushEvent(
+        delivery_id="p-1",
+        repository=REPO,
+        ref="refs/heads/main",
+        after_sha="c" * 40,
+        before_sha="d" * 40,
+        pusher="bob",
+    )
+    make_queue(redis_url).enqueue(push, provider="github")
+    client = redis.Redis.from_url(redis_url)
+    assert client.llen("deploys") == 1 and client.llen("previews") == 0
+
+
+def test_unreachable_redis_fails_fast() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    queue = make_queue(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+    with pytest.raises(QueueUnavailable):
+        queue.enqueue(pr_event(), provider="github")
+    with pytest.raises(QueueUnavailable):
+        queue.ping()
+
+
+def test_hung_redis_fails_within_the_timeout() -> None:
+    """A server that accepts connections but never answers (like a stopped Redis)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    try:
+        queue = make_queue(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(QueueUnavailable):
+            queue.enqueue(pr_event(), provider="github")
+        # Generous bound: the point is "bounded", not a benchmark.
+        assert time.monotonic() - started < 5
+    finally:
+        listener.close()
+
+
+def test_kombu_url_spells_unix_sockets_its_way() -> None:
+    assert kombu_url("unix:///tmp/r.sock") == "redis+socket:///tmp/r.sock"
+    assert kombu_url("redis://h:1/0") == "redis://h:1/0"
