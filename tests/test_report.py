@@ -1,0 +1,534 @@
+"""Tests for bot.report: snapshots of each format, the size limit, and escaping.
+
+Rendered Markdown is checked with cmark-gfm (the renderer GitHub uses) when it is installed, so
+the escaping tests look at what a reader would see, not at our own idea of Markdown."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from syrupy.assertion import SnapshotAssertion
+from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
+
+from bot.diff import object_diff, secret_values
+from bot.model import (
+    AppResult,
+    Change,
+    Health,
+    Mode,
+    Obj,
+    ObjectChange,
+    ObjectError,
+    ObjectHealth,
+    ObjectRef,
+    RunResult,
+    Source,
+)
+from bot.report import (
+    GITHUB_COMMENT_LIMIT,
+    escape_md,
+    fence,
+    marker_for,
+    render,
+    render_json,
+    render_markdown,
+    render_text,
+    short_ref,
+)
+
+BASE = "0123456789abcdef0123456789abcdef01234567"
+HEAD = "fedcba9876543210fedcba9876543210fedcba98"
+
+
+class MarkdownSnapshot(SingleFileSnapshotExtension):
+    """Snapshots stored as readable .md files."""
+
+    _write_mode = WriteMode.TEXT
+    file_extension = "md"
+
+
+class TextSnapshot(SingleFileSnapshotExtension):
+    _write_mode = WriteMode.TEXT
+    file_extension = "txt"
+
+
+@pytest.fixture
+def md_snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    return snapshot.use_extension(MarkdownSnapshot)
+
+
+@pytest.fixture
+def text_snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    return snapshot.use_extension(TextSnapshot)
+
+
+def gfm_html(markdown: str) -> str:
+    """The HTML GitHub's renderer makes of ``markdown`` (before GitHub's sanitizer runs)."""
+    cmarkgfm = pytest.importorskip("cmarkgfm")
+    from cmarkgfm.cmark import Options  # type: ignore[import-untyped]
+
+    html: str = cmarkgfm.github_flavored_markdown_to_html(
+        markdown, options=Options.CMARK_OPT_UNSAFE
+    )
+    return html
+
+
+# -- a realistic result -------------------------------------------------------------------------
+
+
+def deployment(name: str, image: str, replicas: int = 2) -> Obj:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "guestbook", "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": image}]},
+            },
+        },
+    }
+
+
+def change(
+    old: Obj | None, new: Obj | None, kind: Change, file: str, line: int | None = 1
+) -> ObjectChange:
+    obj = new if new is not None else old
+    assert obj is not None
+    ref = ObjectRef.of(obj)
+    return ObjectChange(
+        ref=ref,
+        change=kind,
+        diff=object_diff(old, new, ref=ref),
+        source=Source(file=file, line=line),
+    )
+
+
+SECRET_OLD: Obj = {
+    "apiVersion": "v1",
+    "kind": "Secret",
+    "metadata": {"name": "redis-auth", "namespace": "guestbook"},
+    "data": {"password": base64.b64encode(b"correct horse battery").decode()},
+}
+SECRET_NEW: Obj = {
+    "apiVersion": "v1",
+    "kind": "Secret",
+    "metadata": {"name": "redis-auth", "namespace": "guestbook"},
+    "stringData": {"password": "Tr0ub4dor&3", "username": "guestbook-app"},
+}
+
+
+def realistic(mode: Mode = Mode.LIVE) -> RunResult:
+    web_old = deployment("frontend", "gcr.io/google-samples/gb-frontend:v4")
+    web_new = deployment("frontend", "gcr.io/google-samples/gb-frontend:v5", replicas=3)
+    redis = deployment("redis-leader", "docker.io/redis:6.0.5", replicas=1)
+    service: Obj = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "redis-follower", "namespace": "guestbook"},
+        "spec": {"ports": [{"port": 6379}], "selector": {"app": "redis-follower"}},
+    }
+    guestbook = AppResult(
+        name="guestbook",
+        target="production",
+        commit=HEAD,
+        changes=[
+            change(None, redis, Change.CREATE, "apps/guestbook/redis-leader.yaml", 1),
+            change(web_old, web_new, Change.UPDATE, "apps/guestbook/frontend.yaml", 1),
+            change(SECRET_OLD, SECRET_NEW, Change.UPDATE, "apps/guestbook/secret.yaml", 4),
+            change(service, None, Change.DELETE, "apps/guestbook/redis-follower.yaml", 1),
+            ObjectChange(
+                ref=ObjectRef("v1", "ConfigMap", "guestbook", "settings"),
+                change=Change.UNCHANGED,
+                source=Source("apps/guestbook/config.yaml", line=1),
+            ),
+        ],
+        errors=[
+            ObjectError(
+                message=(
+                    'Deployment.apps "redis-leader" is invalid: '
+                    "spec.template.spec.containers[0].image: Required value"
+                ),
+                ref=ObjectRef("apps/v1", "Deployment", "guestbook", "redis-leader"),
+                file="apps/guestbook/redis-leader.yaml",
+                line=1,
+                reason="Invalid",
+            ),
+        ],
+        health=[
+            ObjectHealth(
+                ref=ObjectRef("apps/v1", "Deployment", "guestbook", "frontend"),
+                health=Health.HEALTHY,
+            ),
+            ObjectHealth(
+                ref=ObjectRef("apps/v1", "Deployment", "guestbook", "redis-leader"),
+                health=Health.DEGRADED,
+                reason="ProgressDeadlineExceeded",
+                message='ReplicaSet "redis-leader-5d8f" has timed out progressing.',
+            ),
+        ],
+        notes=["skipped apps/guestbook/values.yaml: not a Kubernetes object"],
+    )
+    monitoring = AppResult(
+        name="monitoring",
+        target="staging",
+        commit=HEAD,
+        changes=[
+            ObjectChange(
+                ref=ObjectRef("v1", "ConfigMap", "monitoring", "prometheus"),
+                change=Change.UNCHANGED,
+                source=Source("apps/monitoring/prometheus.yaml"),
+            )
+        ],
+        errors=[
+            ObjectError(
+                message="connection refused: cluster staging is unreachable",
+                transient=True,
+            )
+        ],
+    )
+    return RunResult(mode=mode, apps=[guestbook, monitoring], base=BASE, head=HEAD)
+
+
+# -- snapshots ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_markdown_snapshot(mode: Mode, md_snapshot: SnapshotAssertion) -> None:
+    assert render_markdown(realistic(mode)) == md_snapshot
+
+
+def test_text_snapshot(text_snapshot: SnapshotAssertion) -> None:
+    assert render_text(realistic()) == text_snapshot
+
+
+def test_text_color_snapshot(text_snapshot: SnapshotAssertion) -> None:
+    assert render_text(realistic(), color=True) == text_snapshot
+
+
+def test_empty_results_snapshot(md_snapshot: SnapshotAssertion) -> None:
+    nothing = RunResult(mode=Mode.OFFLINE, base=BASE, head=HEAD)
+    unchanged = RunResult(
+        mode=Mode.OFFLINE,
+        base=BASE,
+        head=HEAD,
+        apps=[AppResult(name="guestbook", target="default")],
+    )
+    assert render_markdown(nothing) + "\n\n" + render_markdown(unchanged) == md_snapshot
+
+
+# -- structure ----------------------------------------------------------------------------------
+
+
+def test_markdown_layout() -> None:
+    text = render_markdown(realistic())
+    assert text.startswith("<!-- gitops-bot:preview -->\n### GitOps preview")
+    assert "<code>0123456..fedcba9</code>" in text
+    positions = [
+        text.index("| App | Target |"),
+        text.index("#### Errors in guestbook"),
+        text.index("<details>"),
+    ]
+    assert positions == sorted(positions), "summary, then errors, then diffs"
+    row = next(line for line in text.splitlines() if "guestbook | production" in line)
+    assert row.split("|")[3:9] == [
+        " 1 ",
+        " 2 ",
+        " 1 ",
+        " 1 ",
+        " 1 ",
+        " ✅ 1 healthy, ❌ 1 degraded ",
+    ]
+    assert "apps/guestbook/redis-leader.yaml:1" in text
+    assert text.count("<details>") == 4 == text.count("</details>")
+
+
+def test_markdown_renders_as_expected_on_github() -> None:
+    html = gfm_html(render_markdown(realistic()))
+    assert html.count("<table>") == 1
+    assert html.count('<pre lang="diff">') == 4
+    assert html.count("<details>") == 4
+
+
+def test_marker_title_and_command_overrides() -> None:
+    result = realistic(Mode.DEPLOY)
+    assert render_markdown(result).startswith(marker_for(Mode.DEPLOY) + "\n")
+    assert marker_for(Mode.DRIFT) == "<!-- gitops-bot:drift -->"
+    custom = render_markdown(result, marker="<!-- x -->", title="Deploy of <b>main</b>")
+    assert custom.startswith("<!-- x -->\n### Deploy of &lt;b&gt;main&lt;/b&gt;")
+    assert not render_markdown(result, marker="").startswith("<!--")
+
+
+def test_short_ref() -> None:
+    assert short_ref(BASE) == "0123456"
+    assert short_ref("main") == "main"
+    assert short_ref(None) == "?"
+
+
+def test_json_is_the_model_shape() -> None:
+    result = realistic()
+    data = json.loads(render_json(result))
+    assert data == result.to_json()
+    assert json.loads(render(result, fmt="json")) == data
+    app = data["apps"][0]
+    assert {"name", "target", "created", "updated", "deleted", "unchanged", "errors"} <= set(app)
+    assert app["created"][0] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "namespace": "guestbook",
+        "name": "redis-leader",
+        "change": "created",
+        "diff": app["created"][0]["diff"],
+        "source": {"file": "apps/guestbook/redis-leader.yaml", "document": 0, "line": 1},
+    }
+
+
+def test_render_dispatch() -> None:
+    result = realistic()
+    assert render(result, fmt="markdown") == render_markdown(result)
+    assert render(result, fmt="text") == render_text(result)
+    with pytest.raises(ValueError, match="unknown report format"):
+        render(result, fmt="html")  # type: ignore[arg-type]
+
+
+def test_text_without_diffs_is_one_line_per_object() -> None:
+    text = render_text(realistic(), diffs=False)
+    assert "  + Deployment guestbook/redis-leader  (apps/guestbook/redis-leader.yaml:1)" in text
+    assert "  ~ Secret guestbook/redis-auth  (apps/guestbook/secret.yaml:4)" in text
+    assert "  - Service guestbook/redis-follower  (apps/guestbook/redis-follower.yaml:1)" in text
+    assert "settings" not in text  # unchanged objects are only counted
+    assert "@@" not in text
+
+
+# -- size limit -------------------------------------------------------------------------------
+
+
+def big_result(apps: int = 20, per_app: int = 100, lines: int = 120) -> RunResult:
+    result = RunResult(mode=Mode.LIVE, base=BASE, head=HEAD)
+    for a in range(apps):
+        app = AppResult(name=f"app-{a:02d}", target="production")
+        for i in range(per_app):
+            ref = ObjectRef("v1", "ConfigMap", f"ns-{a}", f"config-{i:04d}")
+            # sizes vary so "largest first" is observable
+            body = "".join(f"+  key{j}: value-{j}-{'x' * (i % 7)}\n" for j in range(lines + i % 50))
+            diff = f"--- live/{ref}\n+++ desired/{ref}\n@@ -1,0 +1,{lines} @@\n{body}"
+            app.changes.append(
+                ObjectChange(
+                    ref=ref, change=Change.UPDATE, diff=diff, source=Source(f"a{a}/c{i}.yaml")
+                )
+            )
+        app.changes.append(
+            ObjectChange(
+                ref=ObjectRef("v1", "ConfigMap", f"ns-{a}", "same"), change=Change.UNCHANGED
+            )
+        )
+        result.apps.append(app)
+    return result
+
+
+def test_two_thousand_large_diffs_fit_with_a_complete_summary() -> None:
+    result = big_result()
+    assert sum(len(c.diff) for a in result.apps for c in a.changes) > 10 * GITHUB_COMMENT_LIMIT
+    text = render_markdown(result)
+    assert len(text) <= 65_000 < GITHUB_COMMENT_LIMIT
+    for app in result.apps:
+        assert f"| 📝 {app.name} | production | 0 | 100 | 0 | 1 | 0 | — |" in text
+    assert "**20 apps:** 0 to create, 2000 to update, 0 to delete, 0 errors." in text
+    shown = text.count("<details>")
+    assert 0 < shown < 2000
+    match = re.search(r"\*\*(\d+) diffs omitted\*\*", text)
+    assert match is not None and int(match.group(1)) == 2000 - shown
+    assert "gitops-bot preview --repo . --base 0123456789abcdef" in text
+    assert text.count("</details>") == shown
+
+
+def test_largest_diffs_are_dropped_first() -> None:
+    result = big_result(apps=1, per_app=60, lines=40)
+    text = render_markdown(result, max_chars=30_000)
+    assert len(text) <= 30_000
+    sizes = {c.ref.name: len(c.diff) for c in result.apps[0].changes}
+    shown = set(re.findall(r"<summary>~ ConfigMap ns-0/(config-\d+)", text))
+    omitted = set(sizes) - shown - {"same"}
+    assert shown and omitted
+    assert max(sizes[n] for n in shown) <= min(sizes[n] for n in omitted)
+
+
+def test_a_single_diff_larger_than_the_limit_is_omitted_not_cut() -> None:
+    result = big_result(apps=1, per_app=1, lines=5_000)
+    text = render_markdown(result, max_chars=10_000)
+    assert len(text) <= 10_000
+    assert "<details>" not in text
+    assert "**1 diff omitted**" in text
+    assert "ConfigMap ns-0/config-0000" in text
+
+
+@pytest.mark.parametrize("limit", [2_000, 5_000, 20_000, 65_000])
+def test_never_exceeds_max_chars(limit: int) -> None:
+    result = big_result(apps=50, per_app=40, lines=10)
+    for app in result.apps:
+        app.errors = [ObjectError(message="x" * 300, file=f"f{i}.yaml", line=i) for i in range(20)]
+    text = render_markdown(result, max_chars=limit)
+    assert len(text) <= limit
+
+
+def test_many_errors_are_counted_when_they_do_not_fit() -> None:
+    result = big_result(apps=1, per_app=1, lines=1)
+    result.apps[0].errors = [
+        ObjectError(message=f"error number {i} " + "y" * 200) for i in range(1_000)
+    ]
+    text = render_markdown(result, max_chars=20_000)
+    assert len(text) <= 20_000
+    shown = text.count("- error number")
+    match = re.search(r"…and (\d+) more errors not listed here", text)
+    assert match is not None and shown + int(match.group(1)) == 1_000
+    assert (
+        "| 📝 app-00 |" not in text and "| ❌ app-00 | production | 0 | 1 | 0 | 1 | 1000 |" in text
+    )
+
+
+# -- escaping -----------------------------------------------------------------------------------
+
+
+def test_a_diff_cannot_break_out_of_its_fence() -> None:
+    nasty = "--- a\n+++ b\n@@ -1 +1 @@\n-```\n+````\n+</details>\n+# heading\n+<script>alert(1)</script>\n"
+    ref = ObjectRef("v1", "ConfigMap", "ns", "nasty")
+    result = RunResult(
+        mode=Mode.OFFLINE,
+        apps=[AppResult(name="a", target="t", changes=[ObjectChange(ref, Change.UPDATE, nasty)])],
+    )
+    text = render_markdown(result)
+    assert "`````diff\n" + nasty + "`````\n" in text
+    html = gfm_html(text)
+    assert "<script>" not in html and "<h1>" not in html
+    assert "&lt;/details&gt;" in html and html.count("</details>") == 1
+
+
+def test_fence_is_longer_than_any_backtick_run() -> None:
+    assert fence("a\n").startswith("```diff\n")
+    assert fence("``````x").startswith("```````diff\n")
+    assert fence("x").endswith("x\n```\n")
+
+
+def test_error_messages_and_paths_are_escaped() -> None:
+    evil = "<script>alert('x')</script> | col | `code` **bold** [link](javascript:x) @admins $x$"
+    result = RunResult(
+        mode=Mode.LIVE,
+        apps=[
+            AppResult(
+                name="app|x",
+                target="t<b>",
+                errors=[
+                    ObjectError(
+                        message=evil + "\n# not a heading\n- not a list",
+                        file="dir/<img src=x>|`.yaml",
+                        line=3,
+                        ref=ObjectRef("v1", "ConfigMap", "n", "c"),
+                    )
+                ],
+            )
+        ],
+        errors=[ObjectError(message="- leading dash <b>")],
+    )
+    text = render_markdown(result)
+    for raw in ("<script>", "<img", "<b>", "`code`", "**bold**", "[link]", "@admins", "$x$"):
+        assert raw not in text
+    html = gfm_html(text)
+    assert "<script>" not in html and "<img" not in html and "<strong>bold" not in html
+    assert "<a " not in html and "<h1>" not in html
+    assert "&lt;script&gt;alert" in html
+    row = next(line for line in text.splitlines() if line.startswith("| ❌ app"))
+    assert row.count("|") == 9, "a | in a name must not add a table column"
+    assert html.count("<td") == 8
+    # the message keeps its words, on one line
+    assert "not a heading - not a list" in html
+
+
+@pytest.mark.parametrize("text", ["-x", "+x", "=x", "1. x", "#x", ">x"])
+def test_escape_md_neutralizes_line_start_markup(text: str) -> None:
+    html = gfm_html("- " + escape_md(text) + "\n")
+    assert html.count("<li>") == 1 and "<ol>" not in html and "<h1>" not in html
+    assert "<blockquote>" not in html
+
+
+def test_text_format_neutralizes_terminal_escapes() -> None:
+    result = RunResult(
+        mode=Mode.OFFLINE,
+        apps=[
+            AppResult(
+                name="a", target="t", errors=[ObjectError(message="bad \x1b[2J\x1b]0;pwned\x07")]
+            )
+        ],
+    )
+    text = render_text(result, color=True)
+    assert "\x1b[2J" not in text and "\x07" not in text and "\\x1b[2J" in text
+
+
+# -- no Secret value in any format --------------------------------------------------------------
+
+
+def test_realistic_report_shows_no_secret_value() -> None:
+    values = secret_values(SECRET_OLD) + secret_values(SECRET_NEW)
+    assert "correct horse battery" in values and "Tr0ub4dor&3" in values
+    result = realistic()
+    for output in (
+        render_markdown(result),
+        render_text(result),
+        render_text(result, color=True),
+        render_json(result),
+    ):
+        for value in values:
+            assert value not in output
+            assert escape_md(value) not in output
+
+
+_value = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), min_size=8, max_size=30
+).filter(lambda v: v.strip() == v and len(set(v)) > 4)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    old=st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), _value, max_size=4),
+    new=st.dictionaries(st.sampled_from(["a", "b", "c", "e"]), _value, max_size=4),
+    use_string_data=st.booleans(),
+)
+def test_no_secret_value_in_any_report_format(
+    old: dict[str, str], new: dict[str, str], use_string_data: bool
+) -> None:
+    def secret(values: dict[str, str], plain: bool) -> Obj:
+        obj: Obj = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "s", "namespace": "n"},
+        }
+        if plain:
+            obj["stringData"] = dict(values)
+        else:
+            obj["data"] = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
+        return obj
+
+    old_obj, new_obj = secret(old, False), secret(new, use_string_data)
+    ref = ObjectRef.of(new_obj)
+    result = RunResult(
+        mode=Mode.LIVE,
+        apps=[
+            AppResult(
+                name="a",
+                target="t",
+                changes=[ObjectChange(ref, Change.UPDATE, object_diff(old_obj, new_obj, ref=ref))],
+            )
+        ],
+    )
+    outputs = [render_markdown(result), render_text(result), render_json(result)]
+    for value in secret_values(old_obj) + secret_values(new_obj):
+        for output in outputs:
+            assert value not in output
+            assert escape_md(value) not in output
+            assert json.dumps(value)[1:-1] not in output
