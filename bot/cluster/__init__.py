@@ -1,0 +1,61 @@
+"""The cluster engine: the only part of the bot that talks to Kubernetes.
+
+Public API (keyword-only where it matters)::
+
+    Targets.from_settings(clusters_file: Path | None) -> Targets        # GITOPS_CLUSTERS_FILE
+    Targets.single(name, *, kubeconfig: Path | None, context: str | None) -> Targets
+    targets[name] -> Target                                            # TargetError if unknown
+    Cluster(target, *, concurrency=16) / Cluster.connect(target)      # one per target and job
+        .close() / context manager
+    preview_app(cluster, spec, manifests, *, field_manager="gitops-bot", commit=None,
+                tooling=DEFAULT_TOOLING, force=None) -> AppResult           # Mode.LIVE
+    apply_app(cluster, spec, manifests, *, commit, field_manager="gitops-bot", dry_run=False,
+              progress=None, is_ancestor=None, tooling=DEFAULT_TOOLING, wait=True) -> AppResult
+    drift_app(cluster, spec, manifests, *, commit, field_manager="gitops-bot") -> AppResult
+    deployed_commit(cluster, app, *, namespace) -> DeployedCommit | None
+    live_preview(...) / run_apply(...) in bot.cluster.runner: whole runs -> RunResult
+
+``spec`` is the manifest engine's AppSpec (name, target, namespace, prune, force_conflicts,
+health_timeout); ``manifests`` its rendered :class:`bot.model.Manifest` list. Every error is
+collected per object into the AppResult (``ObjectError.reason`` is the API Status reason,
+``transient`` says whether a retry may help); nothing here raises for one bad object.
+"""
+
+from __future__ import annotations
+
+from bot.cluster.apply import DeployedCommit, apply_app, deployed_commit, wait_healthy
+from bot.cluster.applyset import DEFAULT_TOOLING, ApplySet, applyset_id
+from bot.cluster.client import Cluster, Resource
+from bot.cluster.drift import drift_app
+from bot.cluster.errors import (
+    ApiError,
+    ApplySetError,
+    NotAllowedError,
+    OlderCommitError,
+    TargetError,
+)
+from bot.cluster.preview import DEFAULT_FIELD_MANAGER, preview_app
+from bot.cluster.targets import DEFAULT_TARGET, Target, Targets
+
+__all__ = [
+    "DEFAULT_FIELD_MANAGER",
+    "DEFAULT_TARGET",
+    "DEFAULT_TOOLING",
+    "ApiError",
+    "ApplySet",
+    "ApplySetError",
+    "Cluster",
+    "DeployedCommit",
+    "NotAllowedError",
+    "OlderCommitError",
+    "Resource",
+    "Target",
+    "TargetError",
+    "Targets",
+    "apply_app",
+    "applyset_id",
+    "deployed_commit",
+    "drift_app",
+    "preview_app",
+    "wait_healthy",
+]

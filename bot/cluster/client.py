@@ -1,0 +1,411 @@
+"""One cluster connection: an ApiClient, a discovery cache and a bounded worker pool.
+
+A :class:`Cluster` is built once per job and target. It reads the kubeconfig (or the in-cluster
+service account) with the official ``kubernetes`` client, discovers the served resources once
+(the aggregated discovery endpoint when the server offers it, the per-group endpoints otherwise)
+and answers "which URL serves this apiVersion/kind, and is it namespaced" from that cache,
+re-discovering at most once after a CustomResourceDefinition applied in this job introduces a
+new kind.
+
+Requests go through ``ApiClient.call_api`` with raw JSON bodies and raw JSON answers: no model
+classes, no per-call discovery, one keep-alive connection pool sized to the concurrency.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from bot.cluster.errors import (
+    UNKNOWN_KIND,
+    ApiError,
+    NotFoundError,
+    TargetError,
+    TransientApiError,
+    UnknownKindError,
+    connection_error,
+    from_status,
+)
+from bot.cluster.targets import Target
+from bot.model import Obj, ObjectRef
+
+T = TypeVar("T")
+
+DEFAULT_CONCURRENCY = 16
+JSON = "application/json"
+APPLY_PATCH = "application/apply-patch+yaml"
+# Aggregated discovery (GA in 1.30): one answer for every group, with scope and kind.
+AGGREGATED_ACCEPT = (
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """How one kind is served: ``/apis/<group>/<version>/[namespaces/<ns>/]<plural>``."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def collection(self, namespace: str | None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            return f"{base}/namespaces/{quote(namespace, safe='')}/{self.plural}"
+        return f"{base}/{self.plural}"
+
+    def path(self, namespace: str | None, name: str) -> str:
+        return f"{self.collection(namespace)}/{quote(name, safe='')}"
+
+
+class RestMapper:
+    """apiVersion/kind -> :class:`Resource`, from one discovery pass."""
+
+    def __init__(self, resources: Iterable[Resource], preferred: dict[str, str]) -> None:
+        self._by_gvk: dict[tuple[str, str, str], Resource] = {}
+        self._by_gk: dict[tuple[str, str], list[Resource]] = {}
+        self._preferred = preferred
+        for res in resources:
+            self._by_gvk.setdefault((res.group, res.version, res.kind), res)
+            self._by_gk.setdefault((res.group, res.kind), []).append(res)
+
+    def lookup(self, api_version: str, kind: str) -> Resource | None:
+        group, _, version = api_version.rpartition("/")
+        return self._by_gvk.get((group, version, kind))
+
+    def for_group_kind(self, group: str, kind: str) -> Resource | None:
+        """The preferred version's resource for a group/kind (for listing ApplySet members)."""
+        candidates = self._by_gk.get((group, kind)) or []
+        preferred = self._preferred.get(group)
+        for res in candidates:
+            if res.version == preferred:
+                return res
+        return candidates[0] if candidates else None
+
+    def __len__(self) -> int:
+        return len(self._by_gvk)
+
+
+def _build_api_client(target: Target, concurrency: int) -> k8s_client.ApiClient:
+    configuration = k8s_client.Configuration()
+    try:
+        if target.in_cluster:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            kubeconfig = target.kubeconfig
+            if kubeconfig is None and not _default_kubeconfig_exists():
+                # no kubeconfig anywhere: the documented fallback is the pod's service account
+                k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            else:
+                k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=str(kubeconfig) if kubeconfig else None,
+                    context=target.context,
+                    client_configuration=configuration,
+                    persist_config=False,
+                )
+    except (ConfigException, OSError, TypeError, ValueError) as exc:
+        raise TargetError(
+            f"target {target.name!r}: cannot load cluster credentials: {exc}"
+        ) from exc
+    # one keep-alive connection per worker thread, so parallel requests never wait for a socket
+    configuration.connection_pool_maxsize = max(concurrency, 4)
+    configuration.retries = urllib3.Retry(total=3, connect=3, read=0, status=0, backoff_factor=0.2)
+    return k8s_client.ApiClient(configuration)
+
+
+def _default_kubeconfig_exists() -> bool:
+    paths = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    return any(Path(p).exists() for p in paths.split(os.pathsep) if p)
+
+
+class Cluster:
+    """A connection to one target, shared by every app of a job on that target.
+
+    Thread-safe: :meth:`map` runs functions on the bounded pool; every request method may be
+    called from any thread. Use as a context manager (or call :meth:`close`)."""
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        api_client: k8s_client.ApiClient | None = None,
+    ) -> None:
+        self.target = target
+        self.concurrency = max(1, concurrency)
+        self.api_client = api_client or _build_api_client(target, self.concurrency)
+        self.server = str(self.api_client.configuration.host)
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"kube-{target.name}")
+        self._mapper: RestMapper | None = None
+        self._mapper_lock = threading.Lock()
+        self._stale = False
+        self.requests = 0  # counted for benchmarks and tests of "discovery once per job"
+
+    @classmethod
+    def connect(
+        cls,
+        target: Target,
+        *,
+        concurrency: int | None = None,
+    ) -> Cluster:
+        if concurrency is None:
+            concurrency = int(os.environ.get("GITOPS_KUBE_CONCURRENCY") or DEFAULT_CONCURRENCY)
+        return cls(target, concurrency=concurrency)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.api_client.close()  # type: ignore[no-untyped-call]
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- parallelism -------------------------------------------------------------------------
+
+    def map(self, fn: Callable[..., T], items: Iterable[Any]) -> Iterator[T]:
+        """``fn(item)`` for every item on the bounded pool, results in input order."""
+        futures: list[Future[T]] = [self._pool.submit(fn, item) for item in items]
+        for future in futures:
+            yield future.result()
+
+    # -- raw requests ------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = JSON,
+        accept: str = JSON,
+        timeout: float | None = 60,
+    ) -> Any:
+        """One API request; returns the decoded JSON answer or raises :class:`ApiError`.
+
+        ``body`` is a dict: the REST layer encodes it as JSON (valid YAML for apply patches)."""
+        headers = {"Accept": accept, "Content-Type": content_type}
+        _method, url, headers, _body, _post = self.api_client.param_serialize(
+            method,
+            path,
+            query_params=query or None,
+            header_params=headers,
+            auth_settings=["BearerToken"],
+        )
+        self.requests += 1
+        try:
+            response = self.api_client.call_api(
+                method, url, header_params=headers, body=body, _request_timeout=timeout
+            )
+            data = response.read()  # type: ignore[no-untyped-call]
+        except ApiException as exc:  # the REST layer's wrapping of TLS errors
+            raise TransientApiError(str(exc.reason), status=0, reason="ConnectionError") from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise connection_error(exc, server=self.server) from exc
+        if not 200 <= response.status <= 299:
+            raise from_status(response.status, data, http_reason=str(response.reason or ""))
+        if not data:
+            return None
+        return json.loads(data)
+
+    # -- discovery ---------------------------------------------------------------------------
+
+    @property
+    def mapper(self) -> RestMapper:
+        with self._mapper_lock:
+            if self._mapper is None:
+                self._mapper = self._discover()
+            return self._mapper
+
+    def invalidate_discovery(self) -> None:
+        """Mark the cache stale: a CRD was applied, the next unknown kind re-discovers once."""
+        self._stale = True
+
+    def resource(self, api_version: str, kind: str) -> Resource:
+        """How ``kind`` is served; raises :class:`UnknownKindError` when it is not."""
+        found = self.mapper.lookup(api_version, kind)
+        if found is None and self._stale:
+            with self._mapper_lock:
+                self._stale = False
+                self._mapper = self._discover()
+            found = self._mapper.lookup(api_version, kind)
+        if found is None:
+            raise UnknownKindError(
+                UNKNOWN_KIND.format(kind=kind, api_version=api_version),
+                status=404,
+                reason="NotFound",
+            )
+        return found
+
+    def _discover(self) -> RestMapper:
+        try:
+            aggregated = self.request("GET", "/apis", accept=AGGREGATED_ACCEPT)
+        except NotFoundError:
+            aggregated = None
+        core = None
+        if isinstance(aggregated, dict) and aggregated.get("kind") == "APIGroupDiscoveryList":
+            try:
+                core = self.request("GET", "/api", accept=AGGREGATED_ACCEPT)
+            except NotFoundError:
+                core = None
+            if isinstance(core, dict) and core.get("kind") == "APIGroupDiscoveryList":
+                return self._from_aggregated([*core.get("items", []), *aggregated.get("items", [])])
+        return self._from_legacy(aggregated)
+
+    @staticmethod
+    def _from_aggregated(groups: list[dict[str, Any]]) -> RestMapper:
+        resources: list[Resource] = []
+        preferred: dict[str, str] = {}
+        for group in groups:
+            name = (group.get("metadata") or {}).get("name") or ""
+            versions = group.get("versions") or []
+            if versions:
+                preferred[name] = versions[0].get("version", "")
+            for version in versions:
+                for res in version.get("resources") or []:
+                    kind = (res.get("responseKind") or {}).get("kind")
+                    if not kind or "/" in res.get("resource", ""):
+                        continue
+                    resources.append(
+                        Resource(
+                            group=name,
+                            version=version.get("version", ""),
+                            kind=kind,
+                            plural=res["resource"],
+                            namespaced=res.get("scope") == "Namespaced",
+                        )
+                    )
+        return RestMapper(resources, preferred)
+
+    def _from_legacy(self, groups_doc: Any) -> RestMapper:
+        if not (isinstance(groups_doc, dict) and groups_doc.get("kind") == "APIGroupList"):
+            groups_doc = self.request("GET", "/apis")
+        core = self.request("GET", "/api")
+        preferred: dict[str, str] = {"": (core.get("versions") or ["v1"])[0]}
+        paths: list[tuple[str, str, str]] = [
+            ("", v, f"/api/{v}") for v in core.get("versions") or ["v1"]
+        ]
+        for group in groups_doc.get("groups") or []:
+            name = group.get("name", "")
+            preferred[name] = (group.get("preferredVersion") or {}).get("version", "")
+            for version in group.get("versions") or []:
+                paths.append((name, version["version"], f"/apis/{version['groupVersion']}"))
+
+        def fetch(item: tuple[str, str, str]) -> list[Resource]:
+            group, version, path = item
+            try:
+                doc = self.request("GET", path)
+            except ApiError:
+                # one broken aggregated API (metrics-server down) must not hide the others
+                return []
+            return [
+                Resource(
+                    group=group,
+                    version=version,
+                    kind=res["kind"],
+                    plural=res["name"],
+                    namespaced=bool(res.get("namespaced")),
+                )
+                for res in doc.get("resources") or []
+                if "/" not in res.get("name", "")
+            ]
+
+        resources = [res for batch in self.map(fetch, paths) for res in batch]
+        return RestMapper(resources, preferred)
+
+    # -- object operations -------------------------------------------------------------------
+
+    def get(self, res: Resource, namespace: str | None, name: str) -> Obj | None:
+        """The live object, or None when it does not exist."""
+        try:
+            found: Obj = self.request("GET", res.path(namespace, name))
+        except NotFoundError:
+            return None
+        return found
+
+    def list(
+        self,
+        res: Resource,
+        namespace: str | None,
+        *,
+        selector: str | None = None,
+    ) -> list[Obj]:
+        """Every object of a resource (in a namespace, or everywhere), paging through."""
+        items: list[Obj] = []
+        query: list[tuple[str, str]] = [("limit", "500")]
+        if selector:
+            query.append(("labelSelector", selector))
+        cont = ""
+        while True:
+            page_query = [*query, ("continue", cont)] if cont else query
+            page = self.request("GET", res.collection(namespace), query=page_query)
+            for item in page.get("items") or []:
+                # list items carry no apiVersion/kind; restore them for the diff and the report
+                item.setdefault("apiVersion", res.api_version)
+                item.setdefault("kind", res.kind)
+                items.append(item)
+            cont = (page.get("metadata") or {}).get("continue") or ""
+            if not cont:
+                return items
+
+    def apply(
+        self,
+        res: Resource,
+        obj: Obj,
+        *,
+        field_manager: str,
+        force: bool = False,
+        dry_run: bool = False,
+    ) -> Obj:
+        """Server-side apply of ``obj`` (``dryRun=All`` when ``dry_run``)."""
+        meta = obj.get("metadata") or {}
+        query = [("fieldManager", field_manager)]
+        if force:
+            query.append(("force", "true"))
+        if dry_run:
+            query.append(("dryRun", "All"))
+        result: Obj = self.request(
+            "PATCH",
+            res.path(meta.get("namespace") if res.namespaced else None, str(meta.get("name"))),
+            query=query,
+            body=obj,
+            content_type=APPLY_PATCH,
+        )
+        return result
+
+    def delete(
+        self, res: Resource, namespace: str | None, name: str, *, dry_run: bool = False
+    ) -> None:
+        """Delete with background propagation; a missing object counts as deleted."""
+        query = [("propagationPolicy", "Background")]
+        if dry_run:
+            query.append(("dryRun", "All"))
+        with contextlib.suppress(NotFoundError):
+            self.request("DELETE", res.path(namespace, name), query=query)
+
+    def ref_of(self, obj: Obj) -> ObjectRef:
+        return ObjectRef.of(obj)

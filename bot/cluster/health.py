@@ -1,0 +1,180 @@
+"""Health of applied workloads: the judgement of ``kubectl rollout status``, plus Jobs.
+
+:func:`judge` is pure: one live object in, a verdict out. Deployments, StatefulSets and
+DaemonSets are judged by ``observedGeneration`` against ``generation`` first (a status written
+before the controller saw the new spec says nothing about it), then as kubectl's rollout status
+viewers judge them; a Deployment whose Progressing condition has reason
+``ProgressDeadlineExceeded`` is degraded. Jobs are healthy when Complete, degraded when Failed.
+Other kinds are not judged (UNKNOWN: counted as fine).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bot.model import Health, Obj
+
+WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job"})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``health`` PROGRESSING means "not done yet" while waiting, "timed out" at the end."""
+
+    health: Health
+    reason: str = ""
+    message: str = ""
+
+    @property
+    def final(self) -> bool:
+        return self.health is not Health.PROGRESSING
+
+
+def needs_wait(kind: str, api_version: str) -> bool:
+    """Whether the health wait looks at this kind."""
+    group = api_version.rpartition("/")[0]
+    return kind in WORKLOAD_KINDS and group in ("apps", "batch")
+
+
+def _int(value: Any, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for cond in status.get("conditions") or []:
+        if isinstance(cond, dict) and cond.get("type") == kind:
+            return cond
+    return None
+
+
+def _observed(obj: Obj, status: dict[str, Any]) -> bool:
+    generation = _int((obj.get("metadata") or {}).get("generation"))
+    return generation <= _int(status.get("observedGeneration"), -1)
+
+
+WAITING_SPEC = Verdict(Health.PROGRESSING, "Waiting", "waiting for the spec update to be observed")
+
+
+def _deployment(obj: Obj, spec: dict[str, Any], status: dict[str, Any]) -> Verdict:
+    if not _observed(obj, status):
+        return WAITING_SPEC
+    progressing = _condition(status, "Progressing")
+    if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
+        return Verdict(
+            Health.DEGRADED,
+            "ProgressDeadlineExceeded",
+            str(progressing.get("message") or "the rollout exceeded its progress deadline"),
+        )
+    want = _int(spec.get("replicas"), 1)
+    updated = _int(status.get("updatedReplicas"))
+    replicas = _int(status.get("replicas"))
+    available = _int(status.get("availableReplicas"))
+    if updated < want:
+        return Verdict(
+            Health.PROGRESSING,
+            "RollingOut",
+            f"{updated} out of {want} new replicas have been updated",
+        )
+    if replicas > updated:
+        return Verdict(
+            Health.PROGRESSING,
+            "RollingOut",
+            f"{replicas - updated} old replicas are pending termination",
+        )
+    if available < updated:
+        return Verdict(
+            Health.PROGRESSING,
+            "RollingOut",
+            f"{available} of {updated} updated replicas are available",
+        )
+    return Verdict(Health.HEALTHY, "RolledOut", f"{available} of {want} replicas available")
+
+
+def _statefulset(obj: Obj, spec: dict[str, Any], status: dict[str, Any]) -> Verdict:
+    strategy = spec.get("updateStrategy") or {}
+    if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        return Verdict(
+            Health.UNKNOWN, "OnDelete", "rollout status needs the RollingUpdate strategy"
+        )
+    if _int(status.get("observedGeneration")) == 0 or not _observed(obj, status):
+        return WAITING_SPEC
+    want = _int(spec.get("replicas"), 1)
+    ready = _int(status.get("readyReplicas"))
+    if ready < want:
+        return Verdict(Health.PROGRESSING, "RollingOut", f"{ready} of {want} pods are ready")
+    partition = _int((strategy.get("rollingUpdate") or {}).get("partition"))
+    if partition:
+        updated = _int(status.get("updatedReplicas"))
+        if updated < want - partition:
+            return Verdict(
+                Health.PROGRESSING,
+                "RollingOut",
+                f"{updated} of {want - partition} updated pods are ready",
+            )
+        return Verdict(Health.HEALTHY, "RolledOut", "partitioned roll out complete")
+    if status.get("updateRevision") != status.get("currentRevision"):
+        updated = _int(status.get("updatedReplicas"))
+        return Verdict(
+            Health.PROGRESSING,
+            "RollingOut",
+            f"{updated} pods at revision {status.get('updateRevision')}",
+        )
+    return Verdict(Health.HEALTHY, "RolledOut", f"{ready} of {want} pods ready")
+
+
+def _daemonset(obj: Obj, spec: dict[str, Any], status: dict[str, Any]) -> Verdict:
+    strategy = spec.get("updateStrategy") or {}
+    if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        return Verdict(
+            Health.UNKNOWN, "OnDelete", "rollout status needs the RollingUpdate strategy"
+        )
+    if not _observed(obj, status):
+        return WAITING_SPEC
+    desired = _int(status.get("desiredNumberScheduled"))
+    updated = _int(status.get("updatedNumberScheduled"))
+    available = _int(status.get("numberAvailable"))
+    if updated < desired:
+        return Verdict(
+            Health.PROGRESSING,
+            "RollingOut",
+            f"{updated} out of {desired} new pods have been updated",
+        )
+    if available < desired:
+        return Verdict(
+            Health.PROGRESSING, "RollingOut", f"{available} of {desired} updated pods are available"
+        )
+    return Verdict(Health.HEALTHY, "RolledOut", f"{available} of {desired} pods available")
+
+
+def _job(obj: Obj, spec: dict[str, Any], status: dict[str, Any]) -> Verdict:
+    for kind, health in (("Failed", Health.DEGRADED), ("Complete", Health.HEALTHY)):
+        cond = _condition(status, kind)
+        if cond and cond.get("status") == "True":
+            return Verdict(health, str(cond.get("reason") or kind), str(cond.get("message") or ""))
+    succeeded = _int(status.get("succeeded"))
+    return Verdict(Health.PROGRESSING, "Running", f"{succeeded} pods succeeded")
+
+
+_JUDGES = {
+    "Deployment": _deployment,
+    "StatefulSet": _statefulset,
+    "DaemonSet": _daemonset,
+    "Job": _job,
+}
+
+
+def judge(obj: Obj) -> Verdict:
+    """The health of one live object right now."""
+    judge_kind = _JUDGES.get(str(obj.get("kind")))
+    if judge_kind is None:
+        return Verdict(Health.UNKNOWN)
+    spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    status = obj.get("status") if isinstance(obj.get("status"), dict) else {}
+    return judge_kind(obj, spec or {}, status or {})
+
+
+def timed_out(last: Verdict, timeout: float) -> Verdict:
+    """The verdict for an object still progressing when the wait ended."""
+    detail = f": {last.message}" if last.message else ""
+    return Verdict(Health.PROGRESSING, "Timeout", f"still rolling out after {timeout:g}s{detail}")

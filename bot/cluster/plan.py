@@ -1,0 +1,357 @@
+"""What the engines share before touching anything: one prepared item per rendered object.
+
+:func:`prepare` resolves each manifest against the cluster's discovery cache (URL, scope),
+fills in the namespace of namespaced objects that declare none, labels every object as a member
+of the app's ApplySet, checks the target's allowlist, and notices the two things a server cannot
+dry-run yet: instances of a CustomResourceDefinition created by the same change, and objects in
+a namespace created by the same change. It also holds the pure ordering rules of apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bot.cluster.applyset import ApplySet, group_kind
+from bot.cluster.client import Cluster, Resource
+from bot.cluster.errors import ApiError, UnknownKindError
+from bot.errors import ClusterError
+from bot.model import Manifest, Obj, ObjectError, ObjectRef
+
+CRD_KIND = "CustomResourceDefinition"
+CRD_GROUP = "apiextensions.k8s.io"
+DEFAULT_NAMESPACE = "default"
+
+PENDING_KIND_NOTE = (
+    "{ref}: its CustomResourceDefinition is created by this change; the server cannot dry-run "
+    "it yet"
+)
+PENDING_NAMESPACE_NOTE = (
+    "{ref}: its namespace {namespace!r} is created by this change; the server cannot dry-run it yet"
+)
+
+# Apply phases: what later objects depend on goes first.
+PHASE_FOUNDATION = 0  # Namespaces and CRDs (wait until Established)
+PHASE_CLUSTER = 1  # other cluster-scoped objects (ClusterRoles, StorageClasses, ...)
+PHASE_NAMESPACED = 2  # everything else
+PHASE_NAMES = {
+    PHASE_FOUNDATION: "namespaces and CRDs",
+    PHASE_CLUSTER: "cluster-scoped objects",
+    PHASE_NAMESPACED: "namespaced objects",
+}
+
+
+class AppSpecLike(Protocol):
+    """The parts of the manifest engine's ``AppSpec`` the cluster engine reads."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def namespace(self) -> str | None: ...
+    @property
+    def prune(self) -> bool: ...
+    @property
+    def force_conflicts(self) -> bool: ...
+    @property
+    def health_timeout(self) -> float: ...
+
+
+def app_namespace(spec: AppSpecLike) -> str:
+    """Where the app's ApplySet parent lives and namespaced objects without one go."""
+    return spec.namespace or DEFAULT_NAMESPACE
+
+
+def is_foundation(api_version: str, kind: str) -> bool:
+    group = api_version.rpartition("/")[0]
+    return (kind == "Namespace" and group == "") or (kind == CRD_KIND and group == CRD_GROUP)
+
+
+def phase_of(api_version: str, kind: str, *, namespaced: bool) -> int:
+    """The apply phase of an object (pure; deletion runs the phases in reverse)."""
+    if is_foundation(api_version, kind):
+        return PHASE_FOUNDATION
+    return PHASE_NAMESPACED if namespaced else PHASE_CLUSTER
+
+
+@dataclass
+class Item:
+    """One rendered object, ready to send."""
+
+    manifest: Manifest
+    obj: Obj  # namespace filled in, ApplySet label added
+    ref: ObjectRef
+    resource: Resource | None = None  # None while its CRD is pending
+    namespaced: bool = True
+    pending_kind: bool = False  # kind served only once a CRD of this change is applied
+    pending_namespace: bool = False  # namespace created by this change, missing now
+
+    @property
+    def phase(self) -> int:
+        return phase_of(self.ref.api_version, self.ref.kind, namespaced=self.namespaced)
+
+    @property
+    def group_kind(self) -> str:
+        return group_kind(self.ref.api_version, self.ref.kind)
+
+    def error(self, exc: ClusterError | str, *, reason: str | None = None) -> ObjectError:
+        source = self.manifest.source
+        if isinstance(exc, ApiError):
+            return exc.to_object_error(self.ref, file=source.file, line=source.line)
+        return ObjectError(
+            message=str(exc), ref=self.ref, file=source.file, line=source.line, reason=reason
+        )
+
+
+@dataclass
+class Prepared:
+    items: list[Item] = field(default_factory=list)
+    errors: list[ObjectError] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def keys(self) -> set[tuple[str, str, str, str]]:
+        return {item.ref.key for item in self.items}
+
+    def namespaces(self) -> set[str]:
+        return {item.ref.namespace for item in self.items if item.ref.namespace}
+
+    def group_kinds(self) -> set[str]:
+        return {item.group_kind for item in self.items}
+
+
+@dataclass(frozen=True)
+class PendingCrd:
+    """A kind that a CRD in this change defines."""
+
+    scope_namespaced: bool
+    versions: frozenset[str]
+
+
+def _crds_in(manifests: Iterable[Manifest]) -> dict[tuple[str, str], PendingCrd]:
+    found: dict[tuple[str, str], PendingCrd] = {}
+    for manifest in manifests:
+        obj = manifest.obj
+        if obj.get("kind") != CRD_KIND or not str(obj.get("apiVersion", "")).startswith(CRD_GROUP):
+            continue
+        spec = obj.get("spec") or {}
+        kind = (spec.get("names") or {}).get("kind")
+        group = spec.get("group")
+        if not kind or not group:
+            continue
+        versions = frozenset(
+            str(v.get("name")) for v in spec.get("versions") or [] if isinstance(v, dict)
+        )
+        found[(group, kind)] = PendingCrd(spec.get("scope") != "Cluster", versions)
+    return found
+
+
+def prepare(
+    cluster: Cluster,
+    spec: AppSpecLike,
+    manifests: Sequence[Manifest],
+    applyset: ApplySet,
+) -> Prepared:
+    """One :class:`Item` per manifest, or an error against it (unknown kind, not allowed,
+    bad label); never raises for one object."""
+    out = Prepared()
+    crds = _crds_in(manifests)
+    default_ns = app_namespace(spec)
+    seen: dict[tuple[str, str, str, str], Manifest] = {}
+    for manifest in manifests:
+        obj = manifest.obj
+        api_version = str(obj.get("apiVersion") or "")
+        kind = str(obj.get("kind") or "")
+        meta = obj.get("metadata") or {}
+        name = str(meta.get("name") or "")
+        group = api_version.rpartition("/")[0]
+        resource: Resource | None = None
+        pending = False
+        try:
+            resource = cluster.resource(api_version, kind)
+            namespaced = resource.namespaced
+        except UnknownKindError as exc:
+            crd = crds.get((group, kind))
+            if crd is None or api_version.rpartition("/")[2] not in crd.versions:
+                out.errors.append(_error(manifest, exc))
+                continue
+            pending, namespaced = True, crd.scope_namespaced
+        except ApiError as exc:  # discovery itself failed (unreachable, forbidden)
+            out.errors.append(_error(manifest, exc))
+            continue
+        namespace = (meta.get("namespace") or default_ns) if namespaced else None
+        new_meta = dict(meta)
+        if namespaced:
+            new_meta["namespace"] = namespace
+        else:
+            new_meta.pop("namespace", None)  # kubectl ignores it too; the URL has no namespace
+        prepared_obj = dict(obj)
+        prepared_obj["metadata"] = new_meta
+        ref = ObjectRef(api_version=api_version, kind=kind, namespace=namespace, name=name)
+        if ref.key in seen:
+            other = seen[ref.key].source
+            out.errors.append(
+                _error(manifest, f"{ref} is declared twice (also in {other.file})", "Duplicate")
+            )
+            continue
+        seen[ref.key] = manifest
+        try:
+            cluster.target.check(kind=kind, namespace=namespace, name=name, label=str(ref))
+            prepared_obj = applyset.label_member(prepared_obj, ref=str(ref))
+        except ClusterError as exc:
+            out.errors.append(
+                _error(manifest, exc, "NotAllowed" if "allow" in str(exc) else None, ref=ref)
+            )
+            continue
+        out.items.append(
+            Item(
+                manifest=manifest,
+                obj=prepared_obj,
+                ref=ref,
+                resource=resource,
+                namespaced=namespaced,
+                pending_kind=pending,
+            )
+        )
+    return out
+
+
+def _error(
+    manifest: Manifest,
+    exc: ClusterError | str,
+    reason: str | None = None,
+    *,
+    ref: ObjectRef | None = None,
+) -> ObjectError:
+    source = manifest.source
+    ref = ref or manifest.ref
+    if isinstance(exc, ApiError):
+        return exc.to_object_error(ref, file=source.file, line=source.line)
+    return ObjectError(message=str(exc), ref=ref, file=source.file, line=source.line, reason=reason)
+
+
+def namespaces_created(items: Iterable[Item]) -> set[str]:
+    """Names of the Namespaces this change declares."""
+    return {i.ref.name for i in items if i.ref.kind == "Namespace" and i.ref.group == ""}
+
+
+# Below this many objects of one resource in one namespace, GET each; above it, one LIST is
+# cheaper than many GETs (and far cheaper on the server).
+LIST_THRESHOLD = 12
+
+
+class LiveIndex:
+    """The live objects for a set of items, fetched with as few requests as possible."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self._objects: dict[tuple[str, str, str, str], Obj | None] = {}
+        self._listed: dict[tuple[Resource, str | None], list[Obj]] = {}
+        self.errors: dict[tuple[str, str, str, str], ApiError] = {}
+
+    def fetch(self, items: Sequence[Item]) -> None:
+        """Fetch the live state of ``items`` (missing objects map to None)."""
+        groups: dict[tuple[Resource, str | None], list[Item]] = {}
+        for item in items:
+            if item.resource is not None and not item.pending_namespace:
+                groups.setdefault((item.resource, item.ref.namespace), []).append(item)
+        singles: list[Item] = []
+        lists: list[tuple[Resource, str | None]] = []
+        for key, members in groups.items():
+            if len(members) >= LIST_THRESHOLD:
+                lists.append(key)
+            else:
+                singles.extend(members)
+
+        def list_one(key: tuple[Resource, str | None]) -> None:
+            res, namespace = key
+            try:
+                listed = self.cluster.list(res, namespace)
+            except ApiError:
+                # a LIST may be forbidden where a GET is allowed: fall back to one GET each
+                singles_of = groups[key]
+                for _ in self.cluster.map(get_one, singles_of):
+                    pass
+                return
+            self._listed[key] = listed
+            by_name = {str((o.get("metadata") or {}).get("name")): o for o in listed}
+            for item in groups[key]:
+                self._objects[item.ref.key] = by_name.get(item.ref.name)
+
+        def get_one(item: Item) -> None:
+            assert item.resource is not None
+            try:
+                self._objects[item.ref.key] = self.cluster.get(
+                    item.resource, item.ref.namespace, item.ref.name
+                )
+            except ApiError as exc:
+                self.errors[item.ref.key] = exc
+
+        for _ in self.cluster.map(list_one, lists):
+            pass
+        for _ in self.cluster.map(get_one, singles):
+            pass
+
+    def get(self, item: Item) -> Obj | None:
+        return self._objects.get(item.ref.key)
+
+    def set(self, item: Item, obj: Obj | None) -> None:
+        self._objects[item.ref.key] = obj
+
+    def listed(self, res: Resource, namespace: str | None) -> list[Obj] | None:
+        """A full LIST done earlier for this resource and namespace, if any."""
+        return self._listed.get((res, namespace))
+
+
+def list_members(
+    cluster: Cluster,
+    applyset: ApplySet,
+    *,
+    group_kinds: Iterable[str],
+    namespaces: Iterable[str],
+    live: LiveIndex | None = None,
+) -> tuple[list[tuple[Resource, Obj]], list[ObjectError]]:
+    """Every live member of the ApplySet among the given kinds and namespaces."""
+    from bot.cluster.applyset import PART_OF_LABEL, split_group_kind
+
+    queries: list[tuple[Resource, str | None]] = []
+    errors: list[ObjectError] = []
+    for gk in sorted(set(group_kinds)):
+        group, kind = split_group_kind(gk)
+        res = cluster.mapper.for_group_kind(group, kind)
+        if res is None:
+            continue  # the kind is gone (its CRD was deleted): nothing of it can be left
+        if res.namespaced:
+            queries.extend((res, ns) for ns in sorted(set(namespaces)))
+        else:
+            queries.append((res, None))
+
+    def run(query: tuple[Resource, str | None]) -> list[tuple[Resource, Obj]]:
+        res, namespace = query
+        cached = live.listed(res, namespace) if live is not None else None
+        try:
+            if cached is not None:
+                found = [
+                    o
+                    for o in cached
+                    if ((o.get("metadata") or {}).get("labels") or {}).get(PART_OF_LABEL)
+                    == applyset.id
+                ]
+            else:
+                found = cluster.list(res, namespace, selector=applyset.selector)
+        except ApiError as exc:
+            where = f" in namespace {namespace}" if namespace else ""
+            errors.append(
+                ObjectError(
+                    message=f"cannot list {res.plural}{where} to find pruned objects: {exc}",
+                    reason=exc.reason or None,
+                    transient=exc.transient,
+                )
+            )
+            return []
+        return [(res, o) for o in found]
+
+    members = [pair for batch in cluster.map(run, queries) for pair in batch]
+    return members, errors

@@ -1,0 +1,160 @@
+"""Live preview: what applying the rendered objects would change in the cluster right now.
+
+For each object: a server-side apply with ``dryRun=All`` and the bot's field manager, compared
+with the live object, both normalized and with Secret values masked by :mod:`bot.diff`. Live
+members of the app's ApplySet that Git no longer declares are deletions when prune is on. An
+object the server cannot dry-run because its CRD or namespace is created by the same change is
+shown as a creation of the object as declared, with a note saying so. Errors are collected per
+object; every other object still gets its diff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.cluster.applyset import DEFAULT_TOOLING, ApplySet
+from bot.cluster.client import Cluster
+from bot.cluster.errors import ApiError, ApplySetError, ConflictError, NotFoundError
+from bot.cluster.plan import (
+    PENDING_KIND_NOTE,
+    PENDING_NAMESPACE_NOTE,
+    AppSpecLike,
+    Item,
+    LiveIndex,
+    app_namespace,
+    list_members,
+    namespaces_created,
+    prepare,
+)
+from bot.diff import object_diff
+from bot.errors import ClusterError
+from bot.model import AppResult, Change, Manifest, Obj, ObjectChange, ObjectError, ObjectRef
+
+DEFAULT_FIELD_MANAGER = "gitops-bot"
+CONFLICT_HINT = (
+    " — another field manager owns these fields; change them there, or set force_conflicts: "
+    "true for the app to take them over"
+)
+
+
+def conflict_message(exc: ApiError) -> str:
+    return exc.message + CONFLICT_HINT if isinstance(exc, ConflictError) else exc.message
+
+
+def preview_app(
+    cluster: Cluster,
+    spec: AppSpecLike,
+    manifests: Sequence[Manifest],
+    *,
+    field_manager: str = DEFAULT_FIELD_MANAGER,
+    commit: str | None = None,
+    tooling: str = DEFAULT_TOOLING,
+    force: bool | None = None,
+) -> AppResult:
+    """What merging would change for one app on ``cluster`` (mode LIVE).
+
+    ``force`` overrides the app's ``force_conflicts`` (drift forces: it asks what differs,
+    not who owns it)."""
+    result = AppResult(name=spec.name, target=cluster.target.name, commit=commit)
+    applyset = ApplySet.for_app(spec.name, app_namespace(spec), tooling=tooling)
+    try:
+        cluster.target.check(
+            kind="Secret", namespace=applyset.namespace, name=applyset.name, label=applyset.label
+        )
+    except ClusterError as exc:  # the app's own namespace is outside the allowlist
+        result.errors.append(ObjectError(message=str(exc), reason="NotAllowed"))
+        return result
+    prepared = prepare(cluster, spec, manifests, applyset)
+    result.errors.extend(prepared.errors)
+    created_namespaces = namespaces_created(prepared.items)
+    live = LiveIndex(cluster)
+    live.fetch(prepared.items)
+    do_force = spec.force_conflicts if force is None else force
+
+    def one(item: Item) -> tuple[ObjectChange | None, ObjectError | None, str | None]:
+        if item.pending_kind:
+            return _as_created(item), None, PENDING_KIND_NOTE.format(ref=item.ref)
+        fetch_error = live.errors.get(item.ref.key)
+        if fetch_error is not None:
+            return None, item.error(fetch_error), None
+        assert item.resource is not None
+        try:
+            dry = cluster.apply(
+                item.resource, item.obj, field_manager=field_manager, force=do_force, dry_run=True
+            )
+        except NotFoundError as exc:
+            namespace = item.ref.namespace
+            if namespace and namespace in created_namespaces:
+                item.pending_namespace = True
+                note = PENDING_NAMESPACE_NOTE.format(ref=item.ref, namespace=namespace)
+                return _as_created(item), None, note
+            return None, item.error(exc), None
+        except ApiError as exc:
+            err = item.error(exc)
+            err.message = conflict_message(exc)
+            return None, err, None
+        return _changed(item, live.get(item), dry), None, None
+
+    for change, error, note in cluster.map(one, prepared.items):
+        if change is not None:
+            result.changes.append(change)
+        if error is not None:
+            result.errors.append(error)
+        if note is not None:
+            result.notes.append(note)
+
+    if spec.prune:
+        _preview_prune(cluster, applyset, prepared.keys, live, result)
+    result.changes.sort(key=lambda c: c.ref)
+    return result
+
+
+def _as_created(item: Item) -> ObjectChange:
+    return ObjectChange(
+        ref=item.ref,
+        change=Change.CREATE,
+        diff=object_diff(None, item.obj, ref=item.ref),
+        source=item.manifest.source,
+    )
+
+
+def _changed(item: Item, before: Obj | None, after: Obj) -> ObjectChange:
+    diff = object_diff(before, after, ref=item.ref)
+    change = Change.CREATE if before is None else Change.UPDATE if diff else Change.UNCHANGED
+    return ObjectChange(ref=item.ref, change=change, diff=diff, source=item.manifest.source)
+
+
+def _preview_prune(
+    cluster: Cluster,
+    applyset: ApplySet,
+    desired: set[tuple[str, str, str, str]],
+    live: LiveIndex,
+    result: AppResult,
+) -> None:
+    try:
+        parent = applyset.parse_parent(
+            cluster.get(cluster.resource("v1", "Secret"), applyset.namespace, applyset.name)
+        )
+    except ApplySetError as exc:
+        result.errors.append(ObjectError(message=str(exc), reason="ApplySetConflict"))
+        return
+    except ApiError as exc:
+        result.errors.append(exc.to_object_error())
+        return
+    if not parent.exists:
+        return  # nothing was ever applied as this set, so nothing can be pruned
+    members, errors = list_members(
+        cluster,
+        applyset,
+        group_kinds=parent.group_kinds,
+        namespaces=parent.namespaces,
+        live=live,
+    )
+    result.errors.extend(errors)
+    for _res, obj in members:
+        ref = ObjectRef.of(obj)
+        if ref.key in desired:
+            continue
+        result.changes.append(
+            ObjectChange(ref=ref, change=Change.DELETE, diff=object_diff(obj, None, ref=ref))
+        )
