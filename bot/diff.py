@@ -103,19 +103,27 @@ def normalize(obj: Obj) -> Obj:
     diff compares the server-side dry-run result of applying with the live object, both already
     defaulted by the same server, so defaults cancel out and only real changes remain.
     """
-    out: Obj = _copy(obj)
+    return _strip(_copy(obj))
+
+
+def _strip(obj: Obj) -> Obj:
+    """``obj`` without the server-written fields, copying only the mappings it changes (the
+    top level, metadata and annotations); everything below is shared with ``obj``. For callers
+    that never let the result escape, this saves most of a deep copy."""
+    out: Obj = dict(obj)
     out.pop("status", None)
     meta = out.get("metadata")
     if isinstance(meta, dict):
-        for name in _SERVER_METADATA_FIELDS:
-            meta.pop(name, None)
+        meta = {k: v for k, v in meta.items() if k not in _SERVER_METADATA_FIELDS}
         annotations = meta.get("annotations")
         if isinstance(annotations, dict):
-            for name in _SERVER_ANNOTATIONS:
-                annotations.pop(name, None)
+            meta["annotations"] = {
+                k: v for k, v in annotations.items() if k not in _SERVER_ANNOTATIONS
+            }
         for key in ("annotations", "labels"):
             if key in meta and not meta[key]:
                 del meta[key]
+        out["metadata"] = meta
     return out
 
 
@@ -360,9 +368,10 @@ def _label(side: str, ref: ObjectRef) -> str:
 
 
 def _prepare(old: Obj | None, new: Obj | None) -> tuple[Obj | None, Obj | None]:
+    # _strip, not normalize: the results are only compared and dumped, never handed out
     return mask_secrets(
-        normalize(old) if old is not None else None,
-        normalize(new) if new is not None else None,
+        _strip(old) if old is not None else None,
+        _strip(new) if new is not None else None,
     )
 
 

@@ -83,6 +83,7 @@ OMITTED_DIFFS = (
 )
 OMITTED_OBJECTS = "…and {count} more changed object{s} not listed here."
 OMITTED_ERRORS = "…and {count} more error{s} not listed here."
+OMITTED_HEALTH = "…and {count} more unhealthy object{s} not listed here."
 OMITTED_NOTES = "…and {count} more note{s} not listed here."
 OMITTED_APPS = "…and {count} more app{s}: the summary was too long for one comment."
 PREFIX = {Change.CREATE: "+", Change.UPDATE: "~", Change.DELETE: "-", Change.UNCHANGED: "="}
@@ -433,28 +434,43 @@ def _truncated_summary(rows: list[str], budget: int) -> str:
     return text + "\n"
 
 
+def _health_line(health: ObjectHealth) -> str:
+    text = (
+        f"- {HEALTH_ICON[health.health]} <code>{escape_md(health.ref)}</code> {health.health.value}"
+    )
+    if health.reason:
+        text += f": **{escape_md(health.reason)}**"
+    if health.message:
+        message = health.message
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[:MAX_MESSAGE_CHARS] + " …"
+        text += f"{'' if health.reason else ':'} {escape_md(message)}"
+    return text + "\n"
+
+
 def _errors_section(result: RunResult, budget: int) -> tuple[str, int]:
-    groups: list[tuple[str, list[str]]] = []
+    """Errors, then objects that are not healthy, then notes: one line each, under headings per
+    app; lines that do not fit are counted instead."""
+    groups: list[tuple[str, str, list[str]]] = []
     if result.errors:
-        groups.append(("Errors", [_error_line(e) for e in result.errors]))
+        groups.append(("error", "Errors", [_error_line(e) for e in result.errors]))
     for app in result.apps:
         if app.errors:
-            groups.append(
-                (
-                    f"Errors in {escape_md(app.name)} → {escape_md(app.target)}",
-                    [_error_line(e) for e in app.errors],
-                )
-            )
+            heading = f"Errors in {escape_md(app.name)} → {escape_md(app.target)}"
+            groups.append(("error", heading, [_error_line(e) for e in app.errors]))
+    for app in result.apps:
+        unhealthy = [h for h in app.health if h.health in (Health.DEGRADED, Health.PROGRESSING)]
+        if unhealthy:
+            heading = f"Not healthy in {escape_md(app.name)} → {escape_md(app.target)}"
+            groups.append(("health", heading, [_health_line(h) for h in unhealthy]))
     for app in result.apps:
         if app.notes:
-            groups.append(
-                (f"Notes on {escape_md(app.name)}", [f"- {escape_md(n)}\n" for n in app.notes])
-            )
+            lines = [f"- {escape_md(n)}\n" for n in app.notes]
+            groups.append(("note", f"Notes on {escape_md(app.name)}", lines))
     out = ""
-    skipped_errors = skipped_notes = 0
-    reserve = 200
-    for heading, lines in groups:
-        is_notes = heading.startswith("Notes")
+    skipped = {"error": 0, "health": 0, "note": 0}
+    reserve = 300  # for the "…and N more" lines
+    for kind, heading, lines in groups:
         block = f"\n#### {heading}\n\n"
         shown = 0
         for line in lines:
@@ -464,14 +480,14 @@ def _errors_section(result: RunResult, budget: int) -> tuple[str, int]:
             shown += 1
         if shown:
             out += block
-        if is_notes:
-            skipped_notes += len(lines) - shown
-        else:
-            skipped_errors += len(lines) - shown
-    if skipped_errors:
-        out += "\n" + OMITTED_ERRORS.format(count=skipped_errors, s=_s(skipped_errors)) + "\n"
-    if skipped_notes:
-        out += "\n" + OMITTED_NOTES.format(count=skipped_notes, s=_s(skipped_notes)) + "\n"
+        skipped[kind] += len(lines) - shown
+    for kind, template in (
+        ("error", OMITTED_ERRORS),
+        ("health", OMITTED_HEALTH),
+        ("note", OMITTED_NOTES),
+    ):
+        if skipped[kind]:
+            out += "\n" + template.format(count=skipped[kind], s=_s(skipped[kind])) + "\n"
     return out, budget - len(out)
 
 
@@ -581,12 +597,15 @@ def render_json(result: RunResult) -> str:
     return json.dumps(result.to_json(), indent=2, sort_keys=False, ensure_ascii=False)
 
 
-def render(result: RunResult, *, fmt: Format, max_chars: int = MAX_CHARS) -> str:
-    """``result`` in ``fmt``; ``max_chars`` bounds the Markdown format only."""
+def render(
+    result: RunResult, *, fmt: Format, max_chars: int = MAX_CHARS, color: bool = False
+) -> str:
+    """``result`` in ``fmt``; ``max_chars`` bounds the Markdown format only, ``color`` (ANSI)
+    applies to the text format only."""
     if fmt == "markdown":
         return render_markdown(result, max_chars=max_chars)
     if fmt == "json":
         return render_json(result)
     if fmt == "text":
-        return render_text(result)
+        return render_text(result, color=color)
     raise ValueError(f"unknown report format {fmt!r}: expected markdown, json or text")
