@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -140,7 +141,7 @@ def test_parent_object_carries_kep_3659_metadata() -> None:
 
 def test_member_label_added_and_foreign_label_refused() -> None:
     aset = ApplySet.for_app("web", "web")
-    obj = {"kind": "ConfigMap", "metadata": {"name": "a", "labels": {"x": "1"}}}
+    obj: dict[str, Any] = {"kind": "ConfigMap", "metadata": {"name": "a", "labels": {"x": "1"}}}
     labelled = aset.label_member(obj, ref="ConfigMap web/a")
     assert labelled["metadata"]["labels"] == {"x": "1", PART_OF_LABEL: aset.id}
     assert obj["metadata"]["labels"] == {"x": "1"}  # the input is not modified

@@ -1,0 +1,316 @@
+"""Benchmark of the cluster engine against the real kubectl, on the same local API emulator.
+
+Run: ``.venv/bin/python bench/cluster.py [--objects 1000] [--large 10000] [--concurrency 16]``
+
+1. Starts the Kubernetes API emulator in a subprocess (so it does not share our GIL).
+2. Generates N objects (ConfigMaps, Deployments, Services) in a directory, applies them with
+   the bot, changes 10% of them, then times the bot's live preview against
+   ``kubectl diff --server-side -f DIR`` (same field manager, kubectl's discovery cache warm).
+3. Times the bot's apply against ``kubectl apply --server-side -f DIR``, each into a fresh
+   namespace (the bot also labels for its ApplySet and prunes; no health wait on either side).
+4. With ``--large``: applies that many objects, changes 10%, and runs the bot's preview in a
+   separate process, reporting its wall time and peak RSS.
+
+Prints one line per figure and the ratios (target: the bot at least 3x faster than kubectl on
+both; large preview under 60 s and under 1 GB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.cluster import Cluster, Target, apply_app, preview_app  # noqa: E402
+from bot.model import Manifest, Source  # noqa: E402
+
+KUBECTL = str(ROOT / ".venv" / "bin" / "kubectl")
+
+EMULATOR_SNIPPET = """
+import sys
+from tests.kube_emulator import EmulatorServer
+server = EmulatorServer(controller_delay=0.5)
+server.start()
+server.write_kubeconfig(sys.argv[1])
+print(server.url, flush=True)
+sys.stdin.read()
+server.stop()
+"""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The parts of an app spec the engine reads."""
+
+    name: str
+    namespace: str | None
+    target: str = "bench"
+    prune: bool = True
+    force_conflicts: bool = False
+    health_timeout: float = 60.0
+
+
+def make_objects(count: int, *, variant: int = 0, changed_every: int = 10) -> list[dict[str, Any]]:
+    """``count`` objects, no namespace: 50% ConfigMaps, 25% Deployments, 25% Services. Objects
+    whose index is a multiple of ``changed_every`` differ when ``variant`` differs."""
+    objs: list[dict[str, Any]] = []
+    for i in range(count):
+        v = variant if i % changed_every == 0 else 0
+        name = f"obj-{i:05d}"
+        if i % 4 in (0, 1):
+            objs.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": name, "labels": {"app": "bench"}},
+                    "data": {"index": str(i), "variant": str(v), "payload": "x" * 200},
+                }
+            )
+        elif i % 4 == 2:
+            objs.append(
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": name, "labels": {"app": name}},
+                    "spec": {
+                        "replicas": 1,
+                        "selector": {"matchLabels": {"app": name}},
+                        "template": {
+                            "metadata": {"labels": {"app": name}},
+                            "spec": {
+                                "containers": [
+                                    {
+                                        "name": "web",
+                                        "image": f"nginx:1.{25 + v}",
+                                        "ports": [{"containerPort": 80}],
+                                        "env": [{"name": "INDEX", "value": str(i)}],
+                                    }
+                                ]
+                            },
+                        },
+                    },
+                }
+            )
+        else:
+            objs.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": name, "labels": {"app": name}},
+                    "spec": {
+                        "selector": {"app": name},
+                        "ports": [{"port": 80 + v, "targetPort": 80}],
+                    },
+                }
+            )
+    return objs
+
+
+def write_dir(directory: Path, objs: list[dict[str, Any]], per_file: int = 100) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("*.yaml"):
+        old.unlink()
+    for start in range(0, len(objs), per_file):
+        chunk = objs[start : start + per_file]
+        text = yaml.dump_all(chunk, Dumper=yaml.CSafeDumper, sort_keys=False)
+        (directory / f"part-{start // per_file:04d}.yaml").write_text(text)
+
+
+def read_dir(directory: Path, app: str) -> list[Manifest]:
+    """What the bot's render does for plain YAML, with the C loader."""
+    manifests: list[Manifest] = []
+    for path in sorted(directory.glob("*.yaml")):
+        for index, obj in enumerate(yaml.load_all(path.read_text(), Loader=yaml.CSafeLoader)):
+            if obj:
+                manifests.append(Manifest(app=app, obj=obj, source=Source(str(path), index)))
+    return manifests
+
+
+def kubectl(kubeconfig: Path, cache: Path, *args: str) -> tuple[float, int, str]:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [KUBECTL, "--kubeconfig", str(kubeconfig), "--cache-dir", str(cache), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return time.perf_counter() - start, proc.returncode, proc.stderr[-2000:]
+
+
+def ensure_namespace(cluster: Cluster, name: str) -> None:
+    res = cluster.resource("v1", "Namespace")
+    cluster.apply(
+        res,
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+        field_manager="bench",
+    )
+
+
+def ours_apply(cluster: Cluster, namespace: str, directory: Path) -> tuple[float, int]:
+    start = time.perf_counter()
+    manifests = read_dir(directory, namespace)
+    result = apply_app(
+        cluster, Spec(name=namespace, namespace=namespace), manifests, commit=None, wait=False
+    )
+    elapsed = time.perf_counter() - start
+    if result.errors:
+        raise SystemExit(f"bot apply failed: {result.errors[:3]}")
+    return elapsed, len(result.changes)
+
+
+def ours_preview(cluster: Cluster, namespace: str, directory: Path) -> tuple[float, dict[str, int]]:
+    start = time.perf_counter()
+    manifests = read_dir(directory, namespace)
+    result = preview_app(cluster, Spec(name=namespace, namespace=namespace), manifests)
+    elapsed = time.perf_counter() - start
+    if result.errors:
+        raise SystemExit(f"bot preview failed: {result.errors[:3]}")
+    counts = {
+        "created": len(result.created),
+        "updated": len(result.updated),
+        "deleted": len(result.deleted),
+        "unchanged": len(result.unchanged),
+    }
+    return elapsed, counts
+
+
+def child_preview(kubeconfig: str, namespace: str, directory: str, concurrency: int) -> None:
+    """Run in a fresh process: one preview, then print time and peak RSS as JSON."""
+    target = Target(name="bench", kubeconfig=Path(kubeconfig))
+    with Cluster(target, concurrency=concurrency) as cluster:
+        elapsed, counts = ours_preview(cluster, namespace, Path(directory))
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": elapsed, "peak_rss_mib": peak_kib / 1024, "counts": counts}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=1000)
+    parser.add_argument("--large", type=int, default=10000, help="0 to skip")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--child-preview", nargs=3, metavar=("KUBECONFIG", "NS", "DIR"))
+    args = parser.parse_args()
+    if args.child_preview:
+        kubeconfig, namespace, directory = args.child_preview
+        child_preview(kubeconfig, namespace, directory, args.concurrency)
+        return
+
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp_name:
+        tmp = Path(tmp_name)
+        kubeconfig = tmp / "kubeconfig"
+        cache = tmp / "kubectl-cache"
+        emulator = subprocess.Popen(
+            [sys.executable, "-c", EMULATOR_SNIPPET, str(kubeconfig)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert emulator.stdout is not None
+            url = emulator.stdout.readline().strip()
+            print(f"emulator: {url}")
+            run(args, kubeconfig, cache, tmp)
+        finally:
+            assert emulator.stdin is not None
+            emulator.stdin.close()
+            try:
+                emulator.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                emulator.kill()
+
+
+def run(args: argparse.Namespace, kubeconfig: Path, cache: Path, tmp: Path) -> None:
+    n = args.objects
+    target = Target(name="bench", kubeconfig=kubeconfig)
+    src, changed = tmp / "v0", tmp / "v1"
+    write_dir(src, make_objects(n))
+    write_dir(changed, make_objects(n, variant=1))
+    with Cluster(target, concurrency=args.concurrency) as cluster:
+        for ns in ("diff", "ours", "kubectl"):
+            ensure_namespace(cluster, ns)
+        # warm kubectl's discovery cache so only the diff itself is timed
+        kubectl(kubeconfig, cache, "get", "namespaces")
+        seconds, _ = ours_apply(cluster, "diff", src)
+        print(f"setup: applied {n} objects with the bot in {seconds:.2f}s")
+
+    # -- preview vs kubectl diff ------------------------------------------------------------
+    with Cluster(target, concurrency=args.concurrency) as cluster:
+        ours_s, counts = ours_preview(cluster, "diff", changed)
+    print(f"bot preview  {n} objects (10% changed): {ours_s:7.2f}s  {counts}")
+    kube_s, code, err = kubectl(
+        kubeconfig,
+        cache,
+        "diff",
+        "--server-side",
+        "--field-manager",
+        "gitops-bot",
+        "-n",
+        "diff",
+        "-f",
+        str(changed),
+    )
+    if code not in (0, 1):
+        print(f"kubectl diff failed ({code}): {err}")
+    print(f"kubectl diff {n} objects (10% changed): {kube_s:7.2f}s  exit {code}")
+    print(f"preview speed-up: {kube_s / ours_s:.1f}x (target >= 3x)")
+
+    # -- apply vs kubectl apply, fresh namespaces ---------------------------------------------
+    with Cluster(target, concurrency=args.concurrency) as cluster:
+        ours_s, count = ours_apply(cluster, "ours", src)
+    print(f"bot apply     {n} objects: {ours_s:7.2f}s ({count} results)")
+    kube_s, code, err = kubectl(
+        kubeconfig, cache, "apply", "--server-side", "-n", "kubectl", "-f", str(src)
+    )
+    if code != 0:
+        print(f"kubectl apply failed ({code}): {err}")
+    print(f"kubectl apply {n} objects: {kube_s:7.2f}s  exit {code}")
+    print(f"apply speed-up: {kube_s / ours_s:.1f}x (target >= 3x)")
+
+    # -- large preview ------------------------------------------------------------------------
+    large = args.large
+    if not large:
+        return
+    big, big_changed = tmp / "large-v0", tmp / "large-v1"
+    write_dir(big, make_objects(large))
+    write_dir(big_changed, make_objects(large, variant=1))
+    with Cluster(target, concurrency=args.concurrency) as cluster:
+        ensure_namespace(cluster, "large")
+        seconds, _ = ours_apply(cluster, "large", big)
+    print(f"setup: applied {large} objects with the bot in {seconds:.2f}s")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--concurrency",
+            str(args.concurrency),
+            "--child-preview",
+            str(kubeconfig),
+            "large",
+            str(big_changed),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(
+        f"bot preview {large} objects (10% changed): {figures['seconds']:.2f}s (target < 60s), "
+        f"peak RSS {figures['peak_rss_mib']:.0f} MiB (target < 1024 MiB)  {figures['counts']}"
+    )
+
+
+if __name__ == "__main__":
+    main()
