@@ -570,7 +570,7 @@ def test_missing_field_is_named(name: str, path: str) -> None:
         (
             "pull_request.head.ref",
             "a\x00b",
-            "payload field pull_request.head.ref must be valid text",
+            "payload field pull_request.head.ref must not contain NUL characters",
         ),
         (
             "pull_request.draft",
@@ -625,3 +625,11 @@ def test_reason_escapes_control_characters() -> None:
     reason = ignored("pull_request__labeled", payload=payload)
     assert "\n" not in reason
     assert reason == "pull_request action 'evil\\nline' needs no job"
+
+
+def test_nul_in_comment_body_is_just_text() -> None:
+    payload = load("issue_comment__created_sync")
+    payload["comment"]["body"] = "/sync web\x00"
+    event = deliver("issue_comment__created_sync", payload).event
+    assert isinstance(event, CommandEvent)
+    assert event.command == "invalid"

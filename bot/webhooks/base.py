@@ -199,10 +199,8 @@ def _check(path: str, value: Any, kind: type[T]) -> T:
     if kind is str:
         if not isinstance(value, str):
             raise _type_error(path, "a string", value)
-        if "\x00" in value or not _encodable(value):
-            raise WebhookError(
-                400, f"payload field {path} must be valid text (no NUL, no lone surrogates)"
-            )
+        if not _encodable(value):
+            raise WebhookError(400, f"payload field {path} must be valid Unicode text")
         return value  # type: ignore[return-value]
     if kind is bool:
         if not isinstance(value, bool):
@@ -218,14 +216,18 @@ def _check(path: str, value: Any, kind: type[T]) -> T:
 def require(payload: Mapping[str, Any], path: str, kind: type[T]) -> T:
     """The value at dotted ``path`` with type ``kind`` (str, int, bool or dict), or 400.
 
-    Strings must be non-empty; integers are non-negative and fit 64 bits (bools are not
-    integers)."""
+    Strings must be non-empty valid Unicode without NUL; integers are non-negative and fit
+    64 bits (bools are not integers)."""
     value = _lookup(payload, path)
     if value is _MISSING or value is None:
         raise WebhookError(400, f"payload is missing {path}")
     checked = _check(path, value, kind)
-    if kind is str and not checked:
-        raise WebhookError(400, f"payload field {path} must not be empty")
+    if isinstance(checked, str):
+        if not checked:
+            raise WebhookError(400, f"payload field {path} must not be empty")
+        if "\x00" in checked:
+            # Required strings are names, refs and URLs: a NUL is never legitimate there.
+            raise WebhookError(400, f"payload field {path} must not contain NUL characters")
     return checked
 
 
