@@ -93,6 +93,7 @@ HEALTH_ICON = {
     Health.DEGRADED: "❌",
     Health.UNKNOWN: "❔",
 }
+CUT = "\n\n… (report cut to fit the comment size limit)\n"
 NO_MESSAGE = "(no message)"
 TRANSIENT = "_(transient: will be retried)_"
 MAX_MESSAGE_CHARS = 1_000  # one error message; the rest is in the logs and the JSON output
@@ -124,6 +125,13 @@ def escape_md(text: object) -> str:
     escaped = flat.strip().translate(_MD_TABLE)
     # at the start of a list item these would open a nested list or draw a rule
     return _LEADING.sub(lambda m: f"&#{ord(m.group())};", escaped)
+
+
+def _units(text: str) -> int:
+    """The size of ``text`` in UTF-16 code units: never less than its length in characters
+    (an emoji counts twice), so a report within budget fits whether a forge counts characters
+    or UTF-16 units; and its UTF-8 size is at most 4 bytes per unit, under GitHub's 262,144."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def fence(body: str, info: str = "diff") -> str:
@@ -291,7 +299,7 @@ def _preview_command(result: RunResult) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-_RULE_AND_FOOTER = len(_RULE) + 300 + len(OMITTED_DIFFS) + len(OMITTED_OBJECTS)
+_RULE_AND_FOOTER = _units(_RULE) + 300 + _units(OMITTED_DIFFS) + _units(OMITTED_OBJECTS)
 
 
 def _choose(entries: list[_Entry], app_headers: dict[int, str], budget: int) -> None:
@@ -304,16 +312,16 @@ def _choose(entries: list[_Entry], app_headers: dict[int, str], budget: int) -> 
     shown_apps: set[int] = set()
 
     def cost(entry: _Entry, text: str) -> int:
-        return len(text) + (0 if entry.app in shown_apps else len(app_headers[entry.app]))
+        return _units(text) + (0 if entry.app in shown_apps else _units(app_headers[entry.app]))
 
-    every_line = sum(len(e.short) for e in entries)
-    every_line += sum(len(app_headers[i]) for i in {e.app for e in entries})
+    every_line = sum(_units(e.short) for e in entries)
+    every_line += sum(_units(app_headers[i]) for i in {e.app for e in entries})
     if every_line <= budget:
         for e in entries:
             e.state = 1
         used = every_line
-        for e in sorted(entries, key=lambda e: len(e.full)):
-            extra = len(e.full) - len(e.short)
+        for e in sorted(entries, key=lambda e: _units(e.full)):
+            extra = _units(e.full) - _units(e.short)
             if used + extra > budget:
                 break
             e.state = 2
@@ -321,7 +329,7 @@ def _choose(entries: list[_Entry], app_headers: dict[int, str], budget: int) -> 
         return
     for e in entries:
         e.state = 0
-    for e in sorted(entries, key=lambda e: len(e.full)):
+    for e in sorted(entries, key=lambda e: _units(e.full)):
         if used + cost(e, e.full) > budget:
             break
         used += cost(e, e.full)
@@ -372,12 +380,12 @@ def render_markdown(
     if result.apps:
         rows = [_summary_row(app) for app in result.apps]
         summary = _SUMMARY_HEADER + "".join(rows) + "\n" + _totals(result)
-        if len(head) + len(summary) > max_chars:
-            summary = _truncated_summary(rows, max_chars - len(head) - 200) + _totals(result)
+        if _units(head) + _units(summary) > max_chars:
+            summary = _truncated_summary(rows, max_chars - _units(head) - 200) + _totals(result)
     else:
         summary = f"{NO_APPS}\n"
     out = head + summary
-    budget = max_chars - len(out)
+    budget = max_chars - _units(out)
 
     # 2. errors and notes: each a line; what does not fit is counted
     errors_text, budget = _errors_section(result, budget)
@@ -400,10 +408,10 @@ def render_markdown(
         for i, app in enumerate(result.apps)
     }
     footer_cmd = command if command is not None else _preview_command(result)
-    total = len(_RULE) + sum(len(e.full) for e in entries)
-    total += sum(len(app_headers[i]) for i in {e.app for e in entries})
+    total = _units(_RULE) + sum(_units(e.full) for e in entries)
+    total += sum(_units(app_headers[i]) for i in {e.app for e in entries})
     if total > budget:
-        _choose(entries, app_headers, budget - _RULE_AND_FOOTER - len(footer_cmd))
+        _choose(entries, app_headers, budget - _RULE_AND_FOOTER - _units(footer_cmd))
 
     out += _RULE
     current = None
@@ -427,7 +435,7 @@ def render_markdown(
 def _truncated_summary(rows: list[str], budget: int) -> str:
     text = _SUMMARY_HEADER
     for index, row in enumerate(rows):
-        if len(text) + len(row) > budget:
+        if _units(text) + _units(row) > budget:
             rest = len(rows) - index
             return text + "\n" + OMITTED_APPS.format(count=rest, s=_s(rest)) + "\n\n"
         text += row
@@ -474,7 +482,7 @@ def _errors_section(result: RunResult, budget: int) -> tuple[str, int]:
         block = f"\n#### {heading}\n\n"
         shown = 0
         for line in lines:
-            if len(out) + len(block) + len(line) > budget - reserve:
+            if _units(out) + _units(block) + _units(line) > budget - reserve:
                 break
             block += line
             shown += 1
@@ -488,16 +496,19 @@ def _errors_section(result: RunResult, budget: int) -> tuple[str, int]:
     ):
         if skipped[kind]:
             out += "\n" + template.format(count=skipped[kind], s=_s(skipped[kind])) + "\n"
-    return out, budget - len(out)
+    return out, budget - _units(out)
 
 
 def _fit(text: str, max_chars: int) -> str:
     # A last guard: the budget above should make this a no-op; if it ever is not, cutting is
     # better than a comment the forge rejects.
-    if len(text) <= max_chars:
+    if _units(text) <= max_chars:
         return text
-    cut = "\n\n… (report cut to fit the comment size limit)\n"
-    return text[: max(0, max_chars - len(cut))] + cut
+    room = max(0, max_chars - _units(CUT))
+    kept = text[:room]
+    while _units(kept) > room:
+        kept = kept[: len(kept) - (_units(kept) - room)]
+    return kept + CUT
 
 
 # -- text ---------------------------------------------------------------------------------------

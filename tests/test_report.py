@@ -401,7 +401,32 @@ def test_never_exceeds_max_chars(limit: int) -> None:
     for app in result.apps:
         app.errors = [ObjectError(message="x" * 300, file=f"f{i}.yaml", line=i) for i in range(20)]
     text = render_markdown(result, max_chars=limit)
-    assert len(text) <= limit
+    assert utf16_units(text) <= limit
+
+
+def utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def test_size_counts_emoji_as_two_units() -> None:
+    # 40,000 astral characters are 40,000 characters but 80,000 UTF-16 units: the diff must go
+    ref = ObjectRef("v1", "ConfigMap", "ns", "emoji")
+    diff = "--- a\n+++ b\n@@ -1 +1 @@\n+" + "🔥" * 40_000 + "\n"
+    result = RunResult(
+        mode=Mode.LIVE,
+        apps=[AppResult(name="a", target="t", changes=[ObjectChange(ref, Change.CREATE, diff)])],
+    )
+    text = render_markdown(result)
+    assert utf16_units(text) <= 65_000
+    assert "**1 diff omitted**" in text
+    assert len(text.encode()) <= 262_144
+
+
+@pytest.mark.parametrize("limit", [150, 400, 1_000])
+def test_tiny_limits_are_still_respected(limit: int) -> None:
+    text = render_markdown(realistic(), max_chars=limit)
+    assert utf16_units(text) <= limit
+    assert text.startswith("<!-- gitops-bot:preview -->")
 
 
 def test_many_errors_are_counted_when_they_do_not_fit() -> None:
