@@ -962,7 +962,8 @@ def apply(
     if live is not None and not entries:
         # An object nobody tracked yet: the apiserver first records its whole content as owned
         # by "before-first-apply" (fieldmanager skipNonAppliedManager / firstApply).
-        owned = _strip_ignored(_compare({}, live_obj, schema).added)
+        zero = _zero_object(live_obj, schema)
+        owned = _strip_ignored(_compare(zero, live_obj, schema).added)
         if owned:
             entries.append(
                 _Entry(
@@ -1118,6 +1119,10 @@ def track_update(
     sub = subresource or ""
     new_obj = _without_managed_fields(new)
     entries = _decode_entries(old)
+    if old is not None and not entries:
+        # ProbabilisticSkipNonAppliedManager: an existing object nobody tracks stays untracked
+        # until its first apply.
+        return _copy(new_obj)  # type: ignore[no-any-return]
     base = _without_managed_fields(old) if old is not None else _zero_object(new_obj, schema)
     comparison = _compare(base, new_obj, schema)
     changed = _strip_ignored(comparison.added | comparison.modified)
