@@ -633,3 +633,18 @@ def test_nul_in_comment_body_is_just_text() -> None:
     event = deliver("issue_comment__created_sync", payload).event
     assert isinstance(event, CommandEvent)
     assert event.command == "invalid"
+
+
+def test_flask_request_headers_are_accepted() -> None:
+    # What bot.app passes: werkzeug's EnvironHeaders, built from a WSGI environ.
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    body = _body()
+    headers = [(k.lower(), v) for k, v in signed_headers(body, "pull_request").items()]
+    request = Request(EnvironBuilder(method="POST", data=body, headers=headers).get_environ())
+    outcome = handle_github(
+        headers=request.headers, body=request.get_data(), secret=SECRET, options=IntakeOptions()
+    )
+    assert outcome.delivery_id == DELIVERY
+    assert isinstance(outcome.event, PullRequestEvent)

@@ -9,12 +9,13 @@ Each provider module owns a :class:`~bot.webhooks.router.Router`; one decorated 
 handles each (event, action) pair.
 """
 
-from bot.webhooks.base import MAX_BODY_BYTES, IntakeOptions, Outcome, WebhookError
+from bot.webhooks.base import MAX_BODY_BYTES, HeaderSource, IntakeOptions, Outcome, WebhookError
 from bot.webhooks.github import handle_github
 from bot.webhooks.gitlab import handle_gitlab
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "HeaderSource",
     "IntakeOptions",
     "Outcome",
     "WebhookError",

@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, Protocol, TypeVar, overload
 from urllib.parse import urlsplit
 
 from bot.errors import GitopsError
@@ -86,10 +86,16 @@ class Outcome:
 # --- headers -----------------------------------------------------------------------------
 
 
+class HeaderSource(Protocol):
+    """Anything with ``items()`` of (name, value): a dict, Flask's ``request.headers``."""
+
+    def items(self) -> Iterable[tuple[str, str]]: ...
+
+
 class Headers:
     """Case-insensitive, read-only view of request headers (Flask's or a plain dict)."""
 
-    def __init__(self, headers: Mapping[str, str]) -> None:
+    def __init__(self, headers: HeaderSource) -> None:
         self._values: dict[str, str] = {}
         for key, value in headers.items():
             if isinstance(key, str) and isinstance(value, str):

@@ -27,6 +27,7 @@ from bot.commands import parse_command
 from bot.events import CommandEvent, Event, PullRequestEvent, PushEvent, Repository
 from bot.webhooks.base import (
     Headers,
+    HeaderSource,
     IntakeOptions,
     Outcome,
     WebhookError,
@@ -68,7 +69,7 @@ router = Router("github")
 
 
 def handle_github(
-    *, headers: Mapping[str, str], body: bytes, secret: str, options: IntakeOptions
+    *, headers: HeaderSource, body: bytes, secret: str, options: IntakeOptions
 ) -> Outcome:
     """Verify and parse one GitHub delivery.
 

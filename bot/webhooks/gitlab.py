@@ -34,6 +34,7 @@ from bot.commands import parse_command
 from bot.events import CommandEvent, Event, PullRequestEvent, PushEvent, Repository
 from bot.webhooks.base import (
     Headers,
+    HeaderSource,
     IntakeOptions,
     Outcome,
     WebhookError,
@@ -72,7 +73,7 @@ router = Router("gitlab")
 
 
 def handle_gitlab(
-    *, headers: Mapping[str, str], body: bytes, secret: str, options: IntakeOptions
+    *, headers: HeaderSource, body: bytes, secret: str, options: IntakeOptions
 ) -> Outcome:
     """Verify and parse one GitLab delivery.
 
