@@ -1,0 +1,179 @@
+"""A local Kubernetes API server for tests and benchmarks, held to the real kubectl and Python client.
+
+Start it in-process (``EmulatorServer``), through the pytest fixtures in
+``tests.kube_emulator.fixture`` (``kube_emulator``, ``kubeconfig``), or standalone with
+``python -m tests.kube_emulator --port PORT --kubeconfig PATH [--controller-delay S]``.
+Plain HTTP on 127.0.0.1 with bearer tokens; ``write_kubeconfig`` writes a kubeconfig that the real
+kubectl and the ``kubernetes`` client use unchanged. Tests that can also run against a real cluster
+use the ``kubeconfig`` fixture: when the environment variable ``GITOPS_TEST_KUBECONFIG`` is set it
+returns that path instead (and the emulator is not used).
+
+Emulated (checked against the Kubernetes API reference and the real kubectl 1.37):
+
+- Discovery: /version, /api, /api/v1, /apis, /apis/{g}, /apis/{g}/{v} (legacy, unaggregated; kubectl
+  falls back to it), and /openapi/v2, /openapi/v3 with the real 1.37 schemas of built-in kinds
+  (from the kubernetes-validate package) plus CRD schemas.
+- Kinds: Namespace, ConfigMap, Secret, Service, ServiceAccount, Pod, PVC, Event, Endpoints, Node,
+  PV, LimitRange, ResourceQuota, Deployment, StatefulSet, DaemonSet, ReplicaSet, ControllerRevision,
+  Job, CronJob, Ingress, IngressClass, NetworkPolicy, Role(Binding), ClusterRole(Binding),
+  HorizontalPodAutoscaler (autoscaling/v2 only), PodDisruptionBudget, StorageClass, PriorityClass,
+  CustomResourceDefinition; CRDs become Established at once and their kinds are served
+  (namespaced or cluster-scoped) until the CRD is deleted (which deletes the instances).
+- GET, LIST (labelSelector =, ==, !=, in, notin, exists, !key; fieldSelector on metadata.name,
+  metadata.namespace and a few per-kind fields; limit/continue), WATCH (resourceVersion resume,
+  410 Expired past the event log, sendInitialEvents with bookmark, selectors), POST, PUT, PATCH
+  (server-side apply with managedFields, conflicts and force; strategic merge, JSON merge and JSON
+  patch — see merge.py), DELETE (propagationPolicy Orphan/Background/Foreground, preconditions,
+  finalizers, dependents deleted through ownerReferences at once), deletecollection, the status and
+  scale subresources, dryRun=All on every write, fieldManager (required for apply),
+  fieldValidation accepted, Table responses for kubectl's printing.
+- Real Status errors: NotFound (``deployments.apps "x" not found``, ``namespaces "x" not found``),
+  AlreadyExists, Conflict (stale resourceVersion, apply conflicts), Invalid with causes, Forbidden
+  with the RBAC message shape, Unauthorized, unknown resources (``the server could not find the
+  requested resource``), MethodNotAllowed, UnsupportedMediaType.
+- metadata: uid, resourceVersion (one monotonic counter), generation (bumped on spec changes only,
+  for the kinds that have it), creationTimestamp, managedFields; no-op writes store nothing.
+- A new cluster's state: namespaces default, kube-system, kube-public, kube-node-lease, each with a
+  ``default`` ServiceAccount and a ``kube-root-ca.crt`` ConfigMap; Service ``default/kubernetes``.
+- Defaulting of built-in kinds (defaults.py) and CRD schema defaults and pruning (crd.py);
+  validation with the real wording (validation.py) including immutable fields.
+- A controller thread (controller.py) that makes workloads ready after ``controller_delay`` seconds;
+  an image tagged ``broken`` never becomes ready, and Deployments then hit ProgressDeadlineExceeded
+  after their own ``progressDeadlineSeconds``.
+- Auth: tokens ``admin``, ``readonly`` (get/list/watch), ``namespace-web`` (all verbs in namespace
+  ``web`` only); unknown or missing token: 401.
+
+Not emulated: TLS, client certificates, real RBAC objects (Role/RoleBinding are stored, not
+enforced), admission webhooks, aggregated discovery (kubectl falls back to the legacy endpoints),
+protobuf and CBOR (JSON only), Pods/ReplicaSets created by controllers, scheduling, logs, exec,
+port-forward, conversion webhooks (CRD versions differ only by apiVersion), CEL validation rules,
+multiple versions of built-in groups (e.g. autoscaling/v1), strict server-side unknown-field
+rejection for built-in kinds, quota and limit ranges, events emitted by controllers, ``kubectl
+explain`` beyond what the served OpenAPI gives.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, TypeVar
+
+import yaml
+
+from .api import Emulator
+from .controller import Controller
+from .server import _Server, make_server
+from .store import Store
+
+__all__ = ["EmulatorServer"]
+
+_P = TypeVar("_P", str, "os.PathLike[str]")
+
+
+class EmulatorServer:
+    """The emulator on a local port, with its controller thread."""
+
+    def __init__(
+        self,
+        *,
+        controller_delay: float = 0.2,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        verbose: bool = False,
+    ) -> None:
+        self.emulator = Emulator(controller_delay=controller_delay)
+        self.controller = Controller(self.emulator, delay=controller_delay)
+        self._host = host
+        self._port = port
+        self._verbose = verbose
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def tokens(self) -> dict[str, str]:
+        """Bearer tokens by role name: admin, readonly, namespace-web."""
+        return self.emulator.tokens
+
+    @property
+    def store(self) -> Store:
+        return self.emulator.store
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("emulator not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    def start(self) -> EmulatorServer:
+        if self._server is not None:
+            return self
+        self.emulator.stopping.clear()
+        self._server = make_server(self.emulator, self._host, self._port, verbose=self._verbose)
+        self.emulator.server_address = f"{self._host}:{self.port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="kube-emulator-http",
+            daemon=True,
+        )
+        self._thread.start()
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.emulator.stopping.set()
+        self.controller.stop()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def reset(self) -> None:
+        """Back to a fresh cluster (same port and tokens)."""
+        with self.emulator.store.lock:
+            self.emulator.reset()
+            self.controller.reset()
+
+    def kubeconfig_dict(self, *, user: str = "admin") -> dict[str, Any]:
+        if user not in self.tokens:
+            raise KeyError(f"unknown user {user!r}; known: {sorted(self.tokens)}")
+        contexts = []
+        users = []
+        for name, token in self.tokens.items():
+            users.append({"name": name, "user": {"token": token}})
+            contexts.append(
+                {
+                    "name": f"emulator-{name}",
+                    "context": {"cluster": "kube-emulator", "user": name, "namespace": "default"},
+                }
+            )
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "kube-emulator", "cluster": {"server": self.url}}],
+            "users": users,
+            "contexts": contexts,
+            "current-context": f"emulator-{user}",
+            "preferences": {},
+        }
+
+    def write_kubeconfig(self, path: _P, *, user: str = "admin") -> _P:
+        """Write a kubeconfig for this server (current context uses ``user``'s token); returns ``path``."""
+        text = yaml.safe_dump(self.kubeconfig_dict(user=user), sort_keys=False)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(path, 0o600)
+        return path
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

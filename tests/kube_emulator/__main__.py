@@ -1,0 +1,51 @@
+"""Standalone emulator: ``python -m tests.kube_emulator --port PORT --kubeconfig PATH [--controller-delay S]``.
+
+Writes an admin kubeconfig pointing at itself, prints the URL and the tokens, and serves until
+SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from . import EmulatorServer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.kube_emulator", description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = any free port)")
+    parser.add_argument("--kubeconfig", help="where to write an admin kubeconfig")
+    parser.add_argument(
+        "--user", default="admin", help="token the kubeconfig's current context uses"
+    )
+    parser.add_argument(
+        "--controller-delay", type=float, default=0.2, help="seconds before workloads become ready"
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    args = parser.parse_args(argv)
+    server = EmulatorServer(
+        controller_delay=args.controller_delay, port=args.port, verbose=args.verbose
+    )
+    server.start()
+    if args.kubeconfig:
+        server.write_kubeconfig(args.kubeconfig, user=args.user)
+    print(f"kube emulator serving on {server.url}", flush=True)
+    for name, token in server.tokens.items():
+        print(f"token {name}: {token}", flush=True)
+    done = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        done.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    done.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

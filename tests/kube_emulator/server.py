@@ -1,0 +1,113 @@
+"""HTTP/1.1 transport of the emulator: a threading server with keep-alive and chunked watch streams.
+
+Each response is written in one ``send`` (headers and body together) so that keep-alive clients
+do not stall on Nagle's algorithm; watch responses use chunked transfer encoding.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from .api import Emulator
+
+IDLE_TIMEOUT = 300.0
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+    request_queue_size = 128
+
+    def __init__(self, addr: tuple[str, int], emulator: Emulator, *, verbose: bool = False) -> None:
+        self.emulator = emulator
+        self.verbose = verbose
+        super().__init__(addr, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+    timeout = IDLE_TIMEOUT
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _serve(self) -> None:
+        body = self._read_body()
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        resp = self.server.emulator.handle(self.command, self.path, headers, body)
+        if self.server.verbose:
+            sys.stderr.write(f"{self.command} {self.path} -> {resp.code}\n")
+        if resp.stream is not None:
+            self._stream(
+                resp.code, resp.headers.get("Content-Type", resp.content_type), resp.stream
+            )
+            return
+        head = (
+            f"HTTP/1.1 {resp.code} {self.responses.get(resp.code, ('',))[0]}\r\n"
+            f"Content-Type: {resp.content_type}\r\n"
+            f"Content-Length: {len(resp.body)}\r\n"
+            "Cache-Control: no-cache, private\r\n"
+        )
+        for k, v in resp.headers.items():
+            head += f"{k}: {v}\r\n"
+        if self.close_connection:
+            head += "Connection: close\r\n"
+        self.wfile.write(head.encode("latin-1") + b"\r\n" + resp.body)
+
+    def _closed(self) -> bool:
+        try:
+            r, _, _ = select.select([self.connection], [], [], 0)
+            if r:
+                return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+        return False
+
+    def _stream(self, code: int, ctype: str, stream: Any) -> None:
+        head = f"HTTP/1.1 {code} OK\r\nContent-Type: {ctype}\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache, private\r\n\r\n"
+        try:
+            self.wfile.write(head.encode("latin-1"))
+            for chunk in stream:
+                if not chunk:
+                    if self._closed():
+                        break
+                    continue
+                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            self.close_connection = True
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+
+def make_server(emulator: Emulator, host: str, port: int, *, verbose: bool = False) -> _Server:
+    return _Server((host, port), emulator, verbose=verbose)
