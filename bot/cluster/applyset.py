@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -53,8 +54,9 @@ def applyset_id(*, name: str, namespace: str, kind: str = "Secret", group: str =
 
 
 def parent_name(app: str) -> str:
-    """The parent Secret's name for an app."""
-    return f"{PARENT_PREFIX}{app}"
+    """The parent Secret's name for an app: ``gitops-bot.<app>``, lower-cased and with '_'
+    (allowed in app names, not in object names) turned into '-'."""
+    return PARENT_PREFIX + re.sub(r"[^a-z0-9.-]", "-", app.lower())
 
 
 def group_kind(api_version: str, kind: str) -> str:
