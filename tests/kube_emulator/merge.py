@@ -280,15 +280,25 @@ def _dumps(value: JSON) -> str:
 
 def _key_element(item: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
     """The ``k:{...}`` element of an associative-list item, or None if a key field is missing."""
-    values: dict[str, JSON] = {}
+    values: list[JSON] = []
     for key in keys:
-        if key in item and item[key] is not None:
-            values[key] = item[key]
+        value = item.get(key)
+        if value is not None:
+            values.append(value)
         elif key in _KEY_DEFAULTS:
-            values[key] = _KEY_DEFAULTS[key]
+            values.append(_KEY_DEFAULTS[key])
         else:
             return None
-    return "k:" + _dumps(values)
+    try:
+        # The types go into the cache key too: True == 1 for hashing, not for JSON.
+        return _key_text(keys, tuple(values), tuple(type(v) for v in values))
+    except TypeError:  # an unhashable key value (a map or list): rare, not worth caching
+        return "k:" + _dumps(dict(zip(keys, values, strict=True)))
+
+
+@lru_cache(maxsize=65536)
+def _key_text(keys: tuple[str, ...], values: tuple[JSON, ...], types: tuple[type, ...]) -> str:
+    return "k:" + _dumps(dict(zip(keys, values, strict=True)))
 
 
 def _item_elements(items: list[Any], list_type: ListType) -> list[str] | None:
@@ -989,7 +999,11 @@ def apply(
         still_owned = set(full_set)
         for entry in others:
             still_owned |= entry.fields
-        to_remove = _with_named_fields(mine.fields) - _with_named_fields(still_owned)
+        dropped = mine.fields - still_owned
+        # Only paths under a dropped one can be left unowned; skip the expensive part otherwise.
+        to_remove = (
+            _with_named_fields(dropped) - _with_named_fields(still_owned) if dropped else set()
+        )
         if to_remove:
             _remove_paths(merged, _path_tree(to_remove), (), schema)
 
