@@ -85,7 +85,8 @@ OMITTED_OBJECTS = "…and {count} more changed object{s} not listed here."
 OMITTED_ERRORS = "…and {count} more error{s} not listed here."
 OMITTED_HEALTH = "…and {count} more unhealthy object{s} not listed here."
 OMITTED_NOTES = "…and {count} more note{s} not listed here."
-OMITTED_APPS = "…and {count} more app{s}: the summary was too long for one comment."
+OMITTED_APPS = "…and {count} more app{s} with changes or errors: too many for one comment."
+QUIET_APPS = "…and {count} app{s} with no changes, no errors and nothing unhealthy."
 PREFIX = {Change.CREATE: "+", Change.UPDATE: "~", Change.DELETE: "-", Change.UNCHANGED: "="}
 HEALTH_ICON = {
     Health.HEALTHY: "✅",
@@ -377,14 +378,9 @@ def render_markdown(
     head += f"### {heading}\n\n{SUBTITLES[result.mode]}\n\n"
 
     # 1. the summary: required, and complete unless it alone cannot fit
-    if result.apps:
-        rows = [_summary_row(app) for app in result.apps]
-        summary = _SUMMARY_HEADER + "".join(rows) + "\n" + _totals(result)
-        if _units(head) + _units(summary) > max_chars:
-            summary = _truncated_summary(rows, max_chars - _units(head) - 200) + _totals(result)
-    else:
-        summary = f"{NO_APPS}\n"
-    out = head + summary
+    out = head + (
+        _summary(result, max_chars - _units(head) - 200) if result.apps else NO_APPS + "\n"
+    )
     budget = max_chars - _units(out)
 
     # 2. errors and notes: each a line; what does not fit is counted
@@ -432,14 +428,30 @@ def render_markdown(
     return _fit(out, max_chars)
 
 
-def _truncated_summary(rows: list[str], budget: int) -> str:
+def _summary(result: RunResult, budget: int) -> str:
+    """The summary table and totals. When a row per app does not fit (hundreds of apps), apps
+    with nothing to report (no change, no error, healthy) are counted in one line instead; only
+    if that still does not fit are rows cut, and the table says how many are missing."""
+    totals = "\n" + _totals(result)
+    rows = [_summary_row(app) for app in result.apps]
+    full = _SUMMARY_HEADER + "".join(rows)
+    if _units(full) + _units(totals) <= budget:
+        return full + totals
+    quiet = [not app.has_changes and app.ok and not app.notes for app in result.apps]
     text = _SUMMARY_HEADER
-    for index, row in enumerate(rows):
+    budget -= _units(totals) + _units(OMITTED_APPS) + _units(QUIET_APPS) + 40
+    for index, (row, is_quiet) in enumerate(zip(rows, quiet, strict=True)):
+        if is_quiet:
+            continue
         if _units(text) + _units(row) > budget:
-            rest = len(rows) - index
-            return text + "\n" + OMITTED_APPS.format(count=rest, s=_s(rest)) + "\n\n"
+            rest = sum(1 for q in quiet[index:] if not q)
+            text += "\n" + OMITTED_APPS.format(count=rest, s=_s(rest)) + "\n"
+            break
         text += row
-    return text + "\n"
+    count = sum(quiet)
+    if count:
+        text += "\n" + QUIET_APPS.format(count=count, s=_s(count)) + "\n"
+    return text + totals
 
 
 def _health_line(health: ObjectHealth) -> str:

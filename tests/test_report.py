@@ -429,6 +429,39 @@ def test_tiny_limits_are_still_respected(limit: int) -> None:
     assert text.startswith("<!-- gitops-bot:preview -->")
 
 
+def test_with_thousands_of_apps_quiet_ones_are_counted_not_listed() -> None:
+    result = RunResult(mode=Mode.LIVE, base=BASE, head=HEAD)
+    for a in range(3_000):
+        app = AppResult(name=f"app-{a:04d}", target="production")
+        ref = ObjectRef("v1", "ConfigMap", "ns", f"c{a}")
+        kind = Change.UPDATE if a % 100 == 0 else Change.UNCHANGED
+        app.changes.append(
+            ObjectChange(ref, kind, "--- a\n+++ b\n" if kind is Change.UPDATE else "")
+        )
+        result.apps.append(app)
+    text = render_markdown(result)
+    assert utf16_units(text) <= 65_000
+    for a in range(0, 3_000, 100):
+        assert f"| 📝 app-{a:04d} | production | 0 | 1 | 0 | 0 | 0 | — |" in text
+    assert "app-0001" not in text
+    assert "…and 2970 apps with no changes, no errors and nothing unhealthy." in text
+    assert "**3000 apps:** 0 to create, 30 to update" in text
+
+
+def test_summary_rows_are_cut_only_as_a_last_resort() -> None:
+    result = RunResult(mode=Mode.LIVE, base=BASE, head=HEAD)
+    for a in range(3_000):
+        result.apps.append(
+            AppResult(name=f"app-{a:04d}", target="t", errors=[ObjectError(message="down")])
+        )
+    text = render_markdown(result, max_chars=20_000)
+    assert utf16_units(text) <= 20_000
+    shown = text.count("| ❌ app-")
+    assert 0 < shown < 3_000
+    assert f"…and {3_000 - shown} more apps with changes or errors" in text
+    assert "**3000 apps:**" in text
+
+
 def test_many_errors_are_counted_when_they_do_not_fit() -> None:
     result = big_result(apps=1, per_app=1, lines=1)
     result.apps[0].errors = [
