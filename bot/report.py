@@ -562,7 +562,7 @@ def render_text(result: RunResult, *, color: bool = False, diffs: bool = True) -
             f"+{len(app.created)} ~{len(app.updated)} -{len(app.deleted)} ={len(app.unchanged)}"
         )
         extra = f", {len(app.errors)} error{_s(len(app.errors))}" if app.errors else ""
-        lines.append(f"{_visible(app.name)} → {_visible(app.target)}: {counts}{extra}")
+        lines.append(f"{_visible(app.name)} -> {_visible(app.target)}: {counts}{extra}")
         for change in app.changes:
             if change.change is Change.UNCHANGED:
                 continue
@@ -605,11 +605,12 @@ def _error_text(error: ObjectError) -> str:
     parts = [str(error.ref)] if error.ref else []
     where = _where(error.file, error.line)
     if where:
-        parts.append(where)
+        parts.append(f"({where})")
     if error.reason:
         parts.append(error.reason)
     prefix = " ".join(parts)
-    return f"{prefix}: {error.message}" if prefix else error.message
+    text = f"{prefix}: {error.message}" if prefix else error.message
+    return text + " (transient: will be retried)" if error.transient else text
 
 
 # -- JSON and dispatch --------------------------------------------------------------------------
