@@ -270,7 +270,9 @@ def _change_title(change: ObjectChange) -> str:
 
 def _diff_block(change: ObjectChange) -> str:
     body = fence(change.diff) if change.diff else "_No diff to show._\n"
-    return f"<details><summary>{_change_title(change)}</summary>\n\n{body}\n</details>\n"
+    # blank lines around the block: without them a following "- …" line (an object whose diff
+    # was omitted) would be swallowed by the HTML block and shown as raw text
+    return f"\n<details><summary>{_change_title(change)}</summary>\n\n{body}\n</details>\n\n"
 
 
 def _short_line(change: ObjectChange) -> str:

@@ -386,6 +386,15 @@ def test_largest_diffs_are_dropped_first() -> None:
     assert max(sizes[n] for n in shown) <= min(sizes[n] for n in omitted)
 
 
+def test_mixed_full_and_omitted_entries_render_as_markdown() -> None:
+    text = render_markdown(big_result(apps=2, per_app=30, lines=40), max_chars=30_000)
+    full, short = text.count("<details>"), text.count("(diff omitted)")
+    assert full and short and full + short == 60
+    html = gfm_html(text)
+    assert html.count("<em>(diff omitted)</em>") == short
+    assert html.count('<pre lang="diff">') == full
+
+
 def test_a_single_diff_larger_than_the_limit_is_omitted_not_cut() -> None:
     result = big_result(apps=1, per_app=1, lines=5_000)
     text = render_markdown(result, max_chars=10_000)
