@@ -953,6 +953,8 @@ def apply(
     force: bool,
     now: str,
     list_types: Mapping[str, ListType] | None = None,
+    subresource: str | None = None,
+    reset_status: bool = False,
 ) -> dict[str, Any]:
     """Server-side apply ``config`` as ``manager`` over ``live`` (None: create).
 
@@ -961,12 +963,24 @@ def apply(
     for an invalid configuration (a list item without its key, duplicate keys).
     ``list_types`` maps dotted field names (``"spec.items"``) to ``"atomic"``, ``"set"`` or key
     names, for custom resources whose schema declares ``x-kubernetes-list-type``.
+    ``subresource="status"`` applies only the config's ``.status`` (the entry records the
+    subresource); ``reset_status=True`` is for the main resource of a kind with a status
+    subresource: the config's ``.status`` is then ignored, neither written nor owned.
     """
     if not isinstance(config, dict):
         raise PatchError("apply configuration must be an object")
     api_version = str(config.get("apiVersion") or (live or {}).get("apiVersion") or "")
     schema = _Schema(_is_builtin(api_version), list_types)
+    sub = subresource or ""
     cfg = _without_managed_fields(config)
+    if sub == "status":
+        # The status subresource resets everything but .status (fieldmanager reset fields).
+        raw_metadata = cfg.get("metadata")
+        identity: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
+        cfg = {key: cfg[key] for key in ("apiVersion", "kind", "status") if key in cfg}
+        cfg["metadata"] = {key: identity[key] for key in ("name", "namespace") if key in identity}
+    elif reset_status:
+        cfg.pop("status", None)
     live_obj = _without_managed_fields(live)
     entries = _decode_entries(live)
     if live is not None and not entries:
@@ -990,7 +1004,7 @@ def apply(
     full_set = _to_field_set(cfg, schema, strict=True)
     config_set = _strip_ignored(full_set)
 
-    mine = next((e for e in entries if e.same_owner(manager, "Apply", "", "")), None)
+    mine = next((e for e in entries if e.same_owner(manager, "Apply", "", sub)), None)
     others = [e for e in entries if e is not mine]
 
     if mine is not None and mine.fields:
@@ -1038,7 +1052,7 @@ def apply(
 
     object_changed = not _equal(live_obj, merged)
     if mine is None:
-        mine = _Entry(manager, "Apply", api_version, now, "", config_set)
+        mine = _Entry(manager, "Apply", api_version, now, sub, config_set)
         entries.append(mine)
     else:
         mine.fields = config_set

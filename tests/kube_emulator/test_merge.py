@@ -357,6 +357,35 @@ def test_apply_over_an_untracked_object_conflicts_with_before_first_apply() -> N
     assert owners(result) == [("m", "Apply"), ("before-first-apply", "Update")]
 
 
+def test_apply_to_the_status_subresource_touches_only_status() -> None:
+    live = apply(None, deployment(), manager="kubectl", force=False, now=T0)
+    config = deployment(replicas=9, labels={"x": "y"})
+    config["status"] = {"replicas": 2}
+    result = apply(live, config, manager="ctrl", force=False, now=T1, subresource="status")
+    assert result["spec"]["replicas"] == 2
+    assert "labels" not in result["metadata"]
+    assert result["status"] == {"replicas": 2}
+    status_entry = entry(result, "ctrl")
+    assert status_entry["subresource"] == "status"
+    assert status_entry["fieldsV1"] == {"f:status": {"f:replicas": {}}}
+    # A second apply of the same manager to the main resource is a separate entry.
+    both = apply(result, deployment(), manager="ctrl", force=False, now=T2)
+    assert [(e["manager"], e.get("subresource")) for e in entries(both)] == [
+        ("kubectl", None),
+        ("ctrl", "status"),
+        ("ctrl", None),
+    ]
+
+
+def test_apply_with_reset_status_ignores_the_config_status() -> None:
+    config = deployment()
+    config["status"] = {"replicas": 5}
+    result = apply(None, config, manager="m", force=False, now=T0, reset_status=True)
+    assert "status" not in result
+    assert "f:status" not in entry(result, "m")["fieldsV1"]
+    assert config["status"] == {"replicas": 5}
+
+
 # ---------------------------------------------------------------------------------------------
 # apply: removal of dropped fields
 # ---------------------------------------------------------------------------------------------
