@@ -15,10 +15,11 @@ body in their delivery logs and that is where operators debug:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Final
 
 from flask import Flask, Response, jsonify, request
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
 from bot.errors import QueueUnavailable
@@ -81,9 +82,7 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
             delivery_ttl=settings.delivery_ttl,
         )
     metrics = WebMetrics()
-    options = IntakeOptions(
-        preview_drafts=settings.preview_drafts, bot_logins=settings.bot_logins
-    )
+    options = IntakeOptions(preview_drafts=settings.preview_drafts, bot_logins=settings.bot_logins)
     secrets = {"github": settings.github_webhook_secret, "gitlab": settings.gitlab_webhook_secret}
     app.extensions["gitops"] = {"queue": queue, "metrics": metrics, "settings": settings}
 
@@ -105,7 +104,10 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
         if body is None:
             metrics.rejected.labels(provider, label, "413").inc()
             return _answer(
-                delivery, 413, action="rejected", error=TOO_LARGE.format(limit=settings.max_body_bytes)
+                delivery,
+                413,
+                action="rejected",
+                error=TOO_LARGE.format(limit=settings.max_body_bytes),
             )
         try:
             outcome = handler(headers=request.headers, body=body, secret=secret, options=options)
@@ -181,9 +183,11 @@ def _read_body(limit: int) -> bytes | None:
     return None if len(body) > limit else body
 
 
-def _delivery_hint(headers: Mapping[str, str], provider: str, header: str) -> str:
+def _delivery_hint(headers: Headers, provider: str, header: str) -> str:
     """The delivery id as the headers give it, for answers before the payload is parsed."""
-    value = headers.get(header) or (headers.get("X-Gitlab-Event-UUID") if provider == "gitlab" else None)
+    value = headers.get(header) or (
+        headers.get("X-Gitlab-Event-UUID") if provider == "gitlab" else None
+    )
     return (value or "")[:200]
 
 

@@ -9,6 +9,7 @@ restart of the bot loses no queued job.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -118,10 +119,9 @@ class EmbeddedRedis:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        try:
+        # SHUTDOWN closes the connection under us; an error here is expected.
+        with contextlib.suppress(redis.RedisError):
             redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5).shutdown(nosave=False)
-        except redis.RedisError:
-            pass  # shutdown closes the connection; an error here is expected
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -62,7 +62,7 @@ class WebMetrics:
     def exposition(self, queue: JobQueue | None) -> bytes:
         if self.registry is None:
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         else:
             registry = CollectorRegistry()
             registry.register(_Forward(self.registry))

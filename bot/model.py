@@ -174,7 +174,9 @@ class AppResult:
     changes: list[ObjectChange] = field(default_factory=list)
     errors: list[ObjectError] = field(default_factory=list)
     health: list[ObjectHealth] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # e.g. "skipped values.yaml: not a Kubernetes object"
+    notes: list[str] = field(
+        default_factory=list
+    )  # e.g. "skipped values.yaml: not a Kubernetes object"
     commit: str | None = None  # the commit the desired state was rendered from
     pruned: bool = False  # deploy only: whether the prune step ran
 
@@ -241,7 +243,9 @@ class RunResult:
     apps: list[AppResult] = field(default_factory=list)
     base: str | None = None
     head: str | None = None
-    errors: list[ObjectError] = field(default_factory=list)  # not tied to one app (bad .gitops.yaml)
+    errors: list[ObjectError] = field(
+        default_factory=list
+    )  # not tied to one app (bad .gitops.yaml)
 
     @property
     def has_changes(self) -> bool:

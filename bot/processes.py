@@ -55,7 +55,9 @@ def worker_commands(settings: Settings, *, queues: Sequence[str]) -> list[list[s
 class Supervisor:
     """Runs child processes; stops them all when one exits or when told to."""
 
-    def __init__(self, commands: Sequence[Sequence[str]], *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, commands: Sequence[Sequence[str]], *, env: dict[str, str] | None = None
+    ) -> None:
         self._commands = [list(c) for c in commands]
         self._env = env
         self.children: list[subprocess.Popen[bytes]] = []
@@ -128,7 +130,14 @@ def run_gunicorn(settings: Settings, *, host: str, port: int) -> None:
 
     class _App(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            for key in ("worker_class", "threads", "timeout", "graceful_timeout", "keepalive", "child_exit"):
+            for key in (
+                "worker_class",
+                "threads",
+                "timeout",
+                "graceful_timeout",
+                "keepalive",
+                "child_exit",
+            ):
                 self.cfg.set(key, getattr(gunicorn_conf, key))
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", settings.web_workers)

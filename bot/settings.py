@@ -213,7 +213,9 @@ class Settings:
             try:
                 values[spec.name] = spec.metadata["parse"](raw)
             except ValueError as exc:
-                raise SettingsError(f"{name} is malformed: {exc} (got {_shown(name, raw)})") from exc
+                raise SettingsError(
+                    f"{name} is malformed: {exc} (got {_shown(name, raw)})"
+                ) from exc
         settings = cls(**values)
         if settings.github_webhook_secret == "" or settings.gitlab_webhook_secret == "":
             raise SettingsError(

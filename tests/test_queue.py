@@ -54,7 +54,7 @@ def test_enqueue_persists_a_celery_message(redis_url: str) -> None:
     assert envelope["headers"]["task"] == "gitops.preview"
     assert envelope["headers"]["id"] == queued.job_id
     assert envelope["properties"]["delivery_info"]["routing_key"] == "previews"
-    args, kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+    args, _kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
     assert from_task(args[0]) == pr_event()
     record = client.hgetall(JOB_KEY.format(job_id=queued.job_id))
     assert record[b"state"] == b"queued" and record[b"delivery"] == b"d-1"

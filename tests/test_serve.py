@@ -17,7 +17,9 @@ import pytest
 import requests
 
 GITOPS_BOT = str(Path(sys.executable).with_name("gitops-bot"))
-FIXTURE = Path(__file__).parent / "fixtures" / "webhooks" / "github" / "pull_request__synchronize.json"
+FIXTURE = (
+    Path(__file__).parent / "fixtures" / "webhooks" / "github" / "pull_request__synchronize.json"
+)
 SECRET = "serve-secret"
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,7 @@ from typing import Any
 
 from celery import Celery
 
-from bot.queue import QUEUES, TASK_NAMES, QUEUE_OF, kombu_url
+from bot.queue import QUEUE_OF, QUEUES, TASK_NAMES, kombu_url
 from bot.settings import Settings
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 from celery import Task
+from redis.typing import EncodableT
 
 from bot.events import Event, from_task
 from bot.queue import JOB_KEY, JOBS_PROCESSED_KEY, TASK_NAMES, redis_client
@@ -34,8 +35,10 @@ def _state_store() -> redis.Redis:
 
 
 def _record(job_id: str, job_type: str, outcome: str, **fields: str) -> None:
+    mapping: dict[EncodableT, EncodableT] = {"state": outcome}
+    mapping.update(fields)
     pipe = _state_store().pipeline(transaction=True)
-    pipe.hset(JOB_KEY.format(job_id=job_id), mapping={"state": outcome, **fields})
+    pipe.hset(JOB_KEY.format(job_id=job_id), mapping=mapping)
     if outcome != "running":
         pipe.hincrby(JOBS_PROCESSED_KEY, f"{job_type}|{outcome}", 1)
     pipe.execute()

@@ -101,7 +101,9 @@ def beat() -> None:
     """Run the Celery beat scheduler (periodic jobs; needs REDIS_URL)."""
     settings = _settings(require_webhook_secret=False)
     if not settings.redis_url:
-        raise click.ClickException("REDIS_URL is not set: `gitops-bot beat` needs the queue's Redis")
+        raise click.ClickException(
+            "REDIS_URL is not set: `gitops-bot beat` needs the queue's Redis"
+        )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     schedule = settings.data_dir / "celerybeat-schedule"
     os.execv(

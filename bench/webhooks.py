@@ -1,0 +1,205 @@
+"""Webhook intake throughput and latency under gunicorn with a real Redis.
+
+Fires signed GitHub ``pull_request`` (synchronize) deliveries, each with a fresh delivery id (so
+every one is verified, parsed and durably queued), at concurrency 8 and 32, and measures the
+same server's ``/healthz`` the same way in the same run, so the ratio holds on a noisy machine.
+
+    ./dev bench webhooks [--requests N] [--workers W]
+
+The load generator is a separate process (asyncio, keep-alive connections) so it does not share
+the server's GIL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "webhooks" / "github" / "pull_request__synchronize.json"
+SECRET = "bench-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _client(
+    port: int, template: bytes, counter: list[int], total: int, latencies: list[float]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while counter[0] < total:
+            counter[0] += 1
+            request = template.replace(b"{DELIVERY}", f"{counter[0]:012d}-{os.getpid()}".encode())
+            started = time.perf_counter()
+            writer.write(request)
+            await writer.drain()
+            status_line = await reader.readline()
+            length = 0
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                name, _, value = line.decode().partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if b" 20" not in status_line:
+                raise RuntimeError(f"unexpected answer: {status_line!r}")
+    finally:
+        writer.close()
+
+
+def load(port: int, template: bytes, *, concurrency: int, total: int) -> dict[str, float]:
+    latencies: list[float] = []
+    counter = [0]
+
+    async def main() -> float:
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(_client(port, template, counter, total, latencies) for _ in range(concurrency))
+        )
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(main())
+    latencies.sort()
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+    }
+
+
+def request_templates() -> tuple[bytes, bytes]:
+    body = FIXTURE.read_bytes()
+    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    webhook = (
+        b"POST /webhooks/github HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        b"X-GitHub-Event: pull_request\r\nX-GitHub-Delivery: {DELIVERY}\r\n"
+        + f"X-Hub-Signature-256: {signature}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    health = b"GET /healthz HTTP/1.1\r\nHost: bench\r\nX-Ignored: {DELIVERY}\r\n\r\n"
+    return webhook, health
+
+
+def generator_main(port: int, concurrency: int, total: int, which: str) -> None:
+    webhook, health = request_templates()
+    template = webhook if which == "webhook" else health
+    load(port, template, concurrency=concurrency, total=total // 10)  # warm-up
+    print(json.dumps(load(port, template, concurrency=concurrency, total=total)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--generator", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.generator:
+        port, concurrency, total, which = args.generator
+        generator_main(int(port), int(concurrency), int(total), which)
+        return
+
+    sys.path.insert(0, str(ROOT))
+    from bot.embedded_redis import EmbeddedRedis
+
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as redis_server:
+        port = free_port()
+        env = dict(
+            os.environ,
+            REDIS_URL=redis_server.url,
+            GITHUB_WEBHOOK_SECRET=SECRET,
+            GITOPS_WEB_WORKERS=str(args.workers),
+            GITOPS_LOG_LEVEL="WARNING",
+            PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(dir=tmp),
+        )
+        server = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("gunicorn")),
+                "--config",
+                "python:bot.gunicorn_conf",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "bot.app:create_app_from_env()",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_ready(port)
+            print(f"gunicorn: {args.workers} workers x gthread; Redis: embedded redis-server (AOF)")
+            print(f"{'endpoint':<28}{'conc':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+            results: dict[tuple[str, int], dict[str, float]] = {}
+            for concurrency in (8, 32):
+                for which in ("webhook", "healthz"):
+                    out = subprocess.run(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--generator",
+                            str(port),
+                            str(concurrency),
+                            str(args.requests),
+                            which,
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    figures = json.loads(out.stdout)
+                    results[(which, concurrency)] = figures
+                    name = "POST /webhooks/github" if which == "webhook" else "GET /healthz"
+                    print(
+                        f"{name:<28}{concurrency:>6}{figures['rps']:>10.0f}"
+                        f"{figures['p50_ms']:>9.2f}{figures['p99_ms']:>9.2f}"
+                    )
+            p99_8 = results[("webhook", 8)]["p99_ms"]
+            ratio_32 = results[("webhook", 32)]["rps"] / results[("healthz", 32)]["rps"]
+            print(
+                f"target p99 < 25 ms at concurrency 8: {p99_8:.2f} ms "
+                f"({'met' if p99_8 < 25 else 'MISSED'})"
+            )
+            print(
+                f"target webhook/healthz throughput >= 0.5 at concurrency 32: {ratio_32:.2f} "
+                f"({'met' if ratio_32 >= 0.5 else 'MISSED'})"
+            )
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+
+
+def _wait_ready(port: int) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("server did not become ready")
+
+
+if __name__ == "__main__":
+    main()
