@@ -17,13 +17,26 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import difflib
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import yaml
 
-from bot.model import AppResult, Change, Manifest, Obj, ObjectChange, ObjectRef, Source
+from bot.model import (
+    AppResult,
+    Change,
+    Manifest,
+    Obj,
+    ObjectChange,
+    ObjectError,
+    ObjectHealth,
+    ObjectRef,
+    RunResult,
+    Source,
+)
 
 __all__ = [
     "LAST_APPLIED_ANNOTATION",
@@ -36,6 +49,7 @@ __all__ = [
     "mask_secrets",
     "normalize",
     "object_diff",
+    "redact_values",
     "secret_values",
 ]
 
@@ -470,3 +484,51 @@ def diff_app(
 
 def _change(ref: ObjectRef, change: Change, diff: str, source: Source | None) -> ObjectChange:
     return ObjectChange(ref=ref, change=change, diff=diff, source=source)
+
+
+# -- defence in depth: values known to be secret, wherever they turn up ----------------------
+
+MIN_REDACT_LENGTH = 4  # shorter values ("1", "yes") would blank out ordinary words
+
+
+def redact_values(
+    result: RunResult, values: Iterable[str], *, min_length: int = MIN_REDACT_LENGTH
+) -> RunResult:
+    """A copy of ``result`` with every occurrence of any of ``values`` replaced by
+    ``<redacted>`` in diffs, error messages, notes and health messages.
+
+    Diffs are already masked by :func:`mask_secrets`; this catches what masking cannot see — a
+    server error message or a controller condition that quotes a value back. Callers pass
+    :func:`secret_values` of the Secrets they rendered. Values shorter than ``min_length`` are
+    skipped, since replacing them would mangle ordinary text. ``result`` is not modified."""
+    wanted = sorted({v for v in values if len(v) >= min_length}, key=len, reverse=True)
+    if not wanted:
+        return result
+    pattern = re.compile("|".join(re.escape(v) for v in wanted))
+
+    def scrub(text: str) -> str:
+        return pattern.sub(REDACTED, text) if text else text
+
+    return dataclasses.replace(
+        result,
+        apps=[_redact_app(app, scrub) for app in result.apps],
+        errors=[_redact_error(e, scrub) for e in result.errors],
+    )
+
+
+def _redact_error(error: ObjectError, scrub: Callable[[str], str]) -> ObjectError:
+    return dataclasses.replace(error, message=scrub(error.message))
+
+
+def _redact_app(app: AppResult, scrub: Callable[[str], str]) -> AppResult:
+    return dataclasses.replace(
+        app,
+        changes=[dataclasses.replace(c, diff=scrub(c.diff)) for c in app.changes],
+        errors=[_redact_error(e, scrub) for e in app.errors],
+        health=[_redact_health(h, scrub) for h in app.health],
+        notes=[scrub(n) for n in app.notes],
+    )
+
+
+def _redact_health(health: ObjectHealth, scrub: Callable[[str], str]) -> ObjectHealth:
+    return dataclasses.replace(health, reason=scrub(health.reason), message=scrub(health.message))

@@ -22,10 +22,11 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.diff import redact_values
 from bot.model import (
     AppResult,
     Change,
@@ -624,10 +625,18 @@ def render_json(result: RunResult) -> str:
 
 
 def render(
-    result: RunResult, *, fmt: Format, max_chars: int = MAX_CHARS, color: bool = False
+    result: RunResult,
+    *,
+    fmt: Format,
+    max_chars: int = MAX_CHARS,
+    color: bool = False,
+    redact: Iterable[str] = (),
 ) -> str:
     """``result`` in ``fmt``; ``max_chars`` bounds the Markdown format only, ``color`` (ANSI)
-    applies to the text format only."""
+    applies to the text format only. ``redact``: values known to be secret (see
+    :func:`bot.diff.secret_values`), replaced wherever they appear, e.g. quoted back in a server
+    error message."""
+    result = redact_values(result, redact)
     if fmt == "markdown":
         return render_markdown(result, max_chars=max_chars)
     if fmt == "json":

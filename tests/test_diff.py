@@ -23,7 +23,7 @@ from bot.diff import (
     object_diff,
     secret_values,
 )
-from bot.model import Change, Manifest, Obj, ObjectRef, Source
+from bot.model import Change, Manifest, Obj, ObjectChange, ObjectRef, Source
 
 
 def b64(text: str) -> str:
@@ -466,3 +466,34 @@ def test_no_secret_value_ever_appears_in_a_diff(old: Obj | None, new: Obj | None
         for value in secret_values(obj) if obj else []:
             assert value not in diff
             assert value not in masked
+
+
+# -- redact_values --------------------------------------------------------------------------------
+
+
+def test_redact_values_scrubs_messages_diffs_notes_and_health() -> None:
+    from bot.diff import redact_values
+    from bot.model import AppResult, Health, Mode, ObjectError, ObjectHealth, RunResult
+
+    ref = ObjectRef("v1", "Secret", "n", "s")
+    result = RunResult(
+        mode=Mode.LIVE,
+        apps=[
+            AppResult(
+                name="a",
+                target="t",
+                changes=[ObjectChange(ref, Change.UPDATE, "+  leaked: hunter22\n")],
+                errors=[ObjectError(message='invalid value "hunter22" and "abc"', ref=ref)],
+                health=[ObjectHealth(ref, Health.DEGRADED, "Bad", "saw hunter22hunter22")],
+                notes=["note hunter22"],
+            )
+        ],
+        errors=[ObjectError(message="global hunter22")],
+    )
+    clean = redact_values(result, ["hunter22", "abc", "hunter22hunter22"])
+    text = repr(clean)
+    assert "hunter22" not in text
+    assert 'and "abc"' in text, "values shorter than 4 characters are left alone"
+    assert clean.apps[0].health[0].message == "saw <redacted>"
+    assert "hunter22" in repr(result), "the input is not modified"
+    assert redact_values(result, []) is result

@@ -633,3 +633,16 @@ def test_no_secret_value_in_any_report_format(
             assert value not in output
             assert escape_md(value) not in output
             assert json.dumps(value)[1:-1] not in output
+
+
+def test_render_redacts_values_quoted_back_by_the_server() -> None:
+    result = realistic()
+    result.apps[0].errors.append(
+        ObjectError(message='Secret "redis-auth" is invalid: value "Tr0ub4dor&3" is not allowed')
+    )
+    for fmt in ("markdown", "text", "json"):
+        plain = render(result, fmt=fmt)  # type: ignore[arg-type]
+        assert "Tr0ub4dor" in plain
+        out = render(result, fmt=fmt, redact=secret_values(SECRET_NEW))  # type: ignore[arg-type]
+        assert "Tr0ub4dor" not in out
+        assert out.count("redacted") == plain.count("redacted") + 1
