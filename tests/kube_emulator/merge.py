@@ -39,6 +39,8 @@ from functools import lru_cache
 from typing import Any, Final
 
 __all__ = [
+    "KUBECTL_MANAGER",
+    "LAST_APPLIED",
     "ApplyConflict",
     "FieldConflict",
     "PatchError",
@@ -47,6 +49,7 @@ __all__ = [
     "encode_fields",
     "json_merge_patch",
     "json_patch",
+    "path_string",
     "strategic_merge_patch",
     "track_update",
 ]
@@ -1025,22 +1028,28 @@ def apply(
     changed = _strip_ignored(comparison.added | comparison.modified)
     removed = comparison.removed
 
-    conflicts: list[FieldConflict] = []
+    clashes: list[tuple[_Entry, Path]] = []
     for entry in others:
         clash = entry.fields & changed
-        if not clash:
-            continue
-        for path in sorted(clash, key=_iterate_sort_key):
-            conflicts.append(
-                FieldConflict(
-                    manager=entry.manager,
-                    field=path_string(path),
-                    operation=entry.operation,
-                    api_version=entry.api_version,
-                    subresource=entry.subresource,
-                )
+        clashes.extend((entry, path) for path in sorted(clash, key=_iterate_sort_key))
+    if clashes and not force and manager == KUBECTL_MANAGER and not sub:
+        # lastAppliedManager: kubectl's upgrade from client-side apply. Conflicts on fields
+        # whose live value is still the last-applied one are forced through.
+        allowed = _allowed_from_last_applied(live_obj, api_version, schema)
+        if allowed is not None:
+            clashes = [(entry, path) for entry, path in clashes if path not in allowed]
+            force = not clashes
+    if clashes and not force:
+        conflicts = [
+            FieldConflict(
+                manager=entry.manager,
+                field=path_string(path),
+                operation=entry.operation,
+                api_version=entry.api_version,
+                subresource=entry.subresource,
             )
-    if conflicts and not force:
+            for entry, path in clashes
+        ]
         conflicts.sort(
             key=lambda c: _identifier(c.manager, c.operation, c.api_version, c.subresource)
         )
@@ -1060,7 +1069,67 @@ def apply(
         if object_changed or mine.time is None:
             mine.time = now
     _set_managed_fields(merged, entries)
+    if manager == KUBECTL_MANAGER and not sub and _last_applied(live_obj):
+        # lastAppliedUpdater: kubectl's server-side apply keeps the client-side annotation in
+        # step with what it applied, so a later client-side apply computes the right patch.
+        annotations = merged["metadata"].setdefault("annotations", {})
+        annotations[LAST_APPLIED] = _build_last_applied(cfg)
     return merged
+
+
+LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
+KUBECTL_MANAGER: Final = "kubectl"
+
+
+def _last_applied(obj: Mapping[str, Any]) -> str:
+    metadata = obj.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    value = annotations.get(LAST_APPLIED) if isinstance(annotations, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def _allowed_from_last_applied(
+    live: Mapping[str, Any], api_version: str, schema: _Schema
+) -> set[Path] | None:
+    """The fields of the last-applied annotation whose live value is still the applied one."""
+    text = _last_applied(live)
+    if not text:
+        return None
+    try:
+        last = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(last, dict) or last.get("apiVersion") != api_version:
+        return None
+    try:
+        fields = _to_field_set(last, schema, strict=True)
+    except PatchError:
+        return None
+    comparison = _compare(last, live, schema)
+    return fields - comparison.modified - comparison.added - comparison.removed
+
+
+def _build_last_applied(config: Mapping[str, Any]) -> str:
+    """buildLastApplied: the applied object without the annotation, as Go's json.Encoder
+    writes an unstructured object (sorted keys, HTML-escaped, trailing newline)."""
+    obj = _copy(dict(config))
+    metadata = obj.get("metadata")
+    if isinstance(metadata, dict):
+        annotations = metadata.get("annotations")
+        if isinstance(annotations, dict):
+            annotations.pop(LAST_APPLIED, None)
+            if not annotations:
+                del metadata["annotations"]
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        text = text.replace(char, escaped)
+    return text + "\n"
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.kube_emulator.merge import (
+    LAST_APPLIED,
     ApplyConflict,
     FieldConflict,
     PatchError,
@@ -384,6 +385,52 @@ def test_apply_with_reset_status_ignores_the_config_status() -> None:
     assert "status" not in result
     assert "f:status" not in entry(result, "m")["fieldsV1"]
     assert config["status"] == {"replicas": 5}
+
+
+def client_side_applied(data: dict[str, str]) -> dict[str, Any]:
+    """A ConfigMap as `kubectl apply` (client-side) leaves it: annotation + Update entry."""
+    obj = configmap(data)
+    last = json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n"
+    obj["metadata"]["annotations"] = {LAST_APPLIED: last}
+    return track_update(None, obj, manager="kubectl-client-side-apply", now=T0)
+
+
+def test_kubectl_server_side_apply_upgrades_from_client_side_apply() -> None:
+    live = client_side_applied({"a": "1", "b": "2"})
+    result = apply(live, configmap({"a": "9", "b": "2"}), manager="kubectl", force=False, now=T1)
+    assert result["data"] == {"a": "9", "b": "2"}
+    assert result["metadata"]["annotations"][LAST_APPLIED] == (
+        '{"apiVersion":"v1","data":{"a":"9","b":"2"},"kind":"ConfigMap",'
+        '"metadata":{"name":"cm","namespace":"default"}}\n'
+    )
+    assert entry(result, "kubectl")["fieldsV1"] == {"f:data": {"f:a": {}, "f:b": {}}}
+    # .data.a moved to kubectl; the annotation and the map itself stay with the old manager.
+    assert entry(result, "kubectl-client-side-apply", "Update")["fieldsV1"] == {
+        "f:data": {".": {}, "f:b": {}},
+        "f:metadata": {"f:annotations": {".": {}, f"f:{LAST_APPLIED}": {}}},
+    }
+
+
+def test_upgrade_from_client_side_apply_is_only_for_the_kubectl_manager() -> None:
+    live = client_side_applied({"a": "1"})
+    with pytest.raises(ApplyConflict):
+        apply(live, configmap({"a": "9"}), manager="bot", force=False, now=T1)
+
+
+def test_upgrade_from_client_side_apply_still_conflicts_on_drifted_fields() -> None:
+    live = client_side_applied({"a": "1", "b": "2"})
+    drifted = copy.deepcopy(live)
+    drifted["data"]["a"] = "edited"
+    live = track_update(live, drifted, manager="kubectl-client-side-apply", now=T1)
+    with pytest.raises(ApplyConflict) as caught:
+        apply(live, configmap({"a": "9", "b": "3"}), manager="kubectl", force=False, now=T2)
+    assert [c.field for c in caught.value.conflicts] == [".data.a"]
+
+
+def test_last_applied_annotation_is_escaped_like_go() -> None:
+    live = client_side_applied({"a": "1"})
+    result = apply(live, configmap({"a": "<&>"}), manager="kubectl", force=False, now=T1)
+    assert '"a":"\\u003c\\u0026\\u003e"' in result["metadata"]["annotations"][LAST_APPLIED]
 
 
 # ---------------------------------------------------------------------------------------------
