@@ -6,6 +6,7 @@ the escaping tests look at what a reader would see, not at our own idea of Markd
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 
@@ -646,3 +647,23 @@ def test_render_redacts_values_quoted_back_by_the_server() -> None:
         out = render(result, fmt=fmt, redact=secret_values(SECRET_NEW))  # type: ignore[arg-type]
         assert "Tr0ub4dor" not in out
         assert out.count("redacted") == plain.count("redacted") + 1
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.text(st.characters(exclude_categories=["Cs"]), max_size=60))
+def test_escaped_text_renders_as_itself_on_github(text: str) -> None:
+    """Whatever a name or message contains, GitHub shows exactly its text (newlines and control
+    characters as spaces) in a list item and in one table cell: no tag, no structure."""
+    flat = " ".join(
+        re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]", " ", text).split()
+    )
+    if not flat:
+        return
+    item = gfm_html("- " + escape_md(text) + " z\n")
+    match = re.fullmatch(r"<ul>\n<li>(.*) z</li>\n</ul>\n", item, re.S)
+    assert match is not None, item
+    inner = re.sub(r"</?a( [^>]*)?>", "", match.group(1))  # GitHub autolinks bare URLs: fine
+    assert "<" not in inner
+    assert " ".join(html.unescape(inner).split()) == flat
+    table = gfm_html("| a |\n|---|\n| " + escape_md(text) + " |\n")
+    assert table.count("<td") == 1
