@@ -206,13 +206,12 @@ def _mask_side(
 ) -> Obj:
     """One side of a Secret with its values masked against the other side's values."""
     out: Obj = dict(obj)  # shallow: only top-level keys and metadata are replaced
-    had_values = "data" in obj or "stringData" in obj
     out.pop("stringData", None)
     out.pop("data", None)
     if values is None:
         # malformed data (not a mapping): hide it whole rather than guess which parts are values
         out["data"] = REDACTED if same_whole else changed
-    elif values or had_values:
+    elif values:  # an empty data map is stored as no data at all (omitempty)
         out["data"] = {
             key: changed
             if has_other and other is not None and key in other and other[key] != value

@@ -151,6 +151,11 @@ def test_mask_marks_equal_changed_added_and_removed_keys() -> None:
         assert value not in diff and b64(value) not in diff
 
 
+def test_empty_data_equals_no_data() -> None:
+    assert object_diff(secret(data={}), secret(), ref=ObjectRef.of(secret())) == ""
+    assert object_diff(secret(string_data={}), secret(), ref=ObjectRef.of(secret())) == ""
+
+
 def test_mask_does_not_modify_inputs() -> None:
     old = secret(data={"a": b64("x")})
     new = secret(string_data={"a": "y"})
