@@ -45,6 +45,7 @@ __all__ = [
     "FieldConflict",
     "PatchError",
     "apply",
+    "crd_list_types",
     "decode_fields",
     "encode_fields",
     "json_merge_patch",
@@ -263,6 +264,42 @@ class _Schema:
         if self.extra and self.extra.get(".".join(names)) == _ATOMIC:
             return True
         return self.builtin and bool(names) and names[-1] in _ATOMIC_MAPS
+
+
+def crd_list_types(openapi_v3_schema: Mapping[str, Any] | None) -> dict[str, ListType]:
+    """The ``list_types`` of a CRD version, from its openAPIV3Schema's extensions.
+
+    ``x-kubernetes-list-type: map`` (with ``x-kubernetes-list-map-keys``) and ``set`` make a list
+    granular; ``x-kubernetes-map-type: atomic`` makes an object atomic. Lists without an
+    extension stay atomic, as on a real server.
+    """
+    out: dict[str, ListType] = {}
+    if isinstance(openapi_v3_schema, Mapping):
+        _walk_crd_schema(openapi_v3_schema, (), out)
+    return out
+
+
+def _walk_crd_schema(
+    node: Mapping[str, Any], names: tuple[str, ...], out: dict[str, ListType]
+) -> None:
+    dotted = ".".join(names)
+    if names and node.get("x-kubernetes-map-type") == "atomic":
+        out[dotted] = _ATOMIC
+    list_type = node.get("x-kubernetes-list-type")
+    if names and list_type == "set":
+        out[dotted] = _SET
+    elif names and list_type == "map":
+        keys = node.get("x-kubernetes-list-map-keys")
+        if isinstance(keys, list) and keys and all(isinstance(k, str) for k in keys):
+            out[dotted] = tuple(sorted(keys))
+    properties = node.get("properties")
+    if isinstance(properties, Mapping):
+        for name, child in properties.items():
+            if isinstance(child, Mapping):
+                _walk_crd_schema(child, (*names, str(name)), out)
+    items = node.get("items")
+    if isinstance(items, Mapping):
+        _walk_crd_schema(items, names, out)  # list items add no name to the path
 
 
 def _schema_for(

@@ -20,6 +20,7 @@ from tests.kube_emulator.merge import (
     FieldConflict,
     PatchError,
     apply,
+    crd_list_types,
     decode_fields,
     encode_fields,
     json_merge_patch,
@@ -649,6 +650,63 @@ def test_custom_resource_lists_are_atomic_unless_declared() -> None:
     assert entry(apply(None, cr, manager="a", force=False, now=T0), "a")["fieldsV1"] == {
         "f:spec": {"f:containers": {}}
     }
+
+
+def test_crd_list_types_from_the_openapi_schema() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "properties": {
+                    "items": {
+                        "type": "array",
+                        "x-kubernetes-list-type": "map",
+                        "x-kubernetes-list-map-keys": ["name", "kind"],
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "tags": {"type": "array", "x-kubernetes-list-type": "set"},
+                                "ref": {"type": "object", "x-kubernetes-map-type": "atomic"},
+                            },
+                        },
+                    },
+                    "plain": {"type": "array", "items": {"type": "string"}},
+                },
+            }
+        },
+    }
+    list_types = crd_list_types(schema)
+    assert list_types == {
+        "spec.items": ("kind", "name"),
+        "spec.items.tags": "set",
+        "spec.items.ref": "atomic",
+    }
+    cr = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w"},
+        "spec": {
+            "items": [{"name": "a", "kind": "K", "tags": ["x"], "ref": {"n": 1}}],
+            "plain": ["p"],
+        },
+    }
+    result = apply(None, cr, manager="m", force=False, now=T0, list_types=list_types)
+    assert entry(result, "m")["fieldsV1"] == {
+        "f:spec": {
+            "f:items": {
+                'k:{"kind":"K","name":"a"}': {
+                    ".": {},
+                    "f:kind": {},
+                    "f:name": {},
+                    "f:ref": {},
+                    "f:tags": {'v:"x"': {}},
+                }
+            },
+            "f:plain": {},
+        }
+    }
+    assert crd_list_types(None) == {}
 
 
 @pytest.mark.parametrize(
