@@ -1511,3 +1511,23 @@ def test_apply_result_holds_exactly_the_config_for_a_sole_applier(
     assert result.get("data", {}) == second
     owned = entries(result)[0]["fieldsV1"] if second else None
     assert owned == ({"f:data": {f"f:{k}": {} for k in sorted(second)}} if second else None)
+
+
+map_values = st.recursive(
+    scalars, lambda children: st.dictionaries(keys, children, max_size=4), max_leaves=12
+)
+map_patches = st.recursive(
+    scalars | st.none(),
+    lambda children: st.dictionaries(keys, children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(keys, map_values, max_size=5), st.dictionaries(keys, map_patches, max_size=5)
+)
+def test_smp_without_lists_or_directives_is_a_json_merge_patch(
+    target: dict[str, Any], patch: dict[str, Any]
+) -> None:
+    assert strategic_merge_patch(target, patch) == json_merge_patch(target, patch)
