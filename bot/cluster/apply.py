@@ -292,7 +292,9 @@ def _apply_one(
         except ApiError as exc2:
             return item, None, None, item.error(exc2), None
         note = RECREATED_NOTE.format(ref=item.ref)
-    diff = object_diff(before, after, ref=item.ref)
+    # A creation's content is what the preview showed; dumping every created object again
+    # would double the deploy's CPU for a diff nobody needs (see docs/clusters.md).
+    diff = "" if before is None else object_diff(before, after, ref=item.ref)
     change = Change.CREATE if before is None else Change.UPDATE if diff else Change.UNCHANGED
     return (
         item,

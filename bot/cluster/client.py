@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -129,8 +130,38 @@ def _build_api_client(target: Target, concurrency: int) -> k8s_client.ApiClient:
         ) from exc
     # one keep-alive connection per worker thread, so parallel requests never wait for a socket
     configuration.connection_pool_maxsize = max(concurrency, 4)
+    _throttle_refresh(configuration)
     configuration.retries = urllib3.Retry(total=3, connect=3, read=0, status=0, backoff_factor=0.2)
     return k8s_client.ApiClient(configuration)
+
+
+REFRESH_EVERY = 5.0
+
+
+def _throttle_refresh(configuration: k8s_client.Configuration) -> None:
+    """The kubeconfig loader re-reads its credentials before every request (a third of the
+    client's CPU per request in profiles); doing it at most every few seconds still renews an
+    expiring exec/OIDC token in time, as those expire minutes after they are issued."""
+    hook = configuration.refresh_api_key_hook
+    if hook is None:
+        return
+    lock = threading.Lock()
+    state: dict[str, Any] = {"hook": hook, "last": -REFRESH_EVERY}
+
+    def throttled(config: k8s_client.Configuration) -> None:
+        now = time.monotonic()
+        with lock:
+            if now - state["last"] < REFRESH_EVERY:
+                return
+            state["last"] = now
+            state["hook"](config)
+            # the loader's hook re-installs itself on every call: keep ours in front
+            current = config.refresh_api_key_hook
+            if current is not None and current is not throttled:
+                state["hook"] = current
+            config.refresh_api_key_hook = throttled
+
+    configuration.refresh_api_key_hook = throttled
 
 
 def _default_kubeconfig_exists() -> bool:
