@@ -1,0 +1,104 @@
+"""The live preview of a change from a terminal: ``gitops-bot preview --kubeconfig``.
+
+Like the offline preview, the base commit selects the affected apps (or ``--app`` names them);
+then the head is rendered and every selected app is dry-run against the one cluster the
+kubeconfig names, instead of being diffed against the base. An app removed from
+``.gitops.yaml`` at head is previewed with no objects: with prune on, its members show as
+deletions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bot.cluster.applyset import DEFAULT_TOOLING
+from bot.cluster.preview import DEFAULT_FIELD_MANAGER
+from bot.cluster.runner import Clusters, run_preview
+from bot.cluster.targets import Targets
+from bot.errors import ConfigError
+from bot.manifests import (
+    RenderedApp,
+    RepoConfig,
+    affected_apps,
+    changed_files,
+    checkout,
+    config_errors,
+    load_config,
+    render_apps,
+    resolve_commit,
+)
+from bot.model import Mode, ObjectError, RunResult
+
+UNKNOWN_APP = "unknown app {name!r}: not in .gitops.yaml at base or head"
+
+
+def live_preview(
+    repo: Path,
+    base: str,
+    head: str,
+    *,
+    kubeconfig: Path | None,
+    context: str | None = None,
+    apps: Sequence[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+    field_manager: str = DEFAULT_FIELD_MANAGER,
+    tooling: str = DEFAULT_TOOLING,
+    concurrency: int | None = None,
+) -> RunResult:
+    """What merging ``head`` would change in the cluster, per selected app (Mode.LIVE).
+
+    Raises :class:`bot.manifests.GitError` for unknown refs and
+    :class:`bot.cluster.TargetError` for an unusable kubeconfig; everything else ends up in
+    the result."""
+    say = progress or (lambda _message: None)
+    base_sha, head_sha = resolve_commit(repo, base), resolve_commit(repo, head)
+    result = RunResult(mode=Mode.LIVE, base=base_sha, head=head_sha)
+    with checkout(repo, base_sha) as base_root, checkout(repo, head_sha) as head_root:
+        try:
+            config_new = load_config(head_root)
+        except ConfigError as exc:
+            result.errors.extend(config_errors(exc))
+            return result
+        config_old: RepoConfig | None
+        try:
+            config_old = load_config(base_root)
+        except ConfigError:
+            config_old = None
+        known_new = set(config_new.names)
+        known_old = set(config_old.names) if config_old else set()
+        if apps:
+            names = []
+            for name in dict.fromkeys(apps):
+                if name in known_new or name in known_old:
+                    names.append(name)
+                else:
+                    result.errors.append(ObjectError(UNKNOWN_APP.format(name=name)))
+        else:
+            names = affected_apps(
+                config_old=config_old,
+                config_new=config_new,
+                changed_files=changed_files(repo, base_sha, head_sha),
+                base_root=base_root,
+                head_root=head_root,
+            )
+        say(f"rendering {len(names)} app(s) at head {head_sha[:12]}")
+        rendered = render_apps(head_root, config_new, apps=[n for n in names if n in known_new])
+    if config_old is not None:
+        removed = [s for s in config_old.apps if s.name in names and s.name not in known_new]
+        rendered.extend(RenderedApp(spec=spec) for spec in removed)
+    target = context or "kubeconfig"
+    targets = Targets.single(target, kubeconfig=kubeconfig, context=context)
+    say(f"dry-running {sum(len(r.manifests) for r in rendered)} object(s) on the cluster")
+    with Clusters(targets, concurrency=concurrency) as clusters:
+        live = run_preview(
+            rendered,
+            clusters,
+            head=head_sha,
+            base=base_sha,
+            field_manager=field_manager,
+            tooling=tooling,
+            target_override=target,
+        )
+    result.apps = live.apps
+    return result

@@ -1,0 +1,237 @@
+"""``gitops-bot apply`` end to end: a real git repository, the real CLI, the emulator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import main
+from bot.cli.apply import EXIT_ERRORS, EXIT_OK, EXIT_UNHEALTHY, exit_code
+from bot.model import AppResult, Health, Mode, ObjectError, ObjectHealth, ObjectRef, RunResult
+
+pytestmark = pytest.mark.realcluster
+
+GITOPS_YAML = """version: 1
+apps:
+- name: web
+  path: web
+  namespace: web
+  healthTimeout: 20
+"""
+
+NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def commit(repo: Path, files: dict[str, str], message: str) -> str:
+    for name, text in files.items():
+        path = repo / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.email", "t@example.com")
+    git(path, "config", "user.name", "t")
+    return path
+
+
+def configmap(name: str, value: str) -> str:
+    return (
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: {value!r}\n"
+    )
+
+
+def run_apply(repo: Path, kubeconfig: Path, *extra: str) -> Any:
+    runner = CliRunner()
+    return runner.invoke(
+        main,
+        ["apply", "--repo", str(repo), "--kubeconfig", str(kubeconfig), "--format", "json", *extra],
+        catch_exceptions=False,
+    )
+
+
+def test_apply_deploys_prunes_and_exits_zero(repo: Path, kubeconfig: Path) -> None:
+    first = commit(
+        repo,
+        {
+            ".gitops.yaml": GITOPS_YAML,
+            "web/ns.yaml": NAMESPACE,
+            "web/a.yaml": configmap("a", "1"),
+            "web/b.yaml": configmap("b", "1"),
+        },
+        "first",
+    )
+    result = run_apply(repo, kubeconfig, "--ref", first)
+    assert result.exit_code == EXIT_OK, result.output
+    report = json.loads(result.stdout)
+    [app] = report["apps"]
+    assert app["commit"] == first
+    assert sorted(o["name"] for o in app["created"]) == ["a", "b", "web"]
+
+    (repo / "web/b.yaml").unlink()
+    second = commit(repo, {"web/a.yaml": configmap("a", "2")}, "second")
+    dry = run_apply(repo, kubeconfig, "--ref", second, "--dry-run")
+    assert dry.exit_code == EXIT_OK, dry.output
+    dry_app = json.loads(dry.stdout)["apps"][0]
+    assert [o["name"] for o in dry_app["updated"]] == ["a"]
+    assert [o["name"] for o in dry_app["deleted"]] == ["b"]
+
+    result = run_apply(repo, kubeconfig, "--ref", second)
+    assert result.exit_code == EXIT_OK, result.output
+    app = json.loads(result.stdout)["apps"][0]
+    assert [o["name"] for o in app["updated"]] == ["a"]
+    assert [o["name"] for o in app["deleted"]] == ["b"]
+
+    # going back to the first commit is refused: it is older than what is deployed
+    back = run_apply(repo, kubeconfig, "--ref", first)
+    assert back.exit_code == EXIT_ERRORS
+    errors = json.loads(back.stdout)["apps"][0]["errors"]
+    assert errors[0]["reason"] == "OlderCommit"
+
+
+def test_apply_exits_two_on_errors_and_names_unknown_apps(repo: Path, kubeconfig: Path) -> None:
+    bad = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n"
+    sha = commit(
+        repo, {".gitops.yaml": GITOPS_YAML, "web/ns.yaml": NAMESPACE, "web/bad.yaml": bad}, "bad"
+    )
+    result = run_apply(repo, kubeconfig, "--ref", sha)
+    assert result.exit_code == EXIT_ERRORS
+    runner = CliRunner()
+    unknown = runner.invoke(
+        main, ["apply", "--repo", str(repo), "--kubeconfig", str(kubeconfig), "--app", "nope"]
+    )
+    assert unknown.exit_code == 2 and "unknown app(s): nope" in unknown.output
+
+
+def test_exit_code_rules() -> None:
+    ref = ObjectRef("apps/v1", "Deployment", "web", "d")
+    healthy = AppResult(name="a", target="t", health=[ObjectHealth(ref, Health.HEALTHY)])
+    degraded = AppResult(name="a", target="t", health=[ObjectHealth(ref, Health.DEGRADED)])
+    failed = AppResult(name="a", target="t", errors=[ObjectError("boom")])
+    assert exit_code(RunResult(Mode.DEPLOY, [healthy])) == EXIT_OK
+    assert exit_code(RunResult(Mode.DEPLOY, [healthy, degraded])) == EXIT_UNHEALTHY
+    assert exit_code(RunResult(Mode.DEPLOY, [degraded, failed])) == EXIT_ERRORS
+
+
+SECRET = """apiVersion: v1
+kind: Secret
+metadata:
+  name: creds
+stringData:
+  token: {value}
+"""
+
+
+def test_preview_with_kubeconfig_diffs_head_against_the_live_cluster(
+    repo: Path, kubeconfig: Path
+) -> None:
+    first = commit(
+        repo,
+        {
+            ".gitops.yaml": GITOPS_YAML,
+            "web/ns.yaml": NAMESPACE,
+            "web/a.yaml": configmap("a", "1"),
+            "web/b.yaml": configmap("b", "1"),
+            "web/s.yaml": SECRET.format(value="s3cr3t-one"),
+        },
+        "first",
+    )
+    assert run_apply(repo, kubeconfig, "--ref", first).exit_code == EXIT_OK
+    (repo / "web/b.yaml").unlink()
+    second = commit(
+        repo,
+        {"web/a.yaml": configmap("a", "2"), "web/s.yaml": SECRET.format(value="s3cr3t-two")},
+        "second",
+    )
+    runner = CliRunner()
+    result = runner.invoke(
+        main,
+        [
+            "preview",
+            "--repo",
+            str(repo),
+            "--base",
+            first,
+            "--head",
+            second,
+            "--kubeconfig",
+            str(kubeconfig),
+            "--format",
+            "json",
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["mode"] == "live" and report["head"] == second
+    [app] = report["apps"]
+    assert sorted(o["name"] for o in app["updated"]) == ["a", "creds"]
+    assert [o["name"] for o in app["deleted"]] == ["b"]
+    for value in ("s3cr3t-one", "s3cr3t-two"):
+        assert value not in result.output
+    # the cluster is untouched by a preview
+    text = runner.invoke(
+        main,
+        [
+            "preview",
+            "--repo",
+            str(repo),
+            "--base",
+            first,
+            "--head",
+            second,
+            "--kubeconfig",
+            str(kubeconfig),
+            "--format",
+            "markdown",
+        ],
+    )
+    assert "s3cr3t" not in text.output and "<redacted" in text.output
+
+
+def test_apply_output_never_contains_secret_values(repo: Path, kubeconfig: Path) -> None:
+    sha = commit(
+        repo,
+        {
+            ".gitops.yaml": GITOPS_YAML,
+            "web/ns.yaml": NAMESPACE,
+            "web/s.yaml": SECRET.format(value="p4ssw0rd-xyz"),
+        },
+        "s",
+    )
+    for fmt in ("json", "text", "markdown"):
+        result = CliRunner().invoke(
+            main,
+            [
+                "apply",
+                "--repo",
+                str(repo),
+                "--ref",
+                sha,
+                "--kubeconfig",
+                str(kubeconfig),
+                "--format",
+                fmt,
+            ],
+        )
+        assert result.exit_code == EXIT_OK, result.output
+        assert "p4ssw0rd" not in result.output
+        assert "cDRzc3cwcmQteHl6" not in result.output  # base64 of the value
