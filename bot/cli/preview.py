@@ -60,6 +60,14 @@ def exit_code(result: RunResult, *, changes_fail: bool) -> int:
     help="Report format; json is the stable structure documented in docs/gitops-yaml.md.",
 )
 @click.option(
+    "--kubeconfig",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Diff the head against the live cluster of this kubeconfig (server-side dry-run) "
+    "instead of against the base; the base still selects the affected apps.",
+)
+@click.option("--context", default=None, help="Kubeconfig context (default: its current one).")
+@click.option(
     "--exit-code",
     "exit_on_changes",
     is_flag=True,
@@ -71,6 +79,8 @@ def preview_command(
     head: str,
     apps: tuple[str, ...],
     fmt: str,
+    kubeconfig: Path | None,
+    context: str | None,
     exit_on_changes: bool,
 ) -> None:
     """Preview what HEAD changes compared with BASE, per app, without a cluster."""
@@ -85,7 +95,20 @@ def preview_command(
             click.echo(f"[{time.monotonic() - started:5.1f}s] {message}", err=True)
 
     try:
-        result = offline_preview(repo, base, head, apps=list(apps) or None, progress=progress)
+        if kubeconfig is not None or context is not None:
+            from bot.cluster.live import live_preview
+
+            result = live_preview(
+                repo,
+                base,
+                head,
+                kubeconfig=kubeconfig,
+                context=context,
+                apps=list(apps) or None,
+                progress=progress,
+            )
+        else:
+            result = offline_preview(repo, base, head, apps=list(apps) or None, progress=progress)
     except GitopsError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_ERRORS)
