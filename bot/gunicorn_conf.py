@@ -10,13 +10,17 @@ import os
 import tempfile
 from typing import Any
 
+from bot.settings import Settings
+
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gitops-bot-metrics-")
 
+_settings = Settings.from_env()  # malformed values stop gunicorn here, naming the variable
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
-workers = int(os.environ.get("GITOPS_WEB_WORKERS", "2"))
+workers = _settings.web_workers
 worker_class = "gthread"
-threads = 8
+threads = _settings.web_threads
 timeout = 30
 graceful_timeout = 20
 keepalive = 5

@@ -132,7 +132,6 @@ def run_gunicorn(settings: Settings, *, host: str, port: int) -> None:
         def load_config(self) -> None:
             for key in (
                 "worker_class",
-                "threads",
                 "timeout",
                 "graceful_timeout",
                 "keepalive",
@@ -141,6 +140,7 @@ def run_gunicorn(settings: Settings, *, host: str, port: int) -> None:
                 self.cfg.set(key, getattr(gunicorn_conf, key))
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", settings.web_workers)
+            self.cfg.set("threads", settings.web_threads)
             self.cfg.set("accesslog", None)
 
         def load(self) -> Any:

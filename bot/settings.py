@@ -162,6 +162,13 @@ class Settings:
         "gunicorn worker processes of `gitops-bot serve`.",
         default=2,
     )
+    web_threads: int = _setting(
+        "GITOPS_WEB_THREADS",
+        _parse_positive_int,
+        "Threads per gunicorn worker process (more threads wait on Redis together, but contend "
+        "for the GIL).",
+        default=4,
+    )
     clusters_file: Path | None = _setting(
         "GITOPS_CLUSTERS_FILE",
         _parse_optional_path,
