@@ -239,6 +239,13 @@ def test_immutable_field_error_and_annotated_recreate(cluster: Cluster) -> None:
         "  namespace: web\nspec:",
         "  namespace: web\n  annotations:\n    gitops-bot.io/recreate-on-immutable: 'true'\nspec:",
     )
+    preview = preview_app(cluster, app, manifests(base + changed))
+    assert [e.reason for e in preview.errors] == ["Invalid"]
+    assert "immutable" in preview.errors[0].message
+    preview = preview_app(cluster, app, manifests(base + annotated))
+    assert not preview.errors, preview.errors
+    assert by_name(preview)["api"] is Change.UPDATE
+    assert any("will be deleted and re-created" in n for n in preview.notes)
     result = apply_app(cluster, app, manifests(base + annotated), commit="c3", wait=False)
     assert not result.errors, result.errors
     assert any("re-created" in n for n in result.notes)
@@ -449,3 +456,23 @@ def test_objects_without_namespace_go_to_the_apps_namespace(cluster: Cluster) ->
     assert [c.ref for c in result.changes if c.ref.name == "plain"] == [
         ObjectRef("v1", "ConfigMap", "web", "plain")
     ]
+
+
+def test_allowlist_also_guards_pruning(kubeconfig: Path) -> None:
+    objs = manifests(NAMESPACE.format(ns="web") + cm("a") + cm("b", ns="db"))
+    with Cluster(Target(name="admin", kubeconfig=Path(kubeconfig))) as c:
+        c.apply(
+            c.resource("v1", "Namespace"),
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "db"}},
+            field_manager="setup",
+        )
+        assert not apply_app(c, spec(), objs, commit="c1").errors
+    tenant = Target(name="tenant", kubeconfig=Path(kubeconfig), namespaces=frozenset({"web"}))
+    with Cluster(tenant) as c:
+        fewer = manifests(NAMESPACE.format(ns="web") + cm("a"))
+        for result in (preview_app(c, spec(), fewer), apply_app(c, spec(), fewer, commit="c2")):
+            assert [(e.reason, e.ref.name if e.ref else None) for e in result.errors] == [
+                ("NotAllowed", "b")
+            ]
+            assert "b" not in by_name(result)
+        assert get(c, "v1", "ConfigMap", "db", "b") is not None

@@ -303,3 +303,54 @@ def test_statefulset_daemonset_and_job_health() -> None:
     assert verdict.health is Health.DEGRADED and verdict.reason == "BackoffLimitExceeded"
     assert judge({"kind": "ConfigMap"}).health is Health.UNKNOWN
     assert needs_wait("Deployment", "apps/v1") and not needs_wait("Deployment", "example.com/v1")
+
+
+# -- retries ----------------------------------------------------------------------------------
+
+
+def test_overload_answers_are_retried_with_retry_after(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    from bot.cluster.client import Cluster
+    from bot.cluster.targets import Target
+
+    answers = [
+        (429, b'{"kind":"Status","reason":"TooManyRequests","message":"slow down"}'),
+        (503, b"unavailable"),
+        (200, b'{"kind":"Namespace","metadata":{"name":"x"}}'),
+    ]
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            code, body = answers.pop(0)
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{server.server_port}'}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    try:
+        with Cluster(Target(name="t", kubeconfig=kubeconfig)) as cluster:
+            assert cluster.request("GET", "/api/v1/namespaces/x")["metadata"]["name"] == "x"
+            answers.extend([(500, b"boom")] * 4)
+            with pytest.raises(TransientApiError):
+                cluster.request("GET", "/api/v1/namespaces/x")
+    finally:
+        server.shutdown()
+    assert len(seen) == 3 + 4  # three tries, then four (the first try and three retries)

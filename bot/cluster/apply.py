@@ -21,14 +21,12 @@ from datetime import UTC, datetime
 from bot.cluster import health as health_mod
 from bot.cluster.applyset import (
     DEFAULT_TOOLING,
-    RECREATE_ANNOTATION,
     ApplySet,
     ParentState,
     group_kind,
 )
 from bot.cluster.client import Cluster, Resource
 from bot.cluster.errors import (
-    IMMUTABLE_HINT,
     OLDER_COMMIT,
     ApiError,
     ConflictError,
@@ -47,7 +45,13 @@ from bot.cluster.plan import (
     phase_of,
     prepare,
 )
-from bot.cluster.preview import DEFAULT_FIELD_MANAGER, conflict_message, preview_app
+from bot.cluster.preview import (
+    DEFAULT_FIELD_MANAGER,
+    describe,
+    preview_app,
+    prune_refusal,
+    recreate_allowed,
+)
 from bot.diff import object_diff
 from bot.errors import ClusterError
 from bot.model import (
@@ -278,14 +282,9 @@ def _apply_one(
     try:
         after = cluster.apply(item.resource, item.obj, field_manager=field_manager, force=force)
     except ApiError as exc:
-        if not (exc.immutable and _recreate_allowed(item.obj)):
+        if not (exc.immutable and recreate_allowed(item.obj)):
             err = item.error(exc)
-            if exc.immutable:
-                err.message = IMMUTABLE_HINT.format(
-                    message=exc.message, annotation=RECREATE_ANNOTATION
-                )
-            elif isinstance(exc, ConflictError):
-                err.message = conflict_message(exc)
+            err.message = describe(exc)
             return item, None, None, err, None
         try:
             after = _recreate(cluster, item, field_manager, force)
@@ -303,11 +302,6 @@ def _apply_one(
         None,
         note,
     )
-
-
-def _recreate_allowed(obj: Obj) -> bool:
-    annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    return str(annotations.get(RECREATE_ANNOTATION, "")).lower() == "true"
 
 
 def _recreate(cluster: Cluster, item: Item, field_manager: str, force: bool) -> Obj:
@@ -409,7 +403,17 @@ def _prune(
         live=live,
     )
     result.errors.extend(errors)
-    doomed = [(res, obj) for res, obj in members if ObjectRef.of(obj).key not in desired]
+    doomed = []
+    for res, obj in members:
+        ref = ObjectRef.of(obj)
+        if ref.key in desired:
+            continue
+        refusal = prune_refusal(cluster, ref)
+        if refusal is not None:
+            errors.append(refusal)
+            result.errors.append(refusal)
+            continue
+        doomed.append((res, obj))
     doomed.sort(
         key=lambda pair: -phase_of(pair[0].api_version, pair[0].kind, namespaced=pair[0].namespaced)
     )

@@ -47,6 +47,9 @@ from bot.model import Obj, ObjectRef
 T = TypeVar("T")
 
 DEFAULT_CONCURRENCY = 16
+RETRIES = 3  # extra attempts after a transient failure
+BACKOFF = 0.2  # seconds before the first retry, doubling
+MAX_RETRY_AFTER = 5.0  # never sleep longer than this on one retry
 JSON = "application/json"
 APPLY_PATCH = "application/apply-patch+yaml"
 # Aggregated discovery (GA in 1.30): one answer for every group, with scope and kind.
@@ -131,7 +134,9 @@ def _build_api_client(target: Target, concurrency: int) -> k8s_client.ApiClient:
     # one keep-alive connection per worker thread, so parallel requests never wait for a socket
     configuration.connection_pool_maxsize = max(concurrency, 4)
     _throttle_refresh(configuration)
-    configuration.retries = urllib3.Retry(total=3, connect=3, read=0, status=0, backoff_factor=0.2)
+    # one immediate retry for a keep-alive connection the server closed; Cluster.request
+    # retries everything else with backoff
+    configuration.retries = urllib3.Retry(total=1, connect=1, read=0, status=0)
     return k8s_client.ApiClient(configuration)
 
 
@@ -238,7 +243,30 @@ class Cluster:
     ) -> Any:
         """One API request; returns the decoded JSON answer or raises :class:`ApiError`.
 
-        ``body`` is a dict: the REST layer encodes it as JSON (valid YAML for apply patches)."""
+        ``body`` is a dict: the REST layer encodes it as JSON (valid YAML for apply patches).
+        Every request the engines make is idempotent (GET, LIST, apply, DELETE), so overload
+        answers (429, 5xx) and dropped connections are retried a few times with backoff,
+        honouring Retry-After up to a few seconds."""
+        for attempt in range(RETRIES + 1):
+            try:
+                return self._request_once(method, path, query, body, content_type, accept, timeout)
+            except TransientApiError as exc:
+                if attempt == RETRIES:
+                    raise
+                wait = BACKOFF * 2**attempt if exc.retry_after is None else exc.retry_after
+                time.sleep(min(wait, MAX_RETRY_AFTER))
+        raise AssertionError("unreachable")
+
+    def _request_once(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None,
+        body: Any,
+        content_type: str,
+        accept: str,
+        timeout: float | None,
+    ) -> Any:
         headers = {"Accept": accept, "Content-Type": content_type}
         _method, url, headers, _body, _post = self.api_client.param_serialize(
             method,
@@ -258,7 +286,11 @@ class Cluster:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise connection_error(exc, server=self.server) from exc
         if not 200 <= response.status <= 299:
-            raise from_status(response.status, data, http_reason=str(response.reason or ""))
+            error = from_status(response.status, data, http_reason=str(response.reason or ""))
+            retry_after = response.getheader("Retry-After")  # type: ignore[no-untyped-call]
+            if isinstance(error, TransientApiError) and retry_after and retry_after.isdigit():
+                error.retry_after = float(retry_after)
+            raise error
         if not data:
             return None
         return json.loads(data)

@@ -88,6 +88,7 @@ class TransientApiError(ApiError, TransientError):
     """429, 5xx, timeouts and connection failures."""
 
     transient = True
+    retry_after: float | None = None  # the server's Retry-After, when it sent one
 
 
 class PermanentApiError(ApiError, PermanentError):

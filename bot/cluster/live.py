@@ -9,6 +9,7 @@ deletions.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -43,15 +44,16 @@ def live_preview(
     apps: Sequence[str] | None = None,
     progress: Callable[[str], None] | None = None,
     field_manager: str = DEFAULT_FIELD_MANAGER,
-    tooling: str = DEFAULT_TOOLING,
+    tooling: str | None = None,
     concurrency: int | None = None,
 ) -> RunResult:
     """What merging ``head`` would change in the cluster, per selected app (Mode.LIVE).
 
     Raises :class:`bot.manifests.GitError` for unknown refs and
     :class:`bot.cluster.TargetError` for an unusable kubeconfig; everything else ends up in
-    the result."""
+    the result. ``tooling`` defaults to ``$GITOPS_APPLYSET_TOOLING`` or the bot's own."""
     say = progress or (lambda _message: None)
+    tooling = tooling or os.environ.get("GITOPS_APPLYSET_TOOLING") or DEFAULT_TOOLING
     base_sha, head_sha = resolve_commit(repo, base), resolve_commit(repo, head)
     result = RunResult(mode=Mode.LIVE, base=base_sha, head=head_sha)
     with checkout(repo, base_sha) as base_root, checkout(repo, head_sha) as head_root:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.cluster.applyset import DEFAULT_TOOLING, ApplySet
+from bot.cluster.applyset import DEFAULT_TOOLING, RECREATE_ANNOTATION, ApplySet
 from bot.cluster.client import Cluster
-from bot.cluster.errors import ApiError, ApplySetError, ConflictError, NotFoundError
+from bot.cluster.errors import IMMUTABLE_HINT, ApiError, ApplySetError, ConflictError, NotFoundError
 from bot.cluster.plan import (
     PENDING_KIND_NOTE,
     PENDING_NAMESPACE_NOTE,
@@ -37,8 +37,31 @@ CONFLICT_HINT = (
 )
 
 
-def conflict_message(exc: ApiError) -> str:
-    return exc.message + CONFLICT_HINT if isinstance(exc, ConflictError) else exc.message
+RECREATE_NOTE = "{ref} will be deleted and re-created ({annotation}): {message}"
+
+
+def describe(exc: ApiError) -> str:
+    """The server's message, plus what to do for conflicts and immutable fields."""
+    if exc.immutable:
+        return IMMUTABLE_HINT.format(message=exc.message, annotation=RECREATE_ANNOTATION)
+    if isinstance(exc, ConflictError):
+        return exc.message + CONFLICT_HINT
+    return exc.message
+
+
+def prune_refusal(cluster: Cluster, ref: ObjectRef) -> ObjectError | None:
+    """An error when the target's allowlist forbids deleting this member, else None."""
+    try:
+        cluster.target.check(kind=ref.kind, namespace=ref.namespace, name=ref.name, label=str(ref))
+    except ClusterError as exc:
+        return ObjectError(message=f"not pruned: {exc}", ref=ref, reason="NotAllowed")
+    return None
+
+
+def recreate_allowed(obj: Obj) -> bool:
+    """Whether the object opts in to delete-and-re-create on an immutable-field change."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(RECREATE_ANNOTATION, "")).lower() == "true"
 
 
 def preview_app(
@@ -90,8 +113,19 @@ def preview_app(
                 return _as_created(item), None, note
             return None, item.error(exc), None
         except ApiError as exc:
+            if exc.immutable and recreate_allowed(item.obj) and live.get(item) is not None:
+                change = ObjectChange(
+                    ref=item.ref, change=Change.UPDATE, source=item.manifest.source
+                )
+                return (
+                    change,
+                    None,
+                    RECREATE_NOTE.format(
+                        ref=item.ref, message=exc.message, annotation=RECREATE_ANNOTATION
+                    ),
+                )
             err = item.error(exc)
-            err.message = conflict_message(exc)
+            err.message = describe(exc)
             return None, err, None
         return _changed(item, live.get(item), dry), None, None
 
@@ -154,6 +188,10 @@ def _preview_prune(
     for _res, obj in members:
         ref = ObjectRef.of(obj)
         if ref.key in desired:
+            continue
+        refusal = prune_refusal(cluster, ref)
+        if refusal is not None:
+            result.errors.append(refusal)
             continue
         result.changes.append(
             ObjectChange(ref=ref, change=Change.DELETE, diff=object_diff(obj, None, ref=ref))
