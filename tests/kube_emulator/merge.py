@@ -1283,11 +1283,17 @@ def track_update(
 # --------------------------------------------------------------------------------------------
 # Strategic merge patch
 # --------------------------------------------------------------------------------------------
+# A port of k8s.io/apimachinery/pkg/util/strategicpatch's server side (StrategicMergeMapPatch):
+# mergeMap, mergePatchIntoOriginal ($setElementOrder), applyRetainKeysDirective, mergeSlice with
+# its special elements and normalizeElementOrder / mergeSortedSlice, which decide where patched
+# and new items land (patch order first, server-only items interleaved by their live position).
 
-_DELETE: Final = object()
+_NO_KEY: Final = ""
 
 
-def _smp_key(names: tuple[str, ...]) -> str | None:
+def _smp_list_strategy(names: tuple[str, ...]) -> str | None:
+    """The merge key of a list with patchStrategy merge ("" for lists of scalars such as
+    finalizers), or None for the default replace strategy."""
     last = names[-1]
     if last == "ports":
         if any(name in _CONTAINER_LISTS for name in names):
@@ -1297,15 +1303,32 @@ def _smp_key(names: tuple[str, ...]) -> str | None:
         return None
     if last == "ownerReferences" and names != ("metadata", "ownerReferences"):
         return None
+    if names == ("metadata", "finalizers"):
+        return _NO_KEY
     return _SMP_KEYS.get(last)
 
 
-def _smp_merges_primitives(names: tuple[str, ...]) -> bool:
-    return names == ("metadata", "finalizers")
+def _go_value(value: JSON) -> str:
+    """A JSON value printed the way Go's %v prints the decoded interface{} (for messages)."""
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{_go_value(v)}" for k, v in sorted(value.items())) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(_go_value(v) for v in value) + "]"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _no_merge_key(item: JSON, key: str) -> PatchError:
+    return PatchError(f"map: {_go_value(item)} does not contain declared merge key: {key}")
 
 
 def _strip_directives(value: JSON) -> JSON:
-    """A patch value used as-is (no original to merge with), directives removed."""
+    """A patch value taken as-is (nothing to merge it with), minus patch directives."""
     if isinstance(value, dict):
         return {
             k: _strip_directives(v)
@@ -1313,146 +1336,316 @@ def _strip_directives(value: JSON) -> JSON:
             if not k.startswith("$") and v is not None
         }
     if isinstance(value, list):
-        return [
-            _strip_directives(v)
-            for v in value
-            if not (isinstance(v, dict) and v.get("$patch") in ("delete", "replace"))
-        ]
+        return [_strip_directives(v) for v in value if not (isinstance(v, dict) and "$patch" in v)]
     return value
 
 
 def strategic_merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     """Apply a strategic merge patch (built-in types; merge keys from the Go struct tags)."""
     if not isinstance(patch, dict):
-        raise PatchError("strategic merge patch must be an object")
-    result = _smp_map(_copy(target) if isinstance(target, dict) else {}, patch, ())
-    if result is _DELETE:
-        return {}
-    assert isinstance(result, dict)
-    return result
+        raise PatchError("strategic merge patch must be a JSON object")
+    original = _copy(target) if isinstance(target, dict) else {}
+    result = _smp_map(original, _copy(patch), ())
+    return result if isinstance(result, dict) else {}
 
 
-def _smp_map(original: dict[str, Any], patch: Mapping[str, Any], names: tuple[str, ...]) -> JSON:
-    directive = patch.get("$patch")
-    if directive is not None:
+def _smp_map(original: dict[str, Any], patch: dict[str, Any], names: tuple[str, ...]) -> Any:
+    """mergeMap: ``original`` and ``patch`` are private copies and are consumed."""
+    if "$patch" in patch:
+        directive = patch.pop("$patch")
         if directive == "replace":
-            return _strip_directives({k: v for k, v in patch.items() if k != "$patch"})
+            return _strip_directives(patch)
         if directive == "delete":
-            return _DELETE
-        if directive != "merge":
-            raise PatchError(f"Unknown patch type: {directive} in map: {_dumps(dict(patch))}")
-    retain = patch.get("$retainKeys")
-    if retain is not None:
-        if not isinstance(retain, list):
-            raise PatchError(f"invalid $retainKeys: {_dumps(retain)}")
-        allowed = set(retain)
-        for key in list(original):
-            if key not in allowed:
-                del original[key]
-    orders: dict[str, list[Any]] = {}
+            return {}
+        raise PatchError(
+            f"unknown patch type: {_go_value(directive)} in map: "
+            f"{_go_value({'$patch': directive, **patch})}"
+        )
+    _smp_retain_keys(original, patch)
+    _smp_set_element_order(original, patch, names)
     for key, value in patch.items():
-        if key in ("$patch", "$retainKeys"):
-            continue
-        if key.startswith("$setElementOrder/"):
-            if not isinstance(value, list):
-                raise PatchError(f"invalid {key}: must be a list")
-            orders[key.partition("/")[2]] = value
-            continue
+        is_delete_list = False
         if key.startswith("$deleteFromPrimitiveList/"):
-            name = key.partition("/")[2]
-            if not isinstance(value, list):
-                raise PatchError(f"invalid {key}: must be a list")
-            current = original.get(name)
-            if isinstance(current, list):
-                original[name] = [item for item in current if item not in value]
-            continue
-        if key.startswith("$"):
-            raise PatchError(f"unknown directive {key}")
-        child_names = (*names, key)
+            key = key.partition("/")[2]
+            is_delete_list = True
+        elif key.startswith("$"):
+            raise PatchError(f"unknown patch directive: {key}")
         if value is None:
             original.pop(key, None)
-        elif isinstance(value, dict):
-            current = original.get(key)
-            merged = _smp_map(current if isinstance(current, dict) else {}, value, child_names)
-            if merged is _DELETE:
-                original.pop(key, None)
+            continue
+        if key not in original:
+            original[key] = _strip_directives(value)
+            continue
+        current = original[key]
+        child_names = (*names, key)
+        if isinstance(current, dict) and isinstance(value, dict):
+            original[key] = _smp_map(current, value, child_names)
+        elif isinstance(current, list) and isinstance(value, list):
+            merge_key = _smp_list_strategy(child_names)
+            if merge_key is None:
+                original[key] = _strip_directives(value)
             else:
-                original[key] = merged
-        elif isinstance(value, list):
-            current = original.get(key)
-            original[key] = _smp_list(
-                current if isinstance(current, list) else [], value, child_names
-            )
+                original[key] = _smp_slice(current, value, merge_key, is_delete_list, child_names)
         else:
-            original[key] = value
-    for name, order in orders.items():
-        current = original.get(name)
-        if isinstance(current, list):
-            original[name] = _smp_order(current, order, (*names, name))
+            original[key] = _strip_directives(value)
     return original
 
 
-def _smp_list(original: list[Any], patch: list[Any], names: tuple[str, ...]) -> list[Any]:
-    key = _smp_key(names)
-    if key is None:
-        if _smp_merges_primitives(names):
-            out = list(original)
-            out.extend(item for item in patch if item not in out)
-            return out
-        if any(isinstance(item, dict) and item.get("$patch") == "replace" for item in patch):
-            return _strip_directives(patch)  # type: ignore[no-any-return]
-        return _strip_directives(_copy(patch))  # type: ignore[no-any-return]
-    if any(isinstance(item, dict) and item.get("$patch") == "replace" for item in patch):
-        return _strip_directives(patch)  # type: ignore[no-any-return]
-    out = list(original)
-    for item in patch:
-        if not isinstance(item, dict):
-            raise PatchError(f"{'.'.join(names)}: list items must be maps, got {_dumps(item)}")
-        if key not in item:
-            raise PatchError(f"map: {_go_map(item)} does not contain declared merge key: {key}")
-        index = next(
-            (
-                i
-                for i, existing in enumerate(out)
-                if isinstance(existing, dict) and existing.get(key) == item[key]
-            ),
-            None,
-        )
-        if item.get("$patch") == "delete":
-            if index is not None:
-                del out[index]
+def _smp_retain_keys(original: dict[str, Any], patch: dict[str, Any]) -> None:
+    """applyRetainKeysDirective: clear the keys of ``original`` that the directive omits."""
+    if "$retainKeys" not in patch:
+        return
+    retain = patch.pop("$retainKeys")
+    if not isinstance(retain, list):
+        raise PatchError("invalid patch format of retainKeys")
+    allowed = {item for item in retain if isinstance(item, str)}
+    for key, value in patch.items():
+        if value is None or key.startswith(("$deleteFromPrimitiveList/", "$setElementOrder/")):
             continue
-        if index is None:
-            merged = _smp_map({}, item, names)
-            if merged is not _DELETE:
-                out.append(merged)
+        if key not in allowed:
+            raise PatchError("invalid patch format of retainKeys")
+    for key in list(original):
+        if key not in allowed:
+            del original[key]
+
+
+def _smp_set_element_order(
+    original: dict[str, Any], patch: dict[str, Any], names: tuple[str, ...]
+) -> None:
+    """mergePatchIntoOriginal: merge each list that has a $setElementOrder and order it."""
+    for directive in [key for key in patch if key.startswith("$setElementOrder/")]:
+        order = patch.pop(directive)
+        if not isinstance(order, list):
+            raise PatchError("invalid patch format of setElementOrder list")
+        key = directive.partition("/")[2]
+        merge_key = _smp_list_strategy((*names, key))
+        found_original, found_patch = key in original, key in patch
+        original_list = original.get(key) if found_original else []
+        patch_list = patch.get(key) if found_patch else []
+        if not isinstance(original_list, list) or not isinstance(patch_list, list):
+            raise PatchError(f"invalid type for {key}: expected a list")
+        if merge_key is None:
+            continue  # a replace list: the order directive has nothing to reorder
+        _smp_validate_order(patch_list, order, merge_key)
+        if found_original and found_patch:
+            merged = _smp_slice(original_list, patch_list, merge_key, False, (*names, key))
+        elif found_patch:
+            merged = _strip_directives(patch_list)
+        elif found_original:
+            merged = original_list
         else:
-            merged = _smp_map(out[index], item, names)
-            if merged is _DELETE:
-                del out[index]
+            return  # as upstream: nothing to order, and the remaining directives are skipped
+        listed, server_only = _smp_partition(merged, order, merge_key)
+        original[key] = _smp_normalize_order(listed, server_only, order, original_list, merge_key)
+        patch.pop(key, None)
+
+
+def _smp_validate_order(patch_list: list[Any], order: list[Any], merge_key: str) -> None:
+    """validatePatchWithSetOrderList: the patch items must appear in the order list, in order."""
+    if not patch_list or not order:
+        return
+    items = [item for item in patch_list if not (isinstance(item, dict) and "$patch" in item)]
+    patch_index, order_index = 0, 0
+    while patch_index < len(items) and order_index < len(order):
+        if _smp_same_key(items[patch_index], order[order_index], merge_key):
+            patch_index += 1
+        order_index += 1
+    if patch_index < len(items):
+        raise PatchError(
+            f"The order in patch list:\n{_go_value(patch_list)}\n doesn't match "
+            f"$setElementOrder list:\n{_go_value(order)}\n"
+        )
+
+
+def _smp_key_of(item: JSON, merge_key: str) -> JSON:
+    if not merge_key:
+        return item
+    if not isinstance(item, dict):
+        raise PatchError(f"invalid type for a list item: {_go_value(item)}, expected a map")
+    if merge_key not in item:
+        raise _no_merge_key(item, merge_key)
+    return item[merge_key]
+
+
+def _smp_same_key(left: JSON, right: JSON, merge_key: str) -> bool:
+    return _equal(_smp_key_of(left, merge_key), _smp_key_of(right, merge_key))
+
+
+def _smp_index(items: list[Any], item: JSON, merge_key: str) -> int:
+    wanted = item.get(merge_key) if merge_key and isinstance(item, dict) else item
+    for index, candidate in enumerate(items):
+        value = candidate.get(merge_key) if merge_key and isinstance(candidate, dict) else candidate
+        if _equal(value, wanted):
+            return index
+    return -1
+
+
+def _smp_partition(merged: list[Any], by: list[Any], merge_key: str) -> tuple[list[Any], list[Any]]:
+    listed: list[Any] = []
+    server_only: list[Any] = []
+    for item in merged:
+        if merge_key:
+            _smp_key_of(item, merge_key)
+        (listed if _smp_index(by, item, merge_key) >= 0 else server_only).append(item)
+    return listed, server_only
+
+
+def _smp_sort_by(items: list[Any], order: list[Any], merge_key: str) -> list[Any]:
+    """normalizeSliceOrder: stable sort by position in ``order``; deletions go last."""
+    to_delete: list[Any] = []
+    if merge_key:
+        for item in [*items, *order]:
+            _smp_key_of(item, merge_key)
+        to_delete = [i for i in items if isinstance(i, dict) and i.get("$patch") == "delete"]
+        items = [i for i in items if not (isinstance(i, dict) and i.get("$patch") == "delete")]
+    positions = [_smp_index(order, item, merge_key) for item in items]
+    if all(position >= 0 for position in positions):
+        ranked = sorted(range(len(items)), key=lambda i: positions[i])
+        items = [items[i] for i in ranked]
+    return items + to_delete
+
+
+def _smp_normalize_order(
+    listed: list[Any],
+    server_only: list[Any],
+    order: list[Any],
+    server_order: list[Any],
+    merge_key: str,
+) -> list[Any]:
+    """normalizeElementOrder + mergeSortedSlice: patch items in patch order, server-only items
+    in live order, a server-only item going first only when it was before the patch item."""
+    right = _smp_sort_by(listed, order, merge_key)
+    left = _smp_sort_by(server_only, server_order, merge_key)
+    out: list[Any] = []
+    i, j = 0, 0
+    while i < len(left) or j < len(right):
+        if i >= len(left):
+            out.append(right[j])
+            j += 1
+        elif j >= len(right):
+            out.append(left[i])
+            i += 1
+        else:
+            left_at = _smp_index(server_order, left[i], merge_key)
+            right_at = _smp_index(server_order, right[j], merge_key)
+            if left_at >= 0 and right_at >= 0 and left_at < right_at:
+                out.append(left[i])
+                i += 1
             else:
-                out[index] = merged
+                out.append(right[j])
+                j += 1
     return out
 
 
-def _go_map(item: Mapping[str, Any]) -> str:
-    return "map[" + " ".join(f"{k}:{v}" for k, v in sorted(item.items())) + "]"
+def _smp_slice(
+    original: list[Any],
+    patch: list[Any],
+    merge_key: str,
+    is_delete_list: bool,
+    names: tuple[str, ...],
+) -> list[Any]:
+    """mergeSlice for a list with patchStrategy merge."""
+    if not original and not patch:
+        return original
+    kinds = {_go_kind(item) for item in [*original, *patch]}
+    if "list" in kinds:
+        raise PatchError("lists of lists are not supported")
+    if len(kinds) > 1:
+        raise PatchError(
+            f"list element types are not identical: [{_go_value(original)} {_go_value(patch)}]"
+        )
+    if kinds != {"map"}:
+        if is_delete_list:
+            return [item for item in original if not any(_equal(item, d) for d in patch)]
+        merged = _dedup_scalars([*original, *patch])
+    else:
+        if not merge_key:
+            raise PatchError("cannot merge lists without merge key for type map")
+        original, patch = _smp_special_elements(original, patch, merge_key)
+        merged = list(original)
+        for item in patch:
+            key_value = _smp_key_of(item, merge_key)
+            index = next(
+                (
+                    i
+                    for i, existing in enumerate(merged)
+                    if isinstance(existing, dict)
+                    and merge_key in existing
+                    and _equal(existing[merge_key], key_value)
+                ),
+                None,
+            )
+            if index is None:
+                merged.append(_strip_directives(item))
+            else:
+                merged[index] = _smp_map(merged[index], item, names)
+    listed, server_only = _smp_partition(merged, patch, merge_key)
+    return _smp_normalize_order(listed, server_only, patch, original, merge_key)
 
 
-def _smp_order(current: list[Any], order: list[Any], names: tuple[str, ...]) -> list[Any]:
-    """$setElementOrder: listed items first, in the listed order; the rest keep theirs."""
-    key = _smp_key(names)
+def _go_kind(value: JSON) -> str:
+    if isinstance(value, dict):
+        return "map"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    return type(value).__name__
 
-    def identity(item: JSON) -> str:
-        if key is not None and isinstance(item, dict):
-            return _dumps(item.get(key))
-        return _dumps(item)
 
-    rank = {identity(item): index for index, item in enumerate(order)}
-    listed = sorted(
-        (item for item in current if identity(item) in rank), key=lambda i: rank[identity(i)]
-    )
-    return listed + [item for item in current if identity(item) not in rank]
+def _dedup_scalars(items: list[Any]) -> list[Any]:
+    """deduplicateScalars, including its habit of moving the last item into a duplicate's slot."""
+    length = len(items) - 1
+    i = 0
+    while i < length:
+        j = i + 1
+        while j <= length:
+            if _equal(items[i], items[j]):
+                items[j] = items[length]
+                items = items[:length]
+                length -= 1
+                j -= 1
+            j += 1
+        i += 1
+    return items
+
+
+def _smp_special_elements(
+    original: list[Any], patch: list[Any], merge_key: str
+) -> tuple[list[Any], list[Any]]:
+    """mergeSliceWithSpecialElements: apply ``$patch: delete`` items, honour ``replace``."""
+    plain: list[Any] = []
+    replace = False
+    for item in patch:
+        if not isinstance(item, dict) or "$patch" not in item:
+            plain.append(item)
+            continue
+        directive = item["$patch"]
+        if directive == "delete":
+            if merge_key not in item:
+                raise _no_merge_key(item, merge_key)
+            original = [
+                existing
+                for existing in original
+                if not (
+                    isinstance(existing, dict)
+                    and merge_key in existing
+                    and _equal(existing[merge_key], item[merge_key])
+                )
+            ]
+        elif directive == "replace":
+            replace = True
+        elif directive == "merge":
+            raise PatchError("merging lists cannot yet be specified in the patch")
+        else:
+            raise PatchError(
+                f"unknown patch type: {_go_value(directive)} in map: {_go_value(item)}"
+            )
+    if replace:
+        return [_strip_directives(item) for item in plain], []
+    return original, plain
 
 
 # --------------------------------------------------------------------------------------------

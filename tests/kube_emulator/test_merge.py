@@ -1000,7 +1000,9 @@ def smp_containers(patch_containers: list[dict[str, Any]]) -> list[dict[str, Any
         ),
         pytest.param(
             [{"name": "new", "image": "busybox"}],
+            # Upstream's mergeSortedSlice puts new patch items before the server-only ones.
             [
+                {"name": "new", "image": "busybox"},
                 {
                     "name": "web",
                     "image": "nginx:1",
@@ -1008,7 +1010,6 @@ def smp_containers(patch_containers: list[dict[str, Any]]) -> list[dict[str, Any
                     "env": [{"name": "A", "value": "1"}],
                 },
                 {"name": "sidecar", "image": "envoy:1", "args": ["--a", "--b"]},
-                {"name": "new", "image": "busybox"},
             ],
             id="add-container",
         ),
@@ -1049,7 +1050,8 @@ def smp_containers(patch_containers: list[dict[str, Any]]) -> list[dict[str, Any
                     "name": "web",
                     "image": "nginx:1",
                     "ports": [{"containerPort": 80}],
-                    "env": [{"name": "A", "value": "9"}, {"name": "B", "value": "2"}],
+                    # Items named in the patch take the patch's order.
+                    "env": [{"name": "B", "value": "2"}, {"name": "A", "value": "9"}],
                 },
                 {"name": "sidecar", "image": "envoy:1", "args": ["--a", "--b"]},
             ],
@@ -1061,7 +1063,7 @@ def smp_containers(patch_containers: list[dict[str, Any]]) -> list[dict[str, Any
                 {
                     "name": "web",
                     "image": "nginx:1",
-                    "ports": [{"containerPort": 80}, {"containerPort": 443}],
+                    "ports": [{"containerPort": 443}, {"containerPort": 80}],
                     "env": [{"name": "A", "value": "1"}],
                 },
                 {"name": "sidecar", "image": "envoy:1", "args": ["--a", "--b"]},
@@ -1143,8 +1145,9 @@ def test_smp_patch_replace_and_delete_maps() -> None:
         base, {"spec": {"strategy": {"$patch": "replace", "type": "Recreate"}}}
     )
     assert replaced["spec"]["strategy"] == {"type": "Recreate"}
+    # handleDirectiveInMergeMap: "$patch: delete" in a map leaves an empty map.
     deleted = strategic_merge_patch(base, {"spec": {"strategy": {"$patch": "delete"}}})
-    assert "strategy" not in deleted["spec"]
+    assert deleted["spec"]["strategy"] == {}
 
 
 def test_smp_retain_keys() -> None:
@@ -1176,7 +1179,10 @@ def test_smp_finalizers_merge_and_delete_from_primitive_list() -> None:
     base = configmap({})
     base["metadata"]["finalizers"] = ["a", "b"]
     merged = strategic_merge_patch(base, {"metadata": {"finalizers": ["c", "a"]}})
-    assert merged["metadata"]["finalizers"] == ["a", "b", "c"]
+    # Patch items first, in patch order; "b" (server only, after "a" on the server) after them.
+    assert merged["metadata"]["finalizers"] == ["c", "a", "b"]
+    appended = strategic_merge_patch(base, {"metadata": {"finalizers": ["a", "b", "c"]}})
+    assert appended["metadata"]["finalizers"] == ["a", "b", "c"]
     deleted = strategic_merge_patch(
         base, {"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}
     )
@@ -1214,8 +1220,35 @@ def test_smp_tolerations_are_replaced() -> None:
             {"spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}},
             "map: map[image:x] does not contain declared merge key: name",
         ),
-        ({"spec": {"$patch": "explode"}}, "Unknown patch type: explode in map: "),
-        ({"spec": {"template": {"spec": {"containers": ["web"]}}}}, "list items must be maps"),
+        (
+            {"spec": {"$patch": "explode"}},
+            "unknown patch type: explode in map: map[$patch:explode]",
+        ),
+        (
+            {"spec": {"template": {"spec": {"containers": ["web"]}}}},
+            "list element types are not identical",
+        ),
+        (
+            {"spec": {"template": {"spec": {"containers": [{"name": "w", "$patch": "merge"}]}}}},
+            "merging lists cannot yet be specified in the patch",
+        ),
+        (
+            {"metadata": {"$retainKeys": ["name"], "labels": {"x": "y"}}},
+            "invalid patch format of retainKeys",
+        ),
+        (
+            {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "$setElementOrder/containers": [{"name": "web"}],
+                            "containers": [{"name": "sidecar", "image": "x"}],
+                        }
+                    }
+                }
+            },
+            "doesn't match $setElementOrder list",
+        ),
     ],
 )
 def test_smp_errors(patch: dict[str, Any], message: str) -> None:
