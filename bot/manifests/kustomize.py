@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import RenderError
-from bot.manifests.loader import inside, load_documents, read_text
+from bot.manifests.loader import PathGuard, load_documents, read_text
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 
@@ -97,9 +97,12 @@ def _entries(data: dict[str, Any]) -> list[tuple[str, bool]]:
     return out
 
 
-def references(root: Path, rel_dir: str, *, refs: References | None = None) -> References:
+def references(
+    root: Path, rel_dir: str, *, refs: References | None = None, guard: PathGuard | None = None
+) -> References:
     """Walk the kustomization in ``rel_dir`` and everything it includes, recursively."""
     refs = refs if refs is not None else References()
+    guard = guard if guard is not None else PathGuard(root)
     rel_dir = posixpath.normpath(rel_dir)
     if rel_dir in refs.dirs:
         return refs
@@ -128,11 +131,11 @@ def references(root: Path, rel_dir: str, *, refs: References | None = None) -> R
             refs.errors.append(RenderError(MSG_OUTSIDE.format(file=file, entry=entry), file=file))
             continue
         path = root / joined
-        if not inside(root, path):
+        if not guard.inside(path):
             refs.errors.append(RenderError(MSG_OUTSIDE.format(file=file, entry=entry), file=file))
             continue
         if may_be_dir and path.is_dir():
-            references(root, joined, refs=refs)
+            references(root, joined, refs=refs, guard=guard)
         else:
             # a missing file is kustomize's error to report; it is still an input (it may appear)
             refs.files.add(joined)

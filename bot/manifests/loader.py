@@ -95,6 +95,9 @@ _BOOLS = {"yes": True, "true": True, "on": True, "no": False, "false": False, "o
 _IMPLICIT = _KubeResolver.yaml_implicit_resolvers
 _SCALAR_CONSTRUCTORS = SafeConstructor.yaml_constructors
 _NO_KEY = object()
+_PLAIN_CACHE: dict[str, Any] = {}
+"""Plain scalar text -> its (immutable) value; shared by all loads, bounded in size."""
+_PLAIN_CACHE_MAX = 100_000
 
 
 def _resolve_plain(value: str) -> str:
@@ -110,23 +113,24 @@ class _Frame:
     __slots__ = (
         "anchor",
         "container",
+        "event",
         "is_map",
         "key",
-        "key_line",
-        "line",
+        "key_events",
         "lines",
         "merges",
         "start",
     )
 
-    def __init__(self, container: Any, anchor: str | None, start: int, line: int) -> None:
+    def __init__(self, container: Any, anchor: str | None, start: int, event: Any) -> None:
         self.container = container
-        self.line = line
+        self.event = event  # the start event, for its line when needed
         self.is_map = isinstance(container, dict)
         self.anchor = anchor
         self.start = start
         self.key: Any = _NO_KEY
-        self.key_line = 0
+        # the start event of each key, in insertion order, for "first on line N"
+        self.key_events: list[Any] = []
         self.merges: list[Any] | None = None
         self.lines: list[int] | None = None  # item lines of a top-level `items:` sequence
 
@@ -167,10 +171,17 @@ class _Builder:
         return make(self._constructor, ScalarNode(tag, value, event.start_mark, event.end_mark))
 
     def documents(self, parser: Any) -> Iterator[Document]:
+        # Hot loop: event classes and limits live in locals, and line numbers are computed
+        # only where needed (errors, document starts, `items:` entries).
+        scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
+        map_start, seq_start = yaml.MappingStartEvent, yaml.SequenceStartEvent
+        map_end, seq_end = yaml.MappingEndEvent, yaml.SequenceEndEvent
         limits = self.limits
         max_depth = limits.max_depth
         max_expanded = limits.max_expanded_nodes
         index = 0
+        plain = _PLAIN_CACHE
+        no_key, merge_key = _NO_KEY, _MERGE_KEY
         get_event = parser.get_event
         while True:
             event = get_event()
@@ -187,43 +198,55 @@ class _Builder:
             root: Any = None
             root_line = event.start_mark.line + 1
             items_lines: list[int] | None = None
-            have_root = False
             while True:
                 event = get_event()
                 kind = type(event)
-                line = event.start_mark.line + 1
-                if kind is yaml.ScalarEvent:
-                    value = self.scalar(event)
+                if kind is scalar_event:
+                    if event.tag is None:
+                        text = event.value
+                        if not event.implicit[0]:
+                            value = text  # quoted: always a string
+                        else:
+                            # plain scalars repeat a lot (keys, "true", "80"): resolve each once
+                            try:
+                                value = plain[text]
+                            except KeyError:
+                                value = self.scalar(event)
+                                if len(plain) < _PLAIN_CACHE_MAX:
+                                    plain[text] = value
+                    else:
+                        value = self.scalar(event)
                     expanded += 1
                     if event.anchor is not None:
                         anchors[event.anchor] = (value, 1)
                     is_scalar = True
-                elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                    start = event
+                elif kind is map_start or kind is seq_start:
                     if len(stack) >= max_depth:
-                        raise _Limited(MSG_TOO_DEEP.format(limit=max_depth), line)
-                    is_map = kind is yaml.MappingStartEvent
+                        raise _Limited(MSG_TOO_DEEP.format(limit=max_depth), _line(event))
+                    is_map = kind is map_start
                     tag = event.tag
                     if tag is not None and tag != "!" and tag != (_MAP if is_map else _SEQ):
-                        raise _Limited(f"unsupported YAML tag {tag!r}", line)
-                    frame = _Frame({} if is_map else [], event.anchor, expanded, line)
+                        raise _Limited(f"unsupported YAML tag {tag!r}", _line(event))
+                    frame = _Frame({} if is_map else [], event.anchor, expanded, event)
                     if event.anchor is not None:
                         building.add(event.anchor)
-                    if (
+                    if not stack:
+                        root_line = _line(event)
+                    elif (
                         not is_map
                         and len(stack) == 1
                         and stack[0].is_map
                         and stack[0].key == "items"
                     ):
                         frame.lines = []
-                    if not stack and not have_root:
-                        root_line = line
                     stack.append(frame)
                     continue
-                elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                elif kind is map_end or kind is seq_end:
                     frame = stack.pop()
                     value = frame.container
                     if frame.merges:
-                        _apply_merges(value, frame.merges, line)
+                        _apply_merges(value, frame.merges, _line(event))
                     expanded += 1
                     weight = expanded - frame.start
                     if frame.anchor is not None:
@@ -232,19 +255,22 @@ class _Builder:
                     if frame.lines is not None:
                         items_lines = frame.lines
                     is_scalar = False
-                    line = frame.line  # where this collection started, for its parent
-                elif kind is yaml.AliasEvent:
+                    start = frame.event  # where this collection started, for its parent
+                elif kind is alias_event:
                     name = event.anchor
                     if name in building:
-                        raise _Limited(MSG_RECURSIVE, line)
+                        raise _Limited(MSG_RECURSIVE, _line(event))
                     if name not in anchors:
-                        raise _Limited(f"undefined YAML alias {name!r}", line)
+                        raise _Limited(f"undefined YAML alias {name!r}", _line(event))
                     value, weight = anchors[name]
                     aliases += 1
                     if aliases > limits.max_aliases:
-                        raise _Limited(MSG_TOO_MANY_ALIASES.format(limit=limits.max_aliases), line)
+                        raise _Limited(
+                            MSG_TOO_MANY_ALIASES.format(limit=limits.max_aliases), _line(event)
+                        )
                     expanded += weight
                     is_scalar = not isinstance(value, dict | list)
+                    start = event
                 elif kind is yaml.DocumentEndEvent:
                     if items_lines is not None and not (
                         isinstance(root, dict) and isinstance(root.get("items"), list)
@@ -258,37 +284,43 @@ class _Builder:
                 else:  # pragma: no cover - the parser emits nothing else inside a document
                     continue
                 if expanded > max_expanded:
-                    raise _Limited(MSG_EXPANSION.format(limit=max_expanded), line)
+                    raise _Limited(MSG_EXPANSION.format(limit=max_expanded), _line(start))
                 if not stack:
                     root = value
-                    have_root = True
-                    if kind is yaml.ScalarEvent or kind is yaml.AliasEvent:
-                        root_line = line
+                    if kind is not map_end and kind is not seq_end:
+                        root_line = _line(event)
                     continue
                 parent = stack[-1]
                 if parent.is_map:
-                    if parent.key is _NO_KEY:
+                    if parent.key is no_key:
                         if not is_scalar:
-                            raise _Limited("mapping keys must be plain values", line)
+                            raise _Limited("mapping keys must be plain values", _line(start))
                         if value in parent.container:
+                            first = parent.key_events[list(parent.container).index(value)]
                             raise _Limited(
-                                MSG_DUPLICATE_KEY.format(key=value, first=parent.key_line),
-                                line,
+                                MSG_DUPLICATE_KEY.format(key=value, first=_line(first)),
+                                _line(start),
                             )
                         parent.key = value
-                        parent.key_line = line
+                        if value is not merge_key:  # merged keys arrive at the end
+                            parent.key_events.append(start)
                     else:
-                        if parent.key is _MERGE_KEY:
+                        if parent.key is merge_key:
                             if parent.merges is None:
                                 parent.merges = []
                             parent.merges.append(value)
                         else:
                             parent.container[parent.key] = value
-                        parent.key = _NO_KEY
+                        parent.key = no_key
                 else:
                     parent.container.append(value)
                     if parent.lines is not None:
-                        parent.lines.append(line)
+                        parent.lines.append(_line(start))
+
+
+def _line(event: Any) -> int:
+    """The 1-based line an event starts on."""
+    return int(event.start_mark.line) + 1
 
 
 class _MergeKey:
@@ -376,6 +408,35 @@ def _depth(value: Any, limit: int) -> int:
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
     return deepest
+
+
+class PathGuard:
+    """:func:`inside` for many paths under one root, resolving each directory only once.
+
+    Short-lived on purpose (one walk of one checkout): a cache outliving the tree could
+    trust a directory that has since been replaced by a symlink."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = os.path.realpath(root)
+        self._prefix = self.root.rstrip(os.sep) + os.sep
+        self._dirs: dict[str, bool] = {}
+
+    def _real_inside(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        return real == self.root or real.startswith(self._prefix)
+
+    def inside(self, path: Path | str) -> bool:
+        text = os.fspath(path)
+        if ".." in text.split(os.sep):
+            return self._real_inside(text)
+        parent, _leaf = os.path.split(text)
+        ok = self._dirs.get(parent)
+        if ok is None:
+            ok = self._dirs[parent] = self._real_inside(parent)
+        if not ok:
+            return False
+        # the parent resolves inside: only a symlink as the last component can leave it
+        return not os.path.islink(text) or self._real_inside(text)
 
 
 def inside(root: Path, path: Path) -> bool:

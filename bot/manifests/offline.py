@@ -24,7 +24,7 @@ from bot.errors import ConfigError
 from bot.manifests.changes import affected_apps
 from bot.manifests.config import ConfigProblems, RepoConfig, load_config
 from bot.manifests.gitrepo import changed_files, checkout, resolve_commit
-from bot.manifests.render import RenderedApp, render_apps
+from bot.manifests.render import ParseCache, RenderedApp, render_apps
 from bot.model import AppResult, Mode, ObjectError, RunResult
 
 MSG_UNKNOWN_APP = "unknown app {name!r}: not in the configuration at base or head"
@@ -94,11 +94,15 @@ def offline_preview(
                 head_root=head_root,
             )
         say(f"rendering {len(names)} app(s) at head {head_sha[:12]}")
-        new = {r.spec.name: r for r in render_apps(head_root, config_new, apps=names)}
+        # files unchanged between the commits are parsed once and shared by both renders
+        cache: ParseCache = {}
+        new = {r.spec.name: r for r in render_apps(head_root, config_new, apps=names, cache=cache)}
         old: dict[str, RenderedApp] = {}
         if config_old is not None:
             say(f"rendering {len(names)} app(s) at base {base_sha[:12]}")
-            old = {r.spec.name: r for r in render_apps(base_root, config_old, apps=names)}
+            old = {
+                r.spec.name: r for r in render_apps(base_root, config_old, apps=names, cache=cache)
+            }
     say("diffing")
     for name in names:
         result.apps.append(_diff_one(name, old.get(name), new.get(name), head_sha, base_note))

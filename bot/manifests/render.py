@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -104,9 +105,23 @@ def detect_renderer(root: Path, spec: AppSpec) -> str:
     return "plain"
 
 
-def render_app(root: Path, spec: AppSpec, *, timeout: float | None = None) -> RenderedApp:
+ParseCache = dict[tuple[bool, str], list[Document]]
+"""(is JSON, file text) -> parsed documents; lets two renders share unchanged files."""
+
+
+def render_app(
+    root: Path,
+    spec: AppSpec,
+    *,
+    timeout: float | None = None,
+    cache: ParseCache | None = None,
+) -> RenderedApp:
     """Render and validate one app of the checkout at ``root``. Never raises for problems of
-    the app's content: they are collected in ``errors`` (``timeout`` overrides the app's)."""
+    the app's content: they are collected in ``errors`` (``timeout`` overrides the app's).
+
+    ``cache`` (optional, plain YAML only) reuses parsed documents of files whose text was
+    seen before, e.g. the unchanged files when rendering base and head of a diff. Parsed
+    documents are never mutated, so sharing them is safe."""
     result = RenderedApp(spec=spec)
     root = Path(os.path.abspath(root))  # subprocesses get absolute paths
     app_dir = root / spec.path
@@ -136,7 +151,7 @@ def render_app(root: Path, spec: AppSpec, *, timeout: float | None = None) -> Re
         default_ns = spec.render.helm_namespace or spec.namespace
         items = _render_helm(root, spec, result, limit)
     else:
-        items = _render_plain(root, spec, result)
+        items = _render_plain(root, spec, result, cache)
     manifests, errors = validate_objects(
         app=spec.name, items=items, namespace=default_ns, schema=spec.validate_schema
     )
@@ -151,11 +166,13 @@ def render_apps(
     *,
     apps: Sequence[str] | None = None,
     jobs: int | None = None,
+    cache: ParseCache | None = None,
 ) -> list[RenderedApp]:
     """Render the apps of ``config`` (all, or those named in ``apps``) in config order.
 
     Kustomize and Helm apps run in a thread pool (their time is spent in subprocesses); plain
-    apps are CPU-bound Python and render in the calling thread meanwhile."""
+    apps are CPU-bound Python and render in the calling thread meanwhile. ``cache``: see
+    :func:`render_app`."""
     wanted = set(apps) if apps is not None else None
     specs = [s for s in config.apps if wanted is None or s.name in wanted]
     external = [s for s in specs if detect_renderer(root, s) in ("kustomize", "helm")]
@@ -170,7 +187,7 @@ def render_apps(
     try:
         for spec in specs:
             if spec.name not in futures:
-                results[spec.name] = render_app(root, spec)
+                results[spec.name] = render_app(root, spec, cache=cache)
         for name, future in futures.items():
             results[name] = future.result()
     finally:
@@ -264,7 +281,9 @@ def _objects_of(
     items.append((data, Source(file=file, document=doc.index, line=doc.line)))
 
 
-def _render_plain(root: Path, spec: AppSpec, result: RenderedApp) -> list[tuple[Obj, Source]]:
+def _render_plain(
+    root: Path, spec: AppSpec, result: RenderedApp, cache: ParseCache | None
+) -> list[tuple[Obj, Source]]:
     result.dirs.add(spec.path)
     items: list[tuple[Obj, Source]] = []
     for rel in _plain_files(root, spec, result):
@@ -272,10 +291,14 @@ def _render_plain(root: Path, spec: AppSpec, result: RenderedApp) -> list[tuple[
         try:
             # symlinks were checked while listing; every other path is under the app dir
             text = read_text(root, rel, limits=DEFAULT_LIMITS, check=False)
-            if rel.endswith(".json"):
-                docs = [load_json(text, name=rel)]
+            key = (rel.endswith(".json"), text)
+            cached = cache.get(key) if cache is not None else None
+            if cached is not None:
+                docs = cached
             else:
-                docs = load_documents(text, name=rel)
+                docs = [load_json(text, name=rel)] if key[0] else load_documents(text, name=rel)
+                if cache is not None:
+                    cache[key] = docs
         except RenderError as exc:
             result.errors.append(_app_error(exc))
             continue
@@ -295,10 +318,17 @@ def kubectl_path() -> str | None:
     return shutil.which("kubectl")
 
 
-def _clean_env(home: str) -> dict[str, str]:
-    """A minimal environment: no tokens or kubeconfig of the bot reach kustomize/helm."""
-    return {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
+NO_NETWORK_PROXY = "http://127.0.0.1:9"
+"""A proxy nobody listens on: HTTP(S) fetches fail at once instead of reaching the network."""
+
+
+def _clean_env(home: str, *, network: bool = True) -> dict[str, str]:
+    """A minimal environment: no tokens or kubeconfig of the bot reach kustomize/helm.
+
+    Without ``network``, PATH holds nothing (kustomize cannot run ``git`` to clone a remote
+    base) and every proxy variable points at a closed port (no HTTP fetches)."""
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin" if network else os.path.join(home, "no-bin"),
         "HOME": home,
         "LANG": "C.UTF-8",
         "KUBECONFIG": os.devnull,
@@ -309,43 +339,99 @@ def _clean_env(home: str) -> dict[str, str]:
         "HELM_CONFIG_HOME": os.path.join(home, "helm", "config"),
         "HELM_DATA_HOME": os.path.join(home, "helm", "data"),
     }
+    if not network:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+            env[name] = NO_NETWORK_PROXY
+        env["NO_PROXY"] = env["no_proxy"] = ""
+    return env
+
+
+class _Tool:
+    """One renderer subprocess: started at once, collected later with :meth:`output`.
+
+    Starting before our own checks finish lets kustomize run while we read the
+    kustomization files; :meth:`cancel` discards everything if a check refuses the app."""
+
+    def __init__(
+        self, tool: str, argv: list[str], *, root: Path, timeout: float, network: bool = True
+    ) -> None:
+        self.tool, self.root, self.timeout = tool, root, timeout
+        self.deadline = time.monotonic() + timeout
+        self._home = tempfile.TemporaryDirectory(prefix="gitops-render-")
+        try:
+            self.proc: subprocess.Popen[bytes] = subprocess.Popen(
+                argv,
+                cwd=root,
+                env=_clean_env(self._home.name, network=network),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except OSError as exc:
+            self._home.cleanup()
+            raise RenderError(f"cannot run {tool}: {exc.strerror}") from None
+
+    def cancel(self) -> None:
+        self.proc.kill()
+        self.proc.communicate()
+        self._home.cleanup()
+
+    def output(self) -> str:
+        """stdout on success; else a RenderError carrying stderr (or the timeout)."""
+        try:
+            stdout, stderr_raw = self.proc.communicate(
+                timeout=max(0.0, self.deadline - time.monotonic())
+            )
+        except subprocess.TimeoutExpired:
+            self.cancel()
+            raise RenderError(MSG_TIMEOUT.format(tool=self.tool, timeout=self.timeout)) from None
+        self._home.cleanup()
+        if self.proc.returncode != 0:
+            stderr = stderr_raw.decode("utf-8", "replace").strip()
+            # temporary checkout paths mean nothing to the reader; show repo-relative ones
+            root = str(self.root)
+            stderr = stderr.replace(root + os.sep, "").replace(root, ".")
+            if len(stderr) > MAX_STDERR:
+                stderr = "..." + stderr[-MAX_STDERR:]
+            raise RenderError(
+                MSG_FAILED.format(tool=self.tool, code=self.proc.returncode, stderr=stderr)
+            )
+        return stdout.decode("utf-8", "replace")
 
 
 def _run(tool: str, argv: list[str], *, root: Path, timeout: float) -> str:
     """Run ``argv`` in ``root``; stdout on success, else a RenderError with stderr."""
-    with tempfile.TemporaryDirectory(prefix="gitops-render-") as home:
-        try:
-            proc = subprocess.run(
-                argv,
-                cwd=root,
-                env=_clean_env(home),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise RenderError(MSG_TIMEOUT.format(tool=tool, timeout=timeout)) from None
-        except OSError as exc:
-            raise RenderError(f"cannot run {tool}: {exc.strerror}") from None
-    if proc.returncode != 0:
-        stderr = proc.stderr.decode("utf-8", "replace").strip()
-        # temporary checkout paths mean nothing to the reader; show repo-relative ones
-        stderr = stderr.replace(str(root) + os.sep, "").replace(str(root), ".")
-        if len(stderr) > MAX_STDERR:
-            stderr = "..." + stderr[-MAX_STDERR:]
-        raise RenderError(MSG_FAILED.format(tool=tool, code=proc.returncode, stderr=stderr))
-    return proc.stdout.decode("utf-8", "replace")
+    return _Tool(tool, argv, root=root, timeout=timeout).output()
 
 
 def _render_kustomize(
     root: Path, spec: AppSpec, result: RenderedApp, timeout: float
 ) -> list[tuple[Obj, Source]]:
+    kubectl = kubectl_path()
+    if kubectl is None:
+        result.errors.append(
+            ObjectError(MSG_KUBECTL_MISSING.format(path=spec.path), reason="RenderError")
+        )
+        return []
+    kustomization = find_kustomization(root, spec.path) or f"{spec.path}/kustomization.yaml"
+    # kustomize runs while we read the kustomization files ourselves. Without the app's
+    # permission it has no network (no git on PATH, a dead proxy), and if our reading refuses
+    # the app (a remote base, a path leaving the checkout) its output is thrown away unseen.
+    try:
+        tool = _Tool(
+            "kustomize",
+            [kubectl, "kustomize", str(root / spec.path)],
+            root=root,
+            timeout=timeout,
+            network=spec.render.allow_remote_bases,
+        )
+    except RenderError as exc:
+        result.errors.append(ObjectError(exc.message, file=kustomization, reason="RenderError"))
+        return []
     refs = references(root, spec.path)
     result.files |= refs.files
     result.dirs |= refs.dirs
-    for exc in refs.errors:
-        result.errors.append(_app_error(exc))
+    result.errors.extend(_app_error(problem) for problem in refs.errors)
     if refs.remote and not spec.render.allow_remote_bases:
         for file, entry in refs.remote:
             result.errors.append(
@@ -354,18 +440,10 @@ def _render_kustomize(
                 )
             )
     if result.errors:
+        tool.cancel()
         return []
-    kubectl = kubectl_path()
-    if kubectl is None:
-        result.errors.append(
-            ObjectError(MSG_KUBECTL_MISSING.format(path=spec.path), reason="RenderError")
-        )
-        return []
-    kustomization = find_kustomization(root, spec.path) or f"{spec.path}/kustomization.yaml"
     try:
-        out = _run(
-            "kustomize", [kubectl, "kustomize", str(root / spec.path)], root=root, timeout=timeout
-        )
+        out = tool.output()
         docs = load_documents(
             out, name=f"{kustomization} (kustomize output)", limits=RENDERED_LIMITS
         )
