@@ -10,9 +10,18 @@ fieldmanager, see the comments at each step):
   raised as ``ApplyConflict`` (message and causes worded as kube-apiserver words them), and with
   ``force`` the ownership of conflicting fields moves to the applier.
 * ``track_update`` — ownership bookkeeping for every write that is not an apply (POST, PUT,
-  merge/JSON/strategic patch, status updates): the writer takes the fields it changed or added,
-  removed fields leave every manager.
-* ``strategic_merge_patch``, ``json_merge_patch`` (RFC 7386) and ``json_patch`` (RFC 6902).
+  merge/JSON/strategic patch, status and scale updates): the writer takes the fields it changed
+  or added, removed fields leave every manager; a create is compared with the kind's Go zero
+  value (so ``.`` marks match a real cluster); an existing object nobody tracks stays untracked;
+  more than ten Update entries fold into ``ancient-changes``.
+* the apiserver's wrappers around them: ``before-first-apply`` (the first apply to an untracked
+  object), and kubectl's client-side to server-side upgrade (manager ``kubectl`` may take
+  fields whose live value is still the one in the last-applied annotation, and keeps that
+  annotation up to date).
+* ``strategic_merge_patch`` — a port of apimachinery's strategicpatch (server side): merge keys
+  from the Go struct tags, patch-order list merging, ``$patch``, ``$retainKeys``,
+  ``$setElementOrder``, ``$deleteFromPrimitiveList``; ``json_merge_patch`` (RFC 7386) and
+  ``json_patch`` (RFC 6902, messages worded like evanphx/json-patch).
 
 ``metadata.managedFields`` entries are written as the real server writes them (FieldsV1 with
 ``f:``/``k:``/``v:`` path elements, ``.`` for a node that is itself owned, elements sorted as the
@@ -22,10 +31,10 @@ What is not emulated: a real OpenAPI schema. The type of a list (atomic, set, or
 its keys) and of a few atomic maps (label selectors, ``nodeSelector``, ``secretKeyRef``...) comes
 from a small table keyed by field names, applied to the built-in API groups only; for custom
 resources every list is atomic (as for a CRD schema without ``x-kubernetes-list-type``) unless the
-caller passes ``list_types``. Version conversion, unions, the ``before-first-apply`` upgrade
-from client-side apply beyond a single ``before-first-apply`` owner, the cap of ten Update
-managers, and resetting status/spec per subresource are left to the server (callers strip
-``status`` from an apply to a main resource, and pass ``subresource="status"`` for status writes).
+caller passes ``list_types`` (``crd_list_types`` derives them from a CRD schema). Version
+conversion, unions, and patchStrategy ``replace`` on maps are not emulated. Resetting fields per
+subresource is partly left to the caller: ``apply(..., reset_status=True)`` for the main resource
+of a kind with a status subresource, ``subresource="status"`` for status writes.
 
 Every function is pure: inputs are never mutated and results never share structure with them.
 """
@@ -1275,9 +1284,52 @@ def track_update(
         else:
             mine.fields |= changed
             mine.time = now
+    entries = _cap_update_managers([entry for entry in entries if entry.fields])
     result: dict[str, Any] = _copy(new_obj)
     _set_managed_fields(result, entries)
     return result
+
+
+MAX_UPDATE_MANAGERS: Final = 10
+ANCIENT_CHANGES: Final = "ancient-changes"
+
+
+def _cap_update_managers(entries: list[_Entry]) -> list[_Entry]:
+    """capManagersManager: beyond ten Update entries, the oldest ones of each apiVersion are
+    merged into one "ancient-changes" entry per apiVersion."""
+    updaters = [entry for entry in entries if entry.operation != "Apply"]
+    if len(updaters) <= MAX_UPDATE_MANAGERS:
+        return entries
+    updaters.sort(
+        key=lambda e: (
+            e.time or "",
+            _identifier(e.manager, e.operation, e.api_version, e.subresource),
+        )
+    )
+    first_of_version: dict[str, _Entry] = {}
+    buckets: dict[str, _Entry] = {
+        e.api_version: e for e in updaters if e.manager == ANCIENT_CHANGES and not e.subresource
+    }
+    dropped: set[int] = set()
+    length = len(updaters)
+    for entry in updaters:
+        if length <= MAX_UPDATE_MANAGERS:
+            break
+        version = entry.api_version
+        first = first_of_version.get(version)
+        if first is None:
+            first_of_version[version] = entry
+            continue
+        bucket = buckets.get(version)
+        if bucket is None:
+            # The first entry of this version becomes the bucket.
+            first.manager, first.subresource = ANCIENT_CHANGES, ""
+            bucket = buckets[version] = first
+        bucket.fields = bucket.fields | entry.fields
+        bucket.time = entry.time
+        dropped.add(id(entry))
+        length -= 1
+    return [entry for entry in entries if id(entry) not in dropped]
 
 
 # --------------------------------------------------------------------------------------------

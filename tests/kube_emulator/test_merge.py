@@ -945,6 +945,21 @@ def test_update_and_status_entries_of_one_manager_are_distinct() -> None:
     ]
 
 
+def test_more_than_ten_updaters_fold_the_oldest_into_ancient_changes() -> None:
+    live = track_update(None, configmap({"k0": "v"}), manager="m00", now="2026-01-01T00:00:00Z")
+    for n in range(1, 12):
+        changed = copy.deepcopy(live)
+        changed["data"][f"k{n}"] = "v"
+        live = track_update(live, changed, manager=f"m{n:02}", now=f"2026-01-01T00:00:{n:02}Z")
+    managers = [e["manager"] for e in entries(live)]
+    assert len(managers) == 10
+    assert managers[0] == "ancient-changes"
+    assert managers[1:] == [f"m{n:02}" for n in range(3, 12)]
+    ancient = entries(live)[0]
+    assert ancient["time"] == "2026-01-01T00:00:02Z"
+    assert ancient["fieldsV1"] == {"f:data": {".": {}, "f:k0": {}, "f:k1": {}, "f:k2": {}}}
+
+
 # ---------------------------------------------------------------------------------------------
 # FieldsV1 helpers
 # ---------------------------------------------------------------------------------------------
