@@ -240,3 +240,22 @@ def test_real_subprocess(repo: Path) -> None:
     assert app["name"] == "kz"
     assert names(app["updated"]) == ["Deployment/kz/api"]
     assert "+      - image: example/api:1.1" in app["updated"][0]["diff"]
+
+
+def test_target_change_creates_on_new_target(repo: Path) -> None:
+    config = (repo / ".gitops.yaml").read_text().replace("target: production", "target: staging")
+    commit(repo, {".gitops.yaml": config})
+    code, data = as_json(repo, "--base", "HEAD~1")
+    assert code == 0
+    (app,) = data["apps"]
+    assert (app["name"], app["target"]) == ("cluster", "staging")
+    assert len(app["created"]) == 5 and not app["unchanged"]
+    assert any("'production'" in note for note in app["notes"])
+
+
+def test_schema_command_prints_the_shipped_schema() -> None:
+    from bot.manifests import schema
+
+    result = CliRunner().invoke(main, ["schema"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == schema()

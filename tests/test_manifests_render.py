@@ -423,3 +423,14 @@ def test_render_apps_keeps_config_order_and_filters() -> None:
     config = load_config(BASIC)
     assert [r.spec.name for r in render_apps(BASIC, config)] == ["web", "cluster", "kz"]
     assert [r.spec.name for r in render_apps(BASIC, config, apps=["kz", "web"])] == ["web", "kz"]
+
+
+def test_kustomize_environment_without_network(tmp_path: Path) -> None:
+    from bot.manifests.render import NO_NETWORK_PROXY, _clean_env
+
+    env = _clean_env(str(tmp_path), network=False)
+    assert env["HTTPS_PROXY"] == env["https_proxy"] == NO_NETWORK_PROXY
+    assert shutil.which("git", path=env["PATH"]) is None  # kustomize cannot clone
+    assert env["HOME"] == str(tmp_path) and env["KUBECONFIG"] == os.devnull
+    assert set(_clean_env(str(tmp_path))) <= set(env)
+    assert not any("TOKEN" in key or "SECRET" in key for key in env)

@@ -114,3 +114,13 @@ def preview_command(
         sys.exit(EXIT_ERRORS)
     click.echo(render(result, fmt=fmt))  # type: ignore[arg-type]
     sys.exit(exit_code(result, changes_fail=exit_on_changes))
+
+
+@main.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema of .gitops.yaml (for editors and CI linters)."""
+    import json
+
+    from bot.manifests import schema
+
+    click.echo(json.dumps(schema(), indent=2))
