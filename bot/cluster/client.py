@@ -7,13 +7,16 @@ and answers "which URL serves this apiVersion/kind, and is it namespaced" from t
 re-discovering at most once after a CustomResourceDefinition applied in this job introduces a
 new kind.
 
-Requests go through ``ApiClient.call_api`` with raw JSON bodies and raw JSON answers: no model
-classes, no per-call discovery, one keep-alive connection pool sized to the concurrency.
+Requests carry raw JSON bodies and answers (no model classes, no per-call discovery) over one
+keep-alive connection per worker thread (:mod:`bot.cluster.transport`), configured from the
+official client's Configuration; ``ApiClient.call_api`` is the fallback for configurations that
+transport does not cover.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import threading
@@ -42,6 +45,7 @@ from bot.cluster.errors import (
     from_status,
 )
 from bot.cluster.targets import Target
+from bot.cluster.transport import Transport, encode
 from bot.model import Obj, ObjectRef
 
 T = TypeVar("T")
@@ -186,6 +190,7 @@ class Cluster:
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         api_client: k8s_client.ApiClient | None = None,
+        fast: bool = True,
     ) -> None:
         self.target = target
         self.concurrency = max(1, concurrency)
@@ -196,6 +201,10 @@ class Cluster:
         self._mapper_lock = threading.Lock()
         self._stale = False
         self.requests = 0  # counted for benchmarks and tests of "discovery once per job"
+        configuration = self.api_client.configuration
+        self._transport = (
+            Transport(configuration) if fast and Transport.usable(configuration) else None
+        )
 
     @classmethod
     def connect(
@@ -212,6 +221,8 @@ class Cluster:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._transport is not None:
+            self._transport.close()
         self.api_client.close()  # type: ignore[no-untyped-call]
 
     def __enter__(self) -> Cluster:
@@ -267,6 +278,44 @@ class Cluster:
         accept: str,
         timeout: float | None,
     ) -> Any:
+        self.requests += 1
+        if self._transport is not None:
+            try:
+                status, reason, data, headers = self._transport.request(
+                    method,
+                    path,
+                    query=query,
+                    body=encode(body),
+                    headers={"Accept": accept, "Content-Type": content_type},
+                )
+            except (OSError, http.client.HTTPException) as exc:
+                raise connection_error(exc, server=self.server) from exc
+            retry_after = headers.get("Retry-After") or headers.get("retry-after")
+        else:
+            status, reason, data, retry_after = self._request_generic(
+                method, path, query, body, content_type, accept, timeout
+            )
+        if not 200 <= status <= 299:
+            error = from_status(status, data, http_reason=reason)
+            if isinstance(error, TransientApiError) and retry_after and retry_after.isdigit():
+                error.retry_after = float(retry_after)
+            raise error
+        if not data:
+            return None
+        return json.loads(data)
+
+    def _request_generic(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None,
+        body: Any,
+        content_type: str,
+        accept: str,
+        timeout: float | None,
+    ) -> tuple[int, str, bytes, str | None]:
+        """The official client's REST path (urllib3), for configurations the lean transport
+        does not cover (proxies, SNI overrides, basic auth)."""
         headers = {"Accept": accept, "Content-Type": content_type}
         _method, url, headers, _body, _post = self.api_client.param_serialize(
             method,
@@ -275,7 +324,6 @@ class Cluster:
             header_params=headers,
             auth_settings=["BearerToken"],
         )
-        self.requests += 1
         try:
             response = self.api_client.call_api(
                 method, url, header_params=headers, body=body, _request_timeout=timeout
@@ -285,15 +333,8 @@ class Cluster:
             raise TransientApiError(str(exc.reason), status=0, reason="ConnectionError") from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise connection_error(exc, server=self.server) from exc
-        if not 200 <= response.status <= 299:
-            error = from_status(response.status, data, http_reason=str(response.reason or ""))
-            retry_after = response.getheader("Retry-After")  # type: ignore[no-untyped-call]
-            if isinstance(error, TransientApiError) and retry_after and retry_after.isdigit():
-                error.retry_after = float(retry_after)
-            raise error
-        if not data:
-            return None
-        return json.loads(data)
+        retry_after = response.getheader("Retry-After")  # type: ignore[no-untyped-call]
+        return response.status, str(response.reason or ""), data, retry_after
 
     # -- discovery ---------------------------------------------------------------------------
 
