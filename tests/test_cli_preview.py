@@ -259,3 +259,47 @@ def test_schema_command_prints_the_shipped_schema() -> None:
     result = CliRunner().invoke(main, ["schema"])
     assert result.exit_code == 0
     assert json.loads(result.stdout) == schema()
+
+
+@pytest.mark.slow
+def test_progress_on_a_terminal(repo: Path) -> None:
+    import os
+    import pty
+
+    commit(repo, {"apps/web/new.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: n}\n"})
+    leader, follower = pty.openpty()
+    exe = Path(sys.executable).parent / "gitops-bot"
+    try:
+        proc = subprocess.run(
+            [str(exe), "preview", "--repo", str(repo), "--base", "HEAD~1", "--format", "json"],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            timeout=120,
+            check=False,
+        )
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO once the terminal has no writer left
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+    progress = b"".join(chunks).decode()
+    assert proc.returncode == 0
+    assert "rendering 1 app(s) at head" in progress
+    assert json.loads(proc.stdout)["apps"][0]["name"] == "web"  # stdout holds only the report
+
+
+def test_broken_file_does_not_show_its_objects_as_deleted(repo: Path) -> None:
+    commit(repo, {"apps/web/list.yaml": "apiVersion: v1\nkind: List\nitems: [\n"})
+    code, data = as_json(repo, "--base", "HEAD~1")
+    assert code == 2
+    (app,) = data["apps"]
+    assert app["deleted"] == []
+    assert app["errors"][0]["file"] == "apps/web/list.yaml"
+    assert any("2 deletion(s) not shown" in note for note in app["notes"])

@@ -286,6 +286,8 @@ def test_kustomize_failure_shows_stderr(tmp_path: Path) -> None:
     [
         "https://github.com/kubernetes-sigs/kustomize//examples/helloWorld?ref=v5.0.0",
         "github.com/example/repo/deploy?ref=main",
+        "github.com/example/repo//deploy",
+        "gitlab.example.com:8443/group/repo.git",
         "git@github.com:example/repo.git",
     ],
 )
@@ -434,3 +436,16 @@ def test_kustomize_environment_without_network(tmp_path: Path) -> None:
     assert env["HOME"] == str(tmp_path) and env["KUBECONFIG"] == os.devnull
     assert set(_clean_env(str(tmp_path))) <= set(env)
     assert not any("TOKEN" in key or "SECRET" in key for key in env)
+
+
+def test_local_dirs_that_look_like_hosts_are_local(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "app/kustomization.yaml": "resources:\n  - v1.2/cm.yaml\n",
+            "app/v1.2/cm.yaml": CM.format(name="versioned"),
+        },
+    )
+    app = render_app(tmp_path, AppSpec(name="app", path="app"))
+    assert app.errors == []
+    assert refs(app) == ["ConfigMap default/versioned"]

@@ -8,6 +8,7 @@ app's own directory.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -27,7 +28,9 @@ MSG_OUTSIDE = "{file} refers to {entry!r}, which is outside the repository; refu
 MSG_MISSING = "{file} refers to {entry!r}, which does not exist"
 
 # `host.tld/org/repo//path?ref=x`, `https://...`, `git@host:org/repo`, `git::...`
-_REMOTE = re.compile(r"^([a-z][a-z0-9+.-]*://|git@|git::|[a-z0-9-]+(\.[a-z0-9-]+)+\.[a-z]+/)", re.I)
+_URL = re.compile(r"^([a-z][a-z0-9+.-]*://|git@|git::)", re.I)
+# `github.com/org/repo//dir`: a first path segment that looks like a host name
+_HOST_PATH = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)+(:[0-9]+)?/", re.I)
 
 
 def find_kustomization(root: Path, rel_dir: str) -> str | None:
@@ -39,9 +42,16 @@ def find_kustomization(root: Path, rel_dir: str) -> str | None:
     return None
 
 
-def is_remote(entry: str) -> bool:
-    """Whether a kustomization entry is a URL kustomize would fetch."""
-    return bool(_REMOTE.match(entry)) or "?ref=" in entry
+def is_remote(entry: str, *, exists_locally: bool = False) -> bool:
+    """Whether a kustomization entry is a URL kustomize would fetch.
+
+    A host-like first segment (``github.com/...``) is remote unless such a local path exists:
+    kustomize itself tries the local path first."""
+    if _URL.match(entry):
+        return True
+    if exists_locally:
+        return False
+    return bool(_HOST_PATH.match(entry)) or "?ref=" in entry
 
 
 @dataclass
@@ -121,12 +131,13 @@ def references(
         return refs
     base = "" if rel_dir == "." else rel_dir
     for entry, may_be_dir in _entries(data):
-        if is_remote(entry):
-            refs.remote.append((file, entry))
-            continue
         joined = (
             posixpath.normpath(posixpath.join(base, entry)) if base else posixpath.normpath(entry)
         )
+        local = not joined.startswith("../") and os.path.lexists(root / joined)
+        if is_remote(entry, exists_locally=local):
+            refs.remote.append((file, entry))
+            continue
         if entry.startswith("/") or joined == ".." or joined.startswith("../"):
             refs.errors.append(RenderError(MSG_OUTSIDE.format(file=file, entry=entry), file=file))
             continue

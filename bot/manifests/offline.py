@@ -10,8 +10,9 @@ Rules of the comparison:
   is on, otherwise a note says its objects would stay in the cluster;
 * an app whose ``target`` changed: everything is created on the new target, with a note that the
   old target keeps its objects (the bot does not prune across targets);
-* errors rendering head are the app's errors; errors rendering base become notes (the diff is
-  then against what base could render), since a PR cannot be blamed for its base.
+* errors rendering head are the app's errors, and while there are any, deletions are not shown
+  (objects of a file that failed to render would look deleted); errors rendering base become
+  notes (the diff is then against what base could render): a PR cannot be blamed for its base.
 """
 
 from __future__ import annotations
@@ -25,13 +26,17 @@ from bot.manifests.changes import affected_apps
 from bot.manifests.config import ConfigProblems, RepoConfig, load_config
 from bot.manifests.gitrepo import changed_files, checkout, resolve_commit
 from bot.manifests.render import ParseCache, RenderedApp, render_apps
-from bot.model import AppResult, Mode, ObjectError, RunResult
+from bot.model import AppResult, Change, Mode, ObjectError, RunResult
 
 MSG_UNKNOWN_APP = "unknown app {name!r}: not in the configuration at base or head"
 MSG_BASE_CONFIG = "the base configuration could not be read ({error}); every app counts as affected"
 MSG_BASE_ERROR = "at base: {message}"
 MSG_LEFT_BEHIND = (
     "app {name!r} was removed with prune off: its {count} object(s) would be left in the cluster"
+)
+MSG_DELETIONS_HIDDEN = (
+    "{count} deletion(s) not shown: the app has errors, so objects that failed to render "
+    "would look deleted; fix the errors to see the real deletions"
 )
 MSG_TARGET_MOVED = (
     "target changed from {old!r} to {new!r}: objects are created on {new!r}; the bot does not "
@@ -138,6 +143,11 @@ def _diff_one(
         )
         app.errors.extend(after.errors)
         app.notes.extend(after.notes)
+        if after.errors and app.deleted:
+            # objects of a file that failed to render would look deleted: never show that
+            hidden = len(app.deleted)
+            app.changes = [c for c in app.changes if c.change is not Change.DELETE]
+            app.notes.append(MSG_DELETIONS_HIDDEN.format(count=hidden))
         if moved:
             assert before is not None
             app.notes.append(MSG_TARGET_MOVED.format(old=before.spec.target, new=spec.target))
