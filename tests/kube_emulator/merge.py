@@ -183,6 +183,9 @@ _ATOMIC_MAPS: Final = frozenset(
     }
 )
 
+# Associative lists whose items are atomic structs.
+_ATOMIC_ITEM_LISTS: Final = frozenset({"imagePullSecrets"})
+
 # Strategic merge patch keys (patchMergeKey), a single field each, as in the Go struct tags.
 _SMP_KEYS: Final[dict[str, str]] = {
     "containers": "name",
@@ -273,6 +276,13 @@ class _Schema:
         if self.extra and self.extra.get(".".join(names)) == _ATOMIC:
             return True
         return self.builtin and bool(names) and names[-1] in _ATOMIC_MAPS
+
+    def atomic_items(self, names: tuple[str, ...]) -> bool:
+        """Whether the items of this associative list are atomic structs (OwnerReference and
+        LocalObjectReference are +structType=atomic): owned and replaced whole."""
+        if names == ("metadata", "ownerReferences"):
+            return True
+        return self.builtin and bool(names) and names[-1] in _ATOMIC_ITEM_LISTS
 
 
 def crd_list_types(openapi_v3_schema: Mapping[str, Any] | None) -> dict[str, ListType]:
@@ -590,7 +600,8 @@ def _fields_of_value(
     strict: bool,
 ) -> None:
     if isinstance(value, dict):
-        if schema.atomic_map(names):
+        # Atomic maps, and empty maps, are leaves (ToFieldSet keeps `strategy: {}` owned).
+        if not value or schema.atomic_map(names):
             out.add(path)
         else:
             _fields_of_map(value, path, names, schema, out, strict)
@@ -608,10 +619,11 @@ def _fields_of_value(
             return
         if strict and len(set(elements)) != len(elements):
             raise PatchError(_duplicate_message(elements, path))
+        granular_items = not schema.atomic_items(names)
         for element, item in zip(elements, value, strict=True):
             item_path = (*path, element)
             out.add(item_path)
-            if isinstance(item, dict):
+            if granular_items and isinstance(item, dict):
                 _fields_of_map(item, item_path, names, schema, out, strict)
         return
     out.add(path)
@@ -654,7 +666,7 @@ class _Comparison:
         self.modified: set[Path] = set()
         self.removed: set[Path] = set()
 
-    def leaf(self, old: JSON, new: JSON, path: Path) -> None:
+    def leaf(self, old: JSON, new: JSON, path: Path, names: tuple[str, ...] = ()) -> None:
         if old is _MISSING:
             self.added.add(path)
         elif new is _MISSING:
@@ -720,12 +732,13 @@ class _Comparison:
         new_by = dict(zip(new_elements, new_items, strict=True))
         if len(old_by) != len(old_items) or len(new_by) != len(new_items):
             return False  # duplicates: compare the list as a whole
+        visit = self.leaf if self.schema.atomic_items(names) else self.item
         for element, old_item in old_by.items():
             new_item = new_by.get(element, _MISSING)
-            self.item(old_item, new_item, (*path, element), names)
+            visit(old_item, new_item, (*path, element), names)
         for element, new_item in new_by.items():
             if element not in old_by:
-                self.item(_MISSING, new_item, (*path, element), names)
+                visit(_MISSING, new_item, (*path, element), names)
         return True
 
     def item(self, old: JSON, new: JSON, path: Path, names: tuple[str, ...]) -> None:
@@ -796,12 +809,14 @@ def _merge_lists(
     for element, item in zip(rhs_elements, config, strict=True):
         observed_rhs.setdefault(element, item)
 
+    atomic_items = schema.atomic_items(names)
+
     def merge_item(left: JSON, right: JSON) -> JSON:
         if right is _MISSING:
             return _copy(left)
         if left is _MISSING:
             return _copy(right)
-        if isinstance(left, dict) and isinstance(right, dict):
+        if isinstance(left, dict) and isinstance(right, dict) and not atomic_items:
             return _merge_maps(left, right, names, schema)
         return _copy(right)
 

@@ -151,8 +151,14 @@ def test_apply_create_records_the_config_fields_as_the_real_server_encodes_them(
     ]
 
 
+def bare_configmap() -> dict[str, Any]:
+    config = configmap({})
+    del config["data"]
+    return config
+
+
 def test_apply_does_not_track_name_namespace_apiversion_kind() -> None:
-    result = apply(None, configmap({}), manager="m", force=False, now=T0)
+    result = apply(None, bare_configmap(), manager="m", force=False, now=T0)
     # Nothing but stripped fields were applied: no entry at all, as on a real server.
     assert entries(result) == []
     result = apply(None, configmap({"k": "v"}), manager="m", force=False, now=T0)
@@ -482,6 +488,10 @@ def test_fields_never_applied_by_the_manager_are_not_removed() -> None:
     live = track_update(live, changed, manager="editor", now=T1)
     result = apply(live, configmap({}), manager="a", force=False, now=T2)
     assert result["data"] == {"extra": "e"}
+    # An empty map in the config is a leaf the applier owns.
+    assert entry(result, "a")["fieldsV1"] == {"f:data": {}}
+    result = apply(live, bare_configmap(), manager="a", force=False, now=T2)
+    assert result["data"] == {"extra": "e"}
     assert owners(result) == [("editor", "Update")]
 
 
@@ -620,13 +630,13 @@ def test_atomic_lists_are_owned_and_replaced_whole() -> None:
 
 
 def test_finalizers_are_a_set() -> None:
-    config = configmap({})
+    config = bare_configmap()
     config["metadata"]["finalizers"] = ["example.com/a", "example.com/b"]
     live = apply(None, config, manager="a", force=False, now=T0)
     assert entry(live, "a")["fieldsV1"] == {
         "f:metadata": {"f:finalizers": {'v:"example.com/a"': {}, 'v:"example.com/b"': {}}}
     }
-    other = configmap({})
+    other = bare_configmap()
     other["metadata"]["finalizers"] = ["example.com/c"]
     result = apply(live, other, manager="b", force=False, now=T1)
     assert result["metadata"]["finalizers"] == ["example.com/a", "example.com/b", "example.com/c"]
@@ -860,10 +870,12 @@ def test_update_of_an_untracked_object_stays_untracked() -> None:
     assert track_update(live, changed, manager="m", now=T0) == changed
 
 
-def test_applying_only_empty_maps_tracks_nothing_then_before_first_apply_owns_them() -> None:
-    live = apply(None, configmap({}), manager="m", force=False, now=T0)
+def test_applying_only_identity_tracks_nothing_then_before_first_apply_owns_the_rest() -> None:
+    live = apply(None, bare_configmap(), manager="m", force=False, now=T0)
     assert entries(live) == []
-    again = apply(live, configmap({}), manager="m", force=False, now=T1)
+    assert apply(live, bare_configmap(), manager="m", force=False, now=T1) == live
+    live["data"] = {}  # written by something that was not tracked
+    again = apply(live, bare_configmap(), manager="m", force=False, now=T1)
     assert entries(again) == [
         {
             "manager": "before-first-apply",
@@ -874,6 +886,36 @@ def test_applying_only_empty_maps_tracks_nothing_then_before_first_apply_owns_th
             "fieldsV1": {"f:data": {}},
         }
     ]
+
+
+def test_empty_maps_and_nulls_in_the_config_are_owned_leaves() -> None:
+    config = deployment(containers=[{"name": "web", "image": "i", "resources": {}}])
+    config["spec"]["strategy"] = {}
+    config["spec"]["template"]["metadata"]["creationTimestamp"] = None
+    result = apply(None, config, manager="m", force=False, now=T0)
+    spec = entry(result, "m")["fieldsV1"]["f:spec"]
+    assert spec["f:strategy"] == {}
+    assert spec["f:template"]["f:metadata"]["f:creationTimestamp"] == {}
+    assert spec["f:template"]["f:spec"]["f:containers"][K_WEB]["f:resources"] == {}
+    assert "creationTimestamp" not in result["spec"]["template"]["metadata"]
+
+
+def test_owner_references_and_image_pull_secrets_items_are_atomic() -> None:
+    config = deployment()
+    config["metadata"]["ownerReferences"] = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "u-1"}
+    ]
+    config["spec"]["template"]["spec"]["imagePullSecrets"] = [{"name": "reg"}]
+    result = apply(None, config, manager="m", force=False, now=T0)
+    fields = entry(result, "m")["fieldsV1"]
+    assert fields["f:metadata"] == {"f:ownerReferences": {'k:{"uid":"u-1"}': {}}}
+    assert fields["f:spec"]["f:template"]["f:spec"]["f:imagePullSecrets"] == {
+        'k:{"name":"reg"}': {}
+    }
+    created = track_update(None, config, manager="c", now=T0)
+    assert entry(created, "c", "Update")["fieldsV1"]["f:metadata"] == {
+        "f:ownerReferences": {".": {}, 'k:{"uid":"u-1"}': {}}
+    }
 
 
 def test_removing_everything_a_manager_owned_drops_its_entry() -> None:
@@ -1557,8 +1599,8 @@ def test_apply_result_holds_exactly_the_config_for_a_sole_applier(
     live = apply(None, configmap(first), manager="m", force=False, now=T0)
     result = apply(live, configmap(second), manager="m", force=False, now=T1)
     assert result.get("data", {}) == second
-    owned = entries(result)[0]["fieldsV1"] if second else None
-    assert owned == ({"f:data": {f"f:{k}": {} for k in sorted(second)}} if second else None)
+    # An empty map is itself an owned leaf.
+    assert entries(result)[0]["fieldsV1"] == {"f:data": {f"f:{k}": {} for k in sorted(second)}}
 
 
 map_values = st.recursive(
