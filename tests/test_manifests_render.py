@@ -449,3 +449,21 @@ def test_local_dirs_that_look_like_hosts_are_local(tmp_path: Path) -> None:
     app = render_app(tmp_path, AppSpec(name="app", path="app"))
     assert app.errors == []
     assert refs(app) == ["ConfigMap default/versioned"]
+
+
+def test_an_unexpected_failure_stays_in_its_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.manifests import render as render_module
+
+    real = render_module._render_plain
+
+    def explode(root: Path, spec: AppSpec, result: object, cache: object) -> object:
+        if spec.name == "web":
+            raise OSError("disk on fire")
+        return real(root, spec, result, cache)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(render_module, "_render_plain", explode)
+    web, cluster, kz = render_apps(BASIC, load_config(BASIC))
+    assert web.manifests == []
+    assert "internal error rendering this app (OSError: disk on fire)" in web.errors[0].message
+    assert len(cluster.manifests) == 5 and cluster.errors == []
+    assert len(kz.manifests) == 2

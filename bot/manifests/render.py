@@ -183,17 +183,34 @@ def render_apps(
         workers = jobs or min(4, max(1, os.cpu_count() or 1) * 2)
         pool = ThreadPoolExecutor(max_workers=min(workers, len(external)))
         for spec in external:
-            futures[spec.name] = pool.submit(render_app, root, spec)
+            futures[spec.name] = pool.submit(_render_guarded, root, spec, None)
     try:
         for spec in specs:
             if spec.name not in futures:
-                results[spec.name] = render_app(root, spec, cache=cache)
+                results[spec.name] = _render_guarded(root, spec, cache)
         for name, future in futures.items():
             results[name] = future.result()
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
     return [results[s.name] for s in specs]
+
+
+MSG_INTERNAL = "internal error rendering this app ({kind}: {error}); please report it"
+
+
+def _render_guarded(root: Path, spec: AppSpec, cache: ParseCache | None) -> RenderedApp:
+    """render_app, with any unexpected failure (a bug, an OS error) kept to this one app."""
+    try:
+        return render_app(root, spec, cache=cache)
+    except Exception as exc:  # one broken app must never stop the others
+        result = RenderedApp(spec=spec, dirs={spec.path})
+        result.errors.append(
+            ObjectError(
+                MSG_INTERNAL.format(kind=type(exc).__name__, error=exc), reason="RenderError"
+            )
+        )
+        return result
 
 
 # ----------------------------------------------------------------------------- plain YAML
