@@ -272,3 +272,26 @@ def test_discovery_plain_dirs(tmp_path: Path) -> None:
 
 def test_discovery_empty_repo(tmp_path: Path) -> None:
     assert load_config(tmp_path).apps == ()
+
+
+def _property_names(node: object) -> set[str]:
+    names: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "properties" and isinstance(value, dict):
+                names |= set(value)
+            names |= _property_names(value)
+    elif isinstance(node, list):
+        for item in node:
+            names |= _property_names(item)
+    return names
+
+
+def test_every_schema_key_is_documented() -> None:
+    docs = (Path(__file__).parent.parent / "docs" / "gitops-yaml.md").read_text()
+    missing = sorted(
+        name
+        for name in _property_names(schema())
+        if f"`{name}" not in docs and f".{name}`" not in docs
+    )
+    assert missing == []

@@ -9,6 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.errors import RenderError
 from bot.manifests import AppSpec, RenderOptions, load_config, render_app, render_apps
@@ -467,3 +470,27 @@ def test_an_unexpected_failure_stays_in_its_app(monkeypatch: pytest.MonkeyPatch)
     assert "internal error rendering this app (OSError: disk on fire)" in web.errors[0].message
     assert len(cluster.manifests) == 5 and cluster.errors == []
     assert len(kz.manifests) == 2
+
+
+# Text PyYAML resolves exactly like our builder: YAML 1.1 scalars minus timestamps.
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**12), max_value=10**12)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
+_keys = st.text(min_size=1, max_size=10)
+_data = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=4),
+    max_leaves=25,
+)
+
+
+@given(docs=st.lists(_data, min_size=1, max_size=3), flow=st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_loader_agrees_with_pyyaml(docs: list[object], flow: bool) -> None:
+    text = yaml.safe_dump_all(docs, default_flow_style=flow, sort_keys=False)
+    expected = list(yaml.safe_load_all(text))
+    assert [d.data for d in load_documents(text, name="x")] == expected
