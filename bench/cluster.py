@@ -18,15 +18,18 @@ both; large preview under 60 s and under 1 GB).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -34,7 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.cluster import Cluster, Target, apply_app, preview_app  # noqa: E402
-from bot.model import Manifest, Source  # noqa: E402
+from bot.manifests import AppSpec, render_app  # noqa: E402
+from bot.model import Manifest  # noqa: E402
 
 KUBECTL = str(ROOT / ".venv" / "bin" / "kubectl")
 
@@ -50,16 +54,8 @@ server.stop()
 """
 
 
-@dataclass(frozen=True)
-class Spec:
-    """The parts of an app spec the engine reads."""
-
-    name: str
-    namespace: str | None
-    target: str = "bench"
-    prune: bool = True
-    force_conflicts: bool = False
-    health_timeout: float = 60.0
+def app_spec(name: str) -> AppSpec:
+    return AppSpec(name=name, path=name, namespace=name, target="bench")
 
 
 def make_objects(count: int, *, variant: int = 0, changed_every: int = 10) -> list[dict[str, Any]]:
@@ -118,6 +114,72 @@ def make_objects(count: int, *, variant: int = 0, changed_every: int = 10) -> li
     return objs
 
 
+class LatencyProxy:
+    """A TCP relay adding ``delay`` seconds to every chunk in each direction: a round trip
+    then costs about 2 x delay, like a real network between the bot and the API server."""
+
+    def __init__(self, target_port: int, delay: float) -> None:
+        self.delay = delay
+        self.target_port = target_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                time.sleep(self.delay)
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def with_latency(
+    kubeconfig: Path, delay_ms: float, out: Path
+) -> tuple[Path, subprocess.Popen[str]]:
+    """A copy of ``kubeconfig`` whose server goes through a :class:`LatencyProxy` running in
+    its own process (so its work does not share the bot's interpreter lock)."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    server = config["clusters"][0]["cluster"]["server"]
+    parts = urlsplit(server)
+    proxy = subprocess.Popen(
+        [sys.executable, __file__, "--proxy", str(parts.port or 443), str(delay_ms / 2000)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proxy.stdout is not None
+    port = int(proxy.stdout.readline())
+    config["clusters"][0]["cluster"]["server"] = f"{parts.scheme}://127.0.0.1:{port}"
+    out.write_text(yaml.safe_dump(config))
+    return out, proxy
+
+
+def serve_proxy(target_port: int, delay: float) -> None:
+    """Child process: run a LatencyProxy until stdin closes."""
+    proxy = LatencyProxy(target_port, delay)
+    print(proxy.port, flush=True)
+    sys.stdin.read()
+    proxy.close()
+
+
 def write_dir(directory: Path, objs: list[dict[str, Any]], per_file: int = 100) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for old in directory.glob("*.yaml"):
@@ -129,13 +191,11 @@ def write_dir(directory: Path, objs: list[dict[str, Any]], per_file: int = 100) 
 
 
 def read_dir(directory: Path, app: str) -> list[Manifest]:
-    """What the bot's render does for plain YAML, with the C loader."""
-    manifests: list[Manifest] = []
-    for path in sorted(directory.glob("*.yaml")):
-        for index, obj in enumerate(yaml.load_all(path.read_text(), Loader=yaml.CSafeLoader)):
-            if obj:
-                manifests.append(Manifest(app=app, obj=obj, source=Source(str(path), index)))
-    return manifests
+    """The bot's own render of a plain-YAML app directory (what a preview or deploy runs)."""
+    rendered = render_app(directory.parent, AppSpec(name=app, path=directory.name, namespace=app))
+    if rendered.errors:
+        raise SystemExit(f"render failed: {rendered.errors[:3]}")
+    return rendered.manifests
 
 
 def kubectl(kubeconfig: Path, cache: Path, *args: str) -> tuple[float, int, str]:
@@ -161,9 +221,7 @@ def ensure_namespace(cluster: Cluster, name: str) -> None:
 def ours_apply(cluster: Cluster, namespace: str, directory: Path) -> tuple[float, int]:
     start = time.perf_counter()
     manifests = read_dir(directory, namespace)
-    result = apply_app(
-        cluster, Spec(name=namespace, namespace=namespace), manifests, commit=None, wait=False
-    )
+    result = apply_app(cluster, app_spec(namespace), manifests, commit=None, wait=False)
     elapsed = time.perf_counter() - start
     if result.errors:
         raise SystemExit(f"bot apply failed: {result.errors[:3]}")
@@ -173,7 +231,7 @@ def ours_apply(cluster: Cluster, namespace: str, directory: Path) -> tuple[float
 def ours_preview(cluster: Cluster, namespace: str, directory: Path) -> tuple[float, dict[str, int]]:
     start = time.perf_counter()
     manifests = read_dir(directory, namespace)
-    result = preview_app(cluster, Spec(name=namespace, namespace=namespace), manifests)
+    result = preview_app(cluster, app_spec(namespace), manifests)
     elapsed = time.perf_counter() - start
     if result.errors:
         raise SystemExit(f"bot preview failed: {result.errors[:3]}")
@@ -200,8 +258,18 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=1000)
     parser.add_argument("--large", type=int, default=10000, help="0 to skip")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="also run the 1,000-object comparison through a relay adding this round-trip time",
+    )
     parser.add_argument("--child-preview", nargs=3, metavar=("KUBECONFIG", "NS", "DIR"))
+    parser.add_argument("--proxy", nargs=2, metavar=("PORT", "DELAY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.proxy:
+        serve_proxy(int(args.proxy[0]), float(args.proxy[1]))
+        return
     if args.child_preview:
         kubeconfig, namespace, directory = args.child_preview
         child_preview(kubeconfig, namespace, directory, args.concurrency)
@@ -232,57 +300,66 @@ def main() -> None:
                 emulator.kill()
 
 
-def run(args: argparse.Namespace, kubeconfig: Path, cache: Path, tmp: Path) -> None:
+def compare(
+    args: argparse.Namespace, kubeconfig: Path, cache: Path, tmp: Path, *, label: str, suffix: str
+) -> None:
+    """The 1,000-object comparison with kubectl, in namespaces named with ``suffix``."""
     n = args.objects
     target = Target(name="bench", kubeconfig=kubeconfig)
     src, changed = tmp / "v0", tmp / "v1"
-    write_dir(src, make_objects(n))
-    write_dir(changed, make_objects(n, variant=1))
+    diff_ns, ours_ns, kube_ns = f"diff{suffix}", f"ours{suffix}", f"kubectl{suffix}"
     with Cluster(target, concurrency=args.concurrency) as cluster:
-        for ns in ("diff", "ours", "kubectl"):
+        for ns in (diff_ns, ours_ns, kube_ns):
             ensure_namespace(cluster, ns)
         # warm kubectl's discovery cache so only the diff itself is timed
         kubectl(kubeconfig, cache, "get", "namespaces")
-        seconds, _ = ours_apply(cluster, "diff", src)
-        print(f"setup: applied {n} objects with the bot in {seconds:.2f}s")
+        seconds, _ = ours_apply(cluster, diff_ns, src)
+        print(f"[{label}] setup: applied {n} objects with the bot in {seconds:.2f}s")
 
     # -- preview vs kubectl diff ------------------------------------------------------------
     with Cluster(target, concurrency=args.concurrency) as cluster:
-        ours_s, counts = ours_preview(cluster, "diff", changed)
-    print(f"bot preview  {n} objects (10% changed): {ours_s:7.2f}s  {counts}")
+        ours_s, counts = ours_preview(cluster, diff_ns, changed)
+    print(f"[{label}] bot preview   {n} objects (10% changed): {ours_s:6.2f}s  {counts}")
     kube_s, code, err = kubectl(
-        kubeconfig,
-        cache,
-        "diff",
-        "--server-side",
-        "--field-manager",
-        "gitops-bot",
-        "-n",
-        "diff",
-        "-f",
-        str(changed),
-    )
+        kubeconfig, cache, "diff", "--server-side", "--field-manager", "gitops-bot",
+        "-n", diff_ns, "-f", str(changed),
+    )  # fmt: skip
     if code not in (0, 1):
         print(f"kubectl diff failed ({code}): {err}")
-    print(f"kubectl diff {n} objects (10% changed): {kube_s:7.2f}s  exit {code}")
-    print(f"preview speed-up: {kube_s / ours_s:.1f}x (target >= 3x)")
+    print(f"[{label}] kubectl diff  {n} objects (10% changed): {kube_s:6.2f}s  exit {code}")
+    print(f"[{label}] preview speed-up: {kube_s / ours_s:.1f}x (target >= 3x)")
 
     # -- apply vs kubectl apply, fresh namespaces ---------------------------------------------
     with Cluster(target, concurrency=args.concurrency) as cluster:
-        ours_s, count = ours_apply(cluster, "ours", src)
-    print(f"bot apply     {n} objects: {ours_s:7.2f}s ({count} results)")
+        ours_s, count = ours_apply(cluster, ours_ns, src)
+    print(f"[{label}] bot apply     {n} objects: {ours_s:6.2f}s ({count} results)")
     kube_s, code, err = kubectl(
-        kubeconfig, cache, "apply", "--server-side", "-n", "kubectl", "-f", str(src)
+        kubeconfig, cache, "apply", "--server-side", "-n", kube_ns, "-f", str(src)
     )
     if code != 0:
         print(f"kubectl apply failed ({code}): {err}")
-    print(f"kubectl apply {n} objects: {kube_s:7.2f}s  exit {code}")
-    print(f"apply speed-up: {kube_s / ours_s:.1f}x (target >= 3x)")
+    print(f"[{label}] kubectl apply {n} objects: {kube_s:6.2f}s  exit {code}")
+    print(f"[{label}] apply speed-up: {kube_s / ours_s:.1f}x (target >= 3x)")
+
+
+def run(args: argparse.Namespace, kubeconfig: Path, cache: Path, tmp: Path) -> None:
+    write_dir(tmp / "v0", make_objects(args.objects))
+    write_dir(tmp / "v1", make_objects(args.objects, variant=1))
+    compare(args, kubeconfig, cache, tmp, label="direct", suffix="")
+    if args.latency_ms:
+        slow, proxy = with_latency(kubeconfig, args.latency_ms, tmp / "kubeconfig-latency")
+        try:
+            compare(args, slow, cache, tmp, label=f"{args.latency_ms:g} ms RTT", suffix="-latency")
+        finally:
+            assert proxy.stdin is not None
+            proxy.stdin.close()
+            proxy.wait(timeout=10)
 
     # -- large preview ------------------------------------------------------------------------
     large = args.large
     if not large:
         return
+    target = Target(name="bench", kubeconfig=kubeconfig)
     big, big_changed = tmp / "large-v0", tmp / "large-v1"
     write_dir(big, make_objects(large))
     write_dir(big_changed, make_objects(large, variant=1))
