@@ -64,6 +64,7 @@ from .api import Emulator
 from .controller import Controller
 from .server import _Server, make_server
 from .store import Store
+from .tls import tls_files
 
 __all__ = ["EmulatorServer"]
 
@@ -106,7 +107,18 @@ class EmulatorServer:
 
     @property
     def url(self) -> str:
+        """Plain-HTTP URL (no TLS): for raw HTTP clients and benchmarks."""
         return f"http://{self._host}:{self.port}"
+
+    @property
+    def https_url(self) -> str:
+        """The same port over TLS (what kubeconfigs use: client-go sends tokens only over TLS)."""
+        return f"https://{self._host}:{self.port}"
+
+    @property
+    def ca_file(self) -> str:
+        """PEM file of the CA that signed the server certificate."""
+        return tls_files().ca_file
 
     def start(self) -> EmulatorServer:
         if self._server is not None:
@@ -157,7 +169,15 @@ class EmulatorServer:
         return {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "kube-emulator", "cluster": {"server": self.url}}],
+            "clusters": [
+                {
+                    "name": "kube-emulator",
+                    "cluster": {
+                        "server": self.https_url,
+                        "certificate-authority-data": tls_files().ca_data_b64,
+                    },
+                }
+            ],
             "users": users,
             "contexts": contexts,
             "current-context": f"emulator-{user}",

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import select
 import socket
+import ssl
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .api import Emulator
+from .tls import server_context
 
 IDLE_TIMEOUT = 300.0
 
@@ -27,6 +29,20 @@ class _Server(ThreadingHTTPServer):
         self.emulator = emulator
         self.verbose = verbose
         super().__init__(addr, _Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Serve TLS and plain HTTP on one port: a TLS ClientHello starts with byte 0x16."""
+        try:
+            request.settimeout(IDLE_TIMEOUT)
+            first = request.recv(1, socket.MSG_PEEK)
+        except OSError:
+            return
+        if first == b"\x16":
+            try:
+                request = server_context().wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                return
+        super().finish_request(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -76,10 +92,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(head.encode("latin-1") + b"\r\n" + resp.body)
 
     def _closed(self) -> bool:
+        conn = self.connection
         try:
-            r, _, _ = select.select([self.connection], [], [], 0)
+            if isinstance(conn, ssl.SSLSocket):
+                if conn.pending():
+                    return False
+                r, _, _ = select.select([conn], [], [], 0)
+                if r:
+                    # Readable TLS socket while no request is expected: EOF or a close_notify.
+                    conn.setblocking(False)
+                    try:
+                        return conn.recv(1) == b""
+                    except ssl.SSLWantReadError:
+                        return False
+                    finally:
+                        conn.settimeout(IDLE_TIMEOUT)
+                return False
+            r, _, _ = select.select([conn], [], [], 0)
             if r:
-                return self.connection.recv(1, socket.MSG_PEEK) == b""
+                return conn.recv(1, socket.MSG_PEEK) == b""
         except (OSError, ValueError):
             return True
         return False

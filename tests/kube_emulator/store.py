@@ -89,7 +89,7 @@ class Store:
             return len(by_ns.get(namespace, {}))
         return sum(len(v) for v in by_ns.values())
 
-    def keys(self) -> list[TypeKey]:
+    def type_keys(self) -> list[TypeKey]:
         return list(self._objects)
 
     def namespaces_used(self, key: TypeKey) -> list[str]:
