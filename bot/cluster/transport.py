@@ -57,6 +57,8 @@ class Transport:
                 ctx.load_cert_chain(configuration.cert_file, configuration.key_file or None)
             self._context = ctx
         self._local = threading.local()
+        self._all: list[http.client.HTTPConnection] = []
+        self._all_lock = threading.Lock()
 
     @staticmethod
     def usable(configuration: k8s_client.Configuration) -> bool:
@@ -81,12 +83,17 @@ class Transport:
             else:
                 conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
             self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
         return conn
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
+            with self._all_lock:
+                if conn in self._all:
+                    self._all.remove(conn)
         self._local.conn = None
 
     def request(
@@ -128,8 +135,11 @@ class Transport:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        # connections of other threads close with their threads' garbage collection
-        self._drop()
+        """Close every thread's connection (call when no request is in flight)."""
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
 
 
 def encode(body: Any) -> bytes | None:
