@@ -12,6 +12,7 @@ from bot.manifests import (
     affected_apps,
     changed_files,
     checkout,
+    checkouts,
     load_config,
     render_app,
     render_apps,
@@ -176,3 +177,13 @@ def test_unreadable_base_config_affects_everything(repo: Path) -> None:
         "cluster",
         "kz",
     ]
+
+
+def test_checkouts_of_several_commits(repo: Path) -> None:
+    first = resolve_commit(repo, "HEAD")
+    second = commit(repo, {"apps/web/new.yaml": "x: 1\n"})
+    with checkouts(repo, first, second, first) as trees:
+        assert len(trees) == 3 and len(set(trees)) == 3
+        assert not (trees[0] / "apps/web/new.yaml").exists()
+        assert (trees[1] / "apps/web/new.yaml").read_text() == "x: 1\n"
+    assert not any(t.exists() for t in trees)

@@ -26,7 +26,7 @@ from bot.manifests.config import (
     parse_config,
     schema,
 )
-from bot.manifests.gitrepo import GitError, changed_files, checkout, resolve_commit
+from bot.manifests.gitrepo import GitError, changed_files, checkout, checkouts, resolve_commit
 from bot.manifests.loader import Limits
 from bot.manifests.offline import config_errors, offline_preview
 from bot.manifests.render import RenderedApp, detect_renderer, kubectl_path, render_app, render_apps
@@ -49,6 +49,7 @@ __all__ = [
     "app_inputs",
     "changed_files",
     "checkout",
+    "checkouts",
     "config_errors",
     "detect_renderer",
     "kubectl_path",

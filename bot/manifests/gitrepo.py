@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -73,17 +74,35 @@ def changed_files(repo: Path, base: str, head: str) -> list[str]:
     return sorted({p for p in out.split("\0") if p})
 
 
+def _fill(repo: Path, sha: str, tmp: Path) -> Path:
+    tree = tmp / "tree"
+    tree.mkdir()
+    env = _git_env(GIT_INDEX_FILE=str(tmp / "index"))
+    _git(repo, "read-tree", sha, env=env)
+    _git(repo, f"--work-tree={tree}", "checkout-index", "--all", "--force", env=env)
+    return tree
+
+
 @contextmanager
 def checkout(repo: Path, ref: str) -> Iterator[Path]:
     """A temporary directory holding the tree of commit ``ref``; removed on exit."""
-    sha = resolve_commit(repo, ref)
-    tmp = Path(tempfile.mkdtemp(prefix="gitops-checkout-"))
-    try:
-        tree = tmp / "tree"
-        tree.mkdir()
-        env = _git_env(GIT_INDEX_FILE=str(tmp / "index"))
-        _git(repo, "read-tree", sha, env=env)
-        _git(repo, f"--work-tree={tree}", "checkout-index", "--all", "--force", env=env)
+    with checkouts(repo, ref) as (tree,):
         yield tree
+
+
+@contextmanager
+def checkouts(repo: Path, *refs: str) -> Iterator[list[Path]]:
+    """Temporary trees of several commits, written concurrently (git spends its time in
+    I/O), in the order of ``refs``; all removed on exit."""
+    shas = [resolve_commit(repo, ref) for ref in refs]
+    temps = [Path(tempfile.mkdtemp(prefix="gitops-checkout-")) for _ in shas]
+    try:
+        if len(shas) == 1:
+            yield [_fill(repo, shas[0], temps[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=len(shas)) as pool:
+                trees = list(pool.map(_fill, [repo] * len(shas), shas, temps))
+            yield trees
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for tmp in temps:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -24,7 +24,7 @@ from bot.diff import diff_app
 from bot.errors import ConfigError
 from bot.manifests.changes import affected_apps
 from bot.manifests.config import ConfigProblems, RepoConfig, load_config
-from bot.manifests.gitrepo import changed_files, checkout, resolve_commit
+from bot.manifests.gitrepo import changed_files, checkouts, resolve_commit
 from bot.manifests.render import ParseCache, RenderedApp, render_apps
 from bot.model import AppResult, Change, Mode, ObjectError, RunResult
 
@@ -71,7 +71,7 @@ def offline_preview(
     base_sha, head_sha = resolve_commit(repo, base), resolve_commit(repo, head)
     result = RunResult(mode=Mode.OFFLINE, base=base_sha, head=head_sha)
     files = changed_files(repo, base_sha, head_sha)
-    with checkout(repo, base_sha) as base_root, checkout(repo, head_sha) as head_root:
+    with checkouts(repo, base_sha, head_sha) as (base_root, head_root):
         try:
             config_new = load_config(head_root)
         except ConfigError as exc:
