@@ -235,3 +235,39 @@ def test_apply_output_never_contains_secret_values(repo: Path, kubeconfig: Path)
         assert result.exit_code == EXIT_OK, result.output
         assert "p4ssw0rd" not in result.output
         assert "cDRzc3cwcmQteHl6" not in result.output  # base64 of the value
+
+
+def test_drift_is_measured_against_the_deployed_commit(repo: Path, kubeconfig: Path) -> None:
+    from bot.cluster import Cluster, Target, Targets
+    from bot.cluster.live import drift_report
+
+    first = commit(
+        repo,
+        {
+            ".gitops.yaml": GITOPS_YAML,
+            "web/ns.yaml": NAMESPACE,
+            "web/a.yaml": configmap("a", "1"),
+            "web/b.yaml": configmap("b", "1"),
+        },
+        "first",
+    )
+    targets = Targets({"default": Target(name="default", kubeconfig=Path(kubeconfig))})
+    never = drift_report(repo, targets=targets)
+    assert "no deployed commit" in never.apps[0].notes[0]
+    assert run_apply(repo, kubeconfig, "--ref", first).exit_code == EXIT_OK
+    # a newer commit that is not deployed yet must not count as drift
+    commit(repo, {"web/b.yaml": configmap("b", "2")}, "second, not deployed")
+    with Cluster(Target(name="t", kubeconfig=Path(kubeconfig))) as cluster:
+        res = cluster.resource("v1", "ConfigMap")
+        cluster.request(
+            "PATCH",
+            res.path("web", "a"),
+            query=[("fieldManager", "kubectl-edit")],
+            body={"data": {"value": "by hand"}},
+            content_type="application/merge-patch+json",
+        )
+    report = drift_report(repo, targets=targets)
+    [app] = report.apps
+    assert app.commit == first and not app.errors
+    changes = {c.ref.name: c.change.value for c in app.changes}
+    assert changes == {"web": "unchanged", "a": "updated", "b": "unchanged"}

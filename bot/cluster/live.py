@@ -17,7 +17,7 @@ from bot.cluster.applyset import DEFAULT_TOOLING
 from bot.cluster.preview import DEFAULT_FIELD_MANAGER
 from bot.cluster.runner import Clusters, run_preview
 from bot.cluster.targets import Targets
-from bot.errors import ConfigError
+from bot.errors import ClusterError, ConfigError, GitopsError
 from bot.manifests import (
     RenderedApp,
     RepoConfig,
@@ -104,3 +104,88 @@ def live_preview(
         )
     result.apps = live.apps
     return result
+
+
+NOT_AT_COMMIT = "{app} is not in .gitops.yaml at its deployed commit {commit}"
+
+
+def drift_report(
+    repo: Path,
+    *,
+    targets: Targets,
+    ref: str = "HEAD",
+    apps: Sequence[str] | None = None,
+    field_manager: str = DEFAULT_FIELD_MANAGER,
+    tooling: str | None = None,
+    concurrency: int | None = None,
+) -> RunResult:
+    """Drift of every app (or those named) of ``.gitops.yaml`` at ``ref`` (Mode.DRIFT): each
+    app is compared with Git at the commit its ApplySet parent says was deployed last, checked
+    out once per distinct commit. Apps never deployed get a note and no changes."""
+    from bot.cluster.apply import deployed_commit
+    from bot.cluster.drift import NEVER_DEPLOYED, drift_app
+    from bot.model import AppResult
+
+    tooling = tooling or os.environ.get("GITOPS_APPLYSET_TOOLING") or DEFAULT_TOOLING
+    head_sha = resolve_commit(repo, ref)
+    result = RunResult(mode=Mode.DRIFT, head=head_sha)
+    with checkout(repo, head_sha) as root:
+        try:
+            config = load_config(root)
+        except ConfigError as exc:
+            result.errors.extend(config_errors(exc))
+            return result
+    specs = [s for s in config.apps if not apps or s.name in apps]
+    with Clusters(targets, concurrency=concurrency) as clusters:
+        pending: dict[str, list[tuple[int, str]]] = {}
+        for index, spec in enumerate(specs):
+            app = AppResult(name=spec.name, target=spec.target)
+            result.apps.append(app)
+            try:
+                cluster = clusters.get(spec.target)
+                deployed = deployed_commit(
+                    cluster, spec.name, namespace=spec.namespace, tooling=tooling
+                )
+            except ClusterError as exc:
+                app.errors.append(ObjectError(message=str(exc), reason=_reason(exc)))
+                continue
+            if deployed is None:
+                app.notes.append(NEVER_DEPLOYED.format(app=spec.name, target=spec.target))
+                continue
+            app.commit = deployed.commit
+            pending.setdefault(deployed.commit, []).append((index, spec.name))
+        for commit, members in pending.items():
+            try:
+                with checkout(repo, commit) as old_root:
+                    old_config = load_config(old_root)
+                    names = [name for _i, name in members]
+                    rendered = {
+                        r.spec.name: r for r in render_apps(old_root, old_config, apps=names)
+                    }
+            except GitopsError as exc:
+                for index, _name in members:
+                    result.apps[index].errors.append(ObjectError(message=str(exc)))
+                continue
+            for index, name in members:
+                app = result.apps[index]
+                found = rendered.get(name)
+                if found is None:
+                    app.errors.append(ObjectError(NOT_AT_COMMIT.format(app=name, commit=commit)))
+                    continue
+                cluster = clusters.get(found.spec.target)
+                drifted = drift_app(
+                    cluster,
+                    found.spec,
+                    found.manifests,
+                    commit=commit,
+                    field_manager=field_manager,
+                    tooling=tooling,
+                )
+                drifted.errors[:0] = found.errors
+                drifted.notes[:0] = found.notes
+                result.apps[index] = drifted
+    return result
+
+
+def _reason(exc: ClusterError) -> str | None:
+    return "UnknownTarget" if "unknown target" in str(exc) else None
