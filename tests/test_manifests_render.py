@@ -494,3 +494,13 @@ def test_loader_agrees_with_pyyaml(docs: list[object], flow: bool) -> None:
     text = yaml.safe_dump_all(docs, default_flow_style=flow, sort_keys=False)
     expected = list(yaml.safe_load_all(text))
     assert [d.data for d in load_documents(text, name="x")] == expected
+
+
+@pytest.mark.parametrize(
+    ("app", "release"),
+    [("web", "web"), ("My_App.v2", "my-app-v2"), ("_x_", "x"), ("a" * 70, "a" * 53)],
+)
+def test_default_helm_release_name(app: str, release: str) -> None:
+    from bot.manifests.render import release_name
+
+    assert release_name(app) == release

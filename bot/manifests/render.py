@@ -497,6 +497,11 @@ def _chart_dependencies(root: Path, spec: AppSpec, result: RenderedApp) -> None:
                 result.dirs.add(target.replace(os.sep, "/"))
 
 
+def release_name(app: str) -> str:
+    """A valid Helm release name (lower-case letters, digits, '-', at most 53) for an app name."""
+    return re.sub(r"[^a-z0-9-]+", "-", app.lower()).strip("-")[:53].rstrip("-") or "release"
+
+
 def _render_helm(
     root: Path, spec: AppSpec, result: RenderedApp, timeout: float
 ) -> list[tuple[Obj, Source]]:
@@ -512,7 +517,7 @@ def _render_helm(
     argv = [
         helm,
         "template",
-        spec.render.helm_release or spec.name.lower(),
+        spec.render.helm_release or release_name(spec.name),
         str(root / spec.path),
         "--namespace",
         namespace,
