@@ -13,7 +13,19 @@ Public API (keyword-only where it matters)::
               progress=None, is_ancestor=None, tooling=DEFAULT_TOOLING, wait=True) -> AppResult
     drift_app(cluster, spec, manifests, *, commit, field_manager="gitops-bot") -> AppResult
     deployed_commit(cluster, app, *, namespace) -> DeployedCommit | None
-    live_preview(...) / run_apply(...) in bot.cluster.runner: whole runs -> RunResult
+
+Whole runs (bot.cluster.runner / bot.cluster.live), never raising for one app::
+
+    with Clusters(targets, concurrency=None) as clusters:                # one Cluster per target
+        run_preview(rendered, clusters, *, head=None, base=None, field_manager=..., tooling=...,
+                    target_override=None) -> RunResult                  # Mode.LIVE
+        run_apply(rendered, clusters, *, commit, field_manager=..., tooling=..., dry_run=False,
+                  progress=None, is_ancestor=None, target_override=None, wait=True) -> RunResult
+        run_drift(rendered, clusters, *, commit, ...) -> RunResult      # Mode.DRIFT
+    live_preview(repo, base, head, *, kubeconfig, context=None, apps=None, progress=None)
+        -> RunResult                                                    # preview --kubeconfig
+    drift_report(repo, *, targets, ref="HEAD", apps=None) -> RunResult  # each app vs its
+                                                                        # deployed commit
 
 ``spec`` is the manifest engine's AppSpec (name, target, namespace, prune, force_conflicts,
 health_timeout); ``manifests`` its rendered :class:`bot.model.Manifest` list. Every error is
@@ -35,6 +47,7 @@ from bot.cluster.errors import (
     TargetError,
 )
 from bot.cluster.preview import DEFAULT_FIELD_MANAGER, preview_app
+from bot.cluster.runner import Clusters, run_apply, run_drift, run_preview
 from bot.cluster.targets import DEFAULT_TARGET, Target, Targets
 
 __all__ = [
@@ -45,6 +58,7 @@ __all__ = [
     "ApplySet",
     "ApplySetError",
     "Cluster",
+    "Clusters",
     "DeployedCommit",
     "NotAllowedError",
     "OlderCommitError",
@@ -57,5 +71,8 @@ __all__ = [
     "deployed_commit",
     "drift_app",
     "preview_app",
+    "run_apply",
+    "run_drift",
+    "run_preview",
     "wait_healthy",
 ]
