@@ -476,3 +476,51 @@ def test_allowlist_also_guards_pruning(kubeconfig: Path) -> None:
             ]
             assert "b" not in by_name(result)
         assert get(c, "v1", "ConfigMap", "db", "b") is not None
+
+
+WORKLOADS = """apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: web}
+spec:
+  replicas: 2
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: "postgres:16"}]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: web}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {containers: [{name: agent, image: "agent:1"}]}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate, namespace: web}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: migrate, image: "migrate:1"}]
+---
+"""
+
+
+def test_statefulset_daemonset_and_job_are_waited_for(cluster: Cluster) -> None:
+    result = apply_app(
+        cluster,
+        spec(health_timeout=30),
+        manifests(NAMESPACE.format(ns="web") + WORKLOADS),
+        commit="c1",
+    )
+    assert not result.errors, result.errors
+    health = {h.ref.kind: h.health for h in result.health}
+    assert health == {
+        "StatefulSet": Health.HEALTHY,
+        "DaemonSet": Health.HEALTHY,
+        "Job": Health.HEALTHY,
+    }, result.health

@@ -278,6 +278,12 @@ def test_statefulset_daemonset_and_job_health() -> None:
     assert judge(sts).health is Health.PROGRESSING
     sts["status"]["currentRevision"] = "b"  # type: ignore[index]
     assert judge(sts).health is Health.HEALTHY
+    # with rollingUpdate set (as the server defaults it) kubectl counts updated pods instead
+    sts["spec"] = {"replicas": 3, "updateStrategy": {"rollingUpdate": {"partition": 1}}}
+    sts["status"] = {"observedGeneration": 1, "readyReplicas": 3, "updatedReplicas": 1}
+    assert judge(sts).health is Health.PROGRESSING
+    sts["status"]["updatedReplicas"] = 2  # type: ignore[index]
+    assert judge(sts).health is Health.HEALTHY
     ds = {
         "kind": "DaemonSet",
         "metadata": {"generation": 3},

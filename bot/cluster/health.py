@@ -103,16 +103,19 @@ def _statefulset(obj: Obj, spec: dict[str, Any], status: dict[str, Any]) -> Verd
     ready = _int(status.get("readyReplicas"))
     if ready < want:
         return Verdict(Health.PROGRESSING, "RollingOut", f"{ready} of {want} pods are ready")
-    partition = _int((strategy.get("rollingUpdate") or {}).get("partition"))
-    if partition:
+    rolling = strategy.get("rollingUpdate")
+    if isinstance(rolling, dict):
+        # as kubectl: with rollingUpdate set (the server defaults it), the rollout is judged by
+        # the updated count against the partition, not by the revisions
+        partition = _int(rolling.get("partition"))
         updated = _int(status.get("updatedReplicas"))
         if updated < want - partition:
             return Verdict(
                 Health.PROGRESSING,
                 "RollingOut",
-                f"{updated} of {want - partition} updated pods are ready",
+                f"{updated} out of {want - partition} new pods have been updated",
             )
-        return Verdict(Health.HEALTHY, "RolledOut", "partitioned roll out complete")
+        return Verdict(Health.HEALTHY, "RolledOut", f"{updated} new pods have been updated")
     if status.get("updateRevision") != status.get("currentRevision"):
         updated = _int(status.get("updatedReplicas"))
         return Verdict(
