@@ -504,3 +504,10 @@ def test_default_helm_release_name(app: str, release: str) -> None:
     from bot.manifests.render import release_name
 
     assert release_name(app) == release
+
+
+def test_expansion_limit_counts_the_whole_file() -> None:
+    doc = "a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9]\nb: [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+    assert len(load_documents(doc, name="f", limits=Limits(max_expanded_nodes=200))) == 1
+    with pytest.raises(RenderError, match="expand to more than 200 nodes"):
+        load_documents("---\n".join([doc] * 3), name="f", limits=Limits(max_expanded_nodes=200))

@@ -183,6 +183,9 @@ class _Builder:
         plain = _PLAIN_CACHE
         no_key, merge_key = _NO_KEY, _MERGE_KEY
         get_event = parser.get_event
+        # counted over the whole file, so many documents cannot add up to a bomb either
+        expanded = 0
+        aliases = 0
         while True:
             event = get_event()
             kind = type(event)
@@ -193,8 +196,6 @@ class _Builder:
             anchors: dict[str, tuple[Any, int]] = {}
             building: set[str] = set()
             stack: list[_Frame] = []
-            expanded = 0
-            aliases = 0
             root: Any = None
             root_line = event.start_mark.line + 1
             items_lines: list[int] | None = None
