@@ -1,8 +1,10 @@
-"""``gitops-bot preview``: what a branch changes, per app, computed offline from two commits.
+"""``gitops-bot preview``: what a branch changes, per app, from two commits of a local repository.
 
-Renders the affected apps (or those named with ``--app``) at ``--base`` and ``--head`` of a
-local repository and prints the per-object diff, Secret values masked. No cluster and no forge
-are needed. Progress goes to stderr only when stderr is a terminal; the report goes to stdout.
+Renders the affected apps (or those named with ``--app``) at ``--base`` and ``--head`` and
+prints the per-object diff, Secret values masked: offline (head against base, no cluster and no
+forge needed) or, with ``--kubeconfig``/``--context``, head against the live cluster by
+server-side dry-run (:mod:`bot.cluster.live`). Progress goes to stderr only when stderr is a
+terminal; the report goes to stdout.
 
 Exit codes: 0 success; 1 with ``--exit-code`` when something changes (like ``git diff
 --exit-code``); 2 on any error (bad ``.gitops.yaml``, an app that fails to render or validate, an
@@ -83,7 +85,7 @@ def preview_command(
     context: str | None,
     exit_on_changes: bool,
 ) -> None:
-    """Preview what HEAD changes compared with BASE, per app, without a cluster."""
+    """Preview what HEAD changes compared with BASE, per app (offline unless --kubeconfig)."""
     from bot.manifests import offline_preview
     from bot.report import render
 
