@@ -404,7 +404,8 @@ def test_subprocess_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     repo = tmp_path / "repo"
     write(repo, {"chart/Chart.yaml": "apiVersion: v2\nname: c\nversion: 0.1.0\n"})
     bin_dir = tmp_path / "bin"
-    fake_helm(bin_dir, "echo starting >&2\nexec sleep 30\n")
+    # the sleeping grandchild holds stdout open: only killing the process group ends the wait
+    fake_helm(bin_dir, "echo starting >&2\nsleep 30 &\nsleep 30\n")
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     started = time.monotonic()
     app = render_app(repo, AppSpec(name="c", path="chart", render=RenderOptions(timeout=0.5)))

@@ -22,6 +22,7 @@ import fnmatch
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -383,13 +384,17 @@ class _Tool:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                start_new_session=True,  # its own process group: a timeout kills helpers too
             )
         except OSError as exc:
             self._home.cleanup()
             raise RenderError(f"cannot run {tool}: {exc.strerror}") from None
 
     def cancel(self) -> None:
-        self.proc.kill()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            self.proc.kill()
         self.proc.communicate()
         self._home.cleanup()
 
