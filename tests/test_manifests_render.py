@@ -512,3 +512,18 @@ def test_expansion_limit_counts_the_whole_file() -> None:
     assert len(load_documents(doc, name="f", limits=Limits(max_expanded_nodes=200))) == 1
     with pytest.raises(RenderError, match="expand to more than 200 nodes"):
         load_documents("---\n".join([doc] * 3), name="f", limits=Limits(max_expanded_nodes=200))
+
+
+def test_rendered_output_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.manifests import render as render_module
+
+    repo = tmp_path / "repo"
+    write(repo, {"chart/Chart.yaml": "apiVersion: v2\nname: c\nversion: 0.1.0\n"})
+    bin_dir = tmp_path / "bin"
+    fake_helm(bin_dir, "head -c 5000 /dev/zero | tr '\\0' 'x'\n")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(render_module, "RENDERED_LIMITS", Limits(max_file_bytes=1000))
+    app = render_app(repo, AppSpec(name="c", path="chart"))
+    assert [e.message for e in app.errors] == [
+        "helm printed 5000 bytes, more than the limit of 1000 bytes"
+    ]

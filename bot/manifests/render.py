@@ -62,6 +62,7 @@ MSG_FAILED = "{tool} failed (exit {code}): {stderr}"
 MSG_SKIPPED_NOT_K8S = "skipped {file} (document {index}): not a Kubernetes object"
 MSG_SKIPPED_KUSTOMIZE_CONFIG = "skipped {file}: Kustomize configuration, not an object"
 MSG_SKIPPED_SUBAPP = "skipped {dir}/: it is a {what} (an app of its own)"
+MSG_OUTPUT_TOO_BIG = "{tool} printed {size} bytes, more than the limit of {limit} bytes"
 MAX_STDERR = 2000
 
 
@@ -417,6 +418,12 @@ class _Tool:
                 stderr = "..." + stderr[-MAX_STDERR:]
             raise RenderError(
                 MSG_FAILED.format(tool=self.tool, code=self.proc.returncode, stderr=stderr)
+            )
+        if len(stdout) > RENDERED_LIMITS.max_file_bytes:
+            raise RenderError(
+                MSG_OUTPUT_TOO_BIG.format(
+                    tool=self.tool, size=len(stdout), limit=RENDERED_LIMITS.max_file_bytes
+                )
             )
         return stdout.decode("utf-8", "replace")
 
