@@ -524,3 +524,15 @@ def test_statefulset_daemonset_and_job_are_waited_for(cluster: Cluster) -> None:
         "DaemonSet": Health.HEALTHY,
         "Job": Health.HEALTHY,
     }, result.health
+
+
+def test_instance_of_a_failed_crd_is_reported_not_silently_skipped(cluster: Cluster) -> None:
+    broken_crd = CRD.replace("scope: Namespaced", "scope: Sideways")
+    result = apply_app(
+        cluster, spec(), manifests(NAMESPACE.format(ns="web") + broken_crd + WIDGET), commit="c1"
+    )
+    failed = {e.ref.kind: e for e in result.errors if e.ref}
+    assert set(failed) == {"CustomResourceDefinition", "Widget"}
+    assert failed["CustomResourceDefinition"].reason == "Invalid"
+    assert "did not become available" in failed["Widget"].message
+    assert not result.pruned

@@ -78,6 +78,7 @@ CRD_NOT_ESTABLISHED = "CustomResourceDefinition {name} is not Established after 
 PARENT_FAILED = "cannot update the ApplySet parent {parent}: {message}"
 SKIPPED_AFTER_FAILURE = "not applied: {reason}"
 
+CRD_NOT_APPLIED = "not applied: the CustomResourceDefinition of this change that defines it did not become available"
 CRD_WAIT_SECONDS = 30.0
 
 
@@ -198,6 +199,7 @@ def apply_app(
     if crds:
         failed += _wait_established(cluster, crds, items, result)
         cluster.invalidate_discovery()
+    if any(i.pending_kind for i in items):
         failed += _resolve_pending(cluster, items, result)
 
     # The parent must cover old and new kinds before any member is written.
@@ -362,7 +364,9 @@ def _resolve_pending(cluster: Cluster, items: list[Item], result: AppResult) -> 
             item.resource = cluster.resource(item.ref.api_version, item.ref.kind)
             item.pending_kind = False
         except ApiError as exc:
-            result.errors.append(item.error(exc))
+            err = item.error(exc)
+            err.message = f"{exc.message} ({CRD_NOT_APPLIED})"
+            result.errors.append(err)
             failed += 1
     return failed
 
