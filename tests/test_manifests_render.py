@@ -527,3 +527,19 @@ def test_rendered_output_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert [e.message for e in app.errors] == [
         "helm printed 5000 bytes, more than the limit of 1000 bytes"
     ]
+
+
+def test_helm_chart_symlink_out_of_the_checkout_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    write(repo, {"chart/Chart.yaml": "apiVersion: v2\nname: c\nversion: 0.1.0\n"})
+    (repo / "chart" / "templates").mkdir()
+    (repo / "chart" / "templates" / "leak.yaml").symlink_to("/etc/passwd")
+    (repo / "chart" / "templates" / "ok.yaml").symlink_to("../Chart.yaml")  # inside: fine
+    bin_dir = tmp_path / "bin"
+    fake_helm(bin_dir, HELM_OUTPUT)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    app = render_app(repo, AppSpec(name="c", path="chart"))
+    assert [e.file for e in app.errors] == ["chart/templates/leak.yaml"]
+    assert not (bin_dir / "helm.args").exists()  # helm never ran

@@ -40,6 +40,7 @@ from bot.manifests.loader import (
     DEFAULT_LIMITS,
     RENDERED_LIMITS,
     Document,
+    PathGuard,
     inside,
     load_documents,
     load_json,
@@ -59,6 +60,7 @@ MSG_HELM_MISSING = (
 MSG_KUBECTL_MISSING = "kubectl is not installed: cannot run kustomize for {path!r}"
 MSG_TIMEOUT = "{tool} did not finish within {timeout:g} s"
 MSG_FAILED = "{tool} failed (exit {code}): {stderr}"
+MSG_SYMLINK_OUT = "{path} is a symlink leading outside the repository; refusing to render"
 MSG_SKIPPED_NOT_K8S = "skipped {file} (document {index}): not a Kubernetes object"
 MSG_SKIPPED_KUSTOMIZE_CONFIG = "skipped {file}: Kustomize configuration, not an object"
 MSG_SKIPPED_SUBAPP = "skipped {dir}/: it is a {what} (an app of its own)"
@@ -509,6 +511,18 @@ def _chart_dependencies(root: Path, spec: AppSpec, result: RenderedApp) -> None:
                 result.dirs.add(target.replace(os.sep, "/"))
 
 
+def escaping_symlinks(root: Path, rel_dir: str) -> list[str]:
+    """Repo-relative paths of symlinks under ``rel_dir`` that resolve outside ``root``."""
+    guard = PathGuard(root)
+    found: list[str] = []
+    for current, dirs, files in os.walk(root / rel_dir):
+        for name in [*dirs, *files]:
+            path = os.path.join(current, name)
+            if os.path.islink(path) and not guard.inside(path):
+                found.append(os.path.relpath(path, root).replace(os.sep, "/"))
+    return sorted(found)
+
+
 def release_name(app: str) -> str:
     """A valid Helm release name (lower-case letters, digits, '-', at most 53) for an app name."""
     return re.sub(r"[^a-z0-9-]+", "-", app.lower()).strip("-")[:53].rstrip("-") or "release"
@@ -519,6 +533,14 @@ def _render_helm(
 ) -> list[tuple[Obj, Source]]:
     result.dirs.add(spec.path)
     _chart_dependencies(root, spec, result)
+    # helm follows symlinks inside a chart: refuse any that leads out of the checkout
+    escaping = [link for folder in sorted(result.dirs) for link in escaping_symlinks(root, folder)]
+    if escaping:
+        result.errors.extend(
+            ObjectError(MSG_SYMLINK_OUT.format(path=link), file=link, reason="RenderError")
+            for link in escaping
+        )
+        return []
     helm = shutil.which("helm")
     if helm is None:
         result.errors.append(
