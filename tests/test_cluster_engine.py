@@ -164,9 +164,11 @@ def test_partial_failure_does_not_prune(cluster: Cluster) -> None:
     app = spec()
     apply_app(cluster, app, manifests(NAMESPACE.format(ns="web") + cm("a") + cm("b")), commit="c1")
     invalid = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Not_Valid\n  namespace: web\n"
-    result = apply_app(
-        cluster, app, manifests(NAMESPACE.format(ns="web") + cm("a") + invalid), commit="c2"
-    )
+    broken = manifests(NAMESPACE.format(ns="web") + cm("a") + invalid)
+    preview = preview_app(cluster, app, broken)  # shows what the merge does: no prune
+    assert "b" not in by_name(preview)
+    assert any("prune not previewed" in n for n in preview.notes)
+    result = apply_app(cluster, app, broken, commit="c2")
     assert [e.reason for e in result.errors] == ["Invalid"]
     assert result.errors[0].ref is not None and result.errors[0].ref.name == "Not_Valid"
     assert not result.pruned

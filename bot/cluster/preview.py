@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.cluster.applyset import DEFAULT_TOOLING, RECREATE_ANNOTATION, ApplySet
+from bot.cluster.applyset import DEFAULT_TOOLING, RECREATE_ANNOTATION, ApplySet, ParentState
 from bot.cluster.client import Cluster
 from bot.cluster.errors import IMMUTABLE_HINT, ApiError, ApplySetError, ConflictError, NotFoundError
 from bot.cluster.plan import (
@@ -21,6 +21,7 @@ from bot.cluster.plan import (
     AppSpecLike,
     Item,
     LiveIndex,
+    Prepared,
     app_namespace,
     list_members,
     namespaces_created,
@@ -37,6 +38,7 @@ CONFLICT_HINT = (
 )
 
 
+PRUNE_WOULD_SKIP = "prune not previewed: with {count} error(s) the deploy would not delete anything"
 RECREATE_NOTE = "{ref} will be deleted and re-created ({annotation}): {message}"
 
 
@@ -87,6 +89,15 @@ def preview_app(
     except ClusterError as exc:  # the app's own namespace is outside the allowlist
         result.errors.append(ObjectError(message=str(exc), reason="NotAllowed"))
         return result
+    parent: ParentState | None = None
+    try:
+        parent = applyset.parse_parent(
+            cluster.get(cluster.resource("v1", "Secret"), applyset.namespace, applyset.name)
+        )
+    except ApplySetError as exc:  # the deploy would refuse the whole app
+        result.errors.append(ObjectError(message=str(exc), reason="ApplySetConflict"))
+    except ApiError as exc:
+        result.errors.append(exc.to_object_error())
     prepared = prepare(cluster, spec, manifests, applyset)
     result.errors.extend(prepared.errors)
     created_namespaces = namespaces_created(prepared.items)
@@ -137,8 +148,12 @@ def preview_app(
         if note is not None:
             result.notes.append(note)
 
-    if spec.prune:
-        _preview_prune(cluster, applyset, prepared.keys, live, result)
+    if spec.prune and parent is not None:
+        if result.errors:
+            # the deploy prunes only after every object applied; with errors it would not
+            result.notes.append(PRUNE_WOULD_SKIP.format(count=len(result.errors)))
+        else:
+            _preview_prune(cluster, applyset, parent, prepared, live, result)
     result.changes.sort(key=lambda c: c.ref)
     return result
 
@@ -161,27 +176,18 @@ def _changed(item: Item, before: Obj | None, after: Obj) -> ObjectChange:
 def _preview_prune(
     cluster: Cluster,
     applyset: ApplySet,
-    desired: set[tuple[str, str, str, str]],
+    parent: ParentState,
+    prepared: Prepared,
     live: LiveIndex,
     result: AppResult,
 ) -> None:
-    try:
-        parent = applyset.parse_parent(
-            cluster.get(cluster.resource("v1", "Secret"), applyset.namespace, applyset.name)
-        )
-    except ApplySetError as exc:
-        result.errors.append(ObjectError(message=str(exc), reason="ApplySetConflict"))
-        return
-    except ApiError as exc:
-        result.errors.append(exc.to_object_error())
-        return
-    if not parent.exists:
-        return  # nothing was ever applied as this set, so nothing can be pruned
+    """The members the apply would prune: the same listing as the deploy's prune step."""
+    desired = prepared.keys
     members, errors = list_members(
         cluster,
         applyset,
-        group_kinds=parent.group_kinds,
-        namespaces=parent.namespaces,
+        group_kinds=parent.group_kinds | prepared.group_kinds(),
+        namespaces=parent.namespaces | prepared.namespaces(),
         live=live,
     )
     result.errors.extend(errors)
