@@ -538,3 +538,29 @@ def test_instance_of_a_failed_crd_is_reported_not_silently_skipped(cluster: Clus
     assert failed["CustomResourceDefinition"].reason == "Invalid"
     assert "did not become available" in failed["Widget"].message
     assert not result.pruned
+
+
+def test_app_with_render_errors_is_not_deployed_and_previews_no_prune(
+    cluster: Cluster, kubeconfig: Path
+) -> None:
+    from bot.cluster.runner import run_apply
+    from bot.model import ObjectError
+
+    apply_app(
+        cluster, spec(), manifests(NAMESPACE.format(ns="web") + cm("a") + cm("b")), commit="c1"
+    )
+    broken = Rendered(
+        spec(),
+        manifests(NAMESPACE.format(ns="web") + cm("a", x="2")),
+        errors=[ObjectError("web/b.yaml: not valid YAML", file="web/b.yaml", reason="RenderError")],
+    )
+    targets = Targets({"default": Target(name="default", kubeconfig=Path(kubeconfig))})
+    with Clusters(targets) as clusters:
+        preview = run_preview([broken], clusters).apps[0]
+        deploy = run_apply([broken], clusters, commit="c2").apps[0]
+    assert by_name(preview) == {"web": Change.UNCHANGED, "a": Change.UPDATE}
+    assert [e.reason for e in preview.errors] == ["RenderError"]
+    assert any("render errors" in n for n in preview.notes)
+    assert not deploy.changes and [e.reason for e in deploy.errors] == ["RenderError"]
+    assert get(cluster, "v1", "ConfigMap", "web", "b") is not None
+    assert get(cluster, "v1", "ConfigMap", "web", "a")["data"] == {}

@@ -75,11 +75,13 @@ def preview_app(
     commit: str | None = None,
     tooling: str = DEFAULT_TOOLING,
     force: bool | None = None,
+    prune: bool | None = None,
 ) -> AppResult:
     """What merging would change for one app on ``cluster`` (mode LIVE).
 
     ``force`` overrides the app's ``force_conflicts`` (drift forces: it asks what differs,
-    not who owns it)."""
+    not who owns it); ``prune`` overrides the app's ``prune`` (False when the app did not
+    render cleanly: the deploy would not touch it, so nothing it lacks may show as deleted)."""
     result = AppResult(name=spec.name, target=cluster.target.name, commit=commit)
     applyset = ApplySet.for_app(spec.name, app_namespace(spec), tooling=tooling)
     try:
@@ -148,7 +150,7 @@ def preview_app(
         if note is not None:
             result.notes.append(note)
 
-    if spec.prune and parent is not None:
+    if (spec.prune if prune is None else prune) and parent is not None:
         if result.errors:
             # the deploy prunes only after every object applied; with errors it would not
             result.notes.append(PRUNE_WOULD_SKIP.format(count=len(result.errors)))

@@ -22,6 +22,10 @@ from bot.cluster.targets import Targets
 from bot.errors import ClusterError
 from bot.model import AppResult, Manifest, Mode, ObjectError, RunResult
 
+NOT_DEPLOYABLE_NOTE = (
+    "prune not previewed: the app has render errors, and the deploy skips an app that does "
+    "not render cleanly"
+)
 RENDER_FAILED_NOTE = "not sent to the cluster: the app did not render cleanly"
 
 
@@ -140,18 +144,27 @@ def run_preview(
 ) -> RunResult:
     """The live preview of every rendered app (Mode.LIVE). ``target_override`` sends every
     app to that target (the CLI's ``--kubeconfig``)."""
-    run = _run(
-        rendered,
-        clusters,
-        Mode.LIVE,
-        lambda cluster, app: preview_app(
+
+    def one(cluster: Cluster, app: RenderedLike) -> AppResult:
+        clean = not app.errors
+        result = preview_app(
             cluster,
             app.spec,
             app.manifests,
             field_manager=field_manager,
             commit=head,
             tooling=tooling,
-        ),
+            prune=None if clean else False,
+        )
+        if not clean and app.spec.prune:
+            result.notes.append(NOT_DEPLOYABLE_NOTE)
+        return result
+
+    run = _run(
+        rendered,
+        clusters,
+        Mode.LIVE,
+        one,
         target_override=target_override,
         skip_on_render_errors=False,
     )
