@@ -35,7 +35,7 @@ from .errors import (
     resource_not_found,
     unsupported_media,
 )
-from .resources import Registry, ResourceType
+from .resources import BUILTIN, Registry, ResourceType
 from .selectors import SelectorError, field_matcher, label_matcher
 from .store import Obj, Store
 
@@ -138,9 +138,7 @@ class Emulator:
             self._ip_next = 10
             self._node_port_next = 30000
             for ns in INITIAL_NAMESPACES:
-                self._create_internal(
-                    self.registry.lookup("", "v1", "namespaces"), {"metadata": {"name": ns}}
-                )  # type: ignore[arg-type]
+                self._create_internal(self._builtin("", "namespaces"), {"metadata": {"name": ns}})
             svc = {
                 "metadata": {
                     "name": "kubernetes",
@@ -152,7 +150,13 @@ class Emulator:
                     "ports": [{"name": "https", "port": 443, "targetPort": 6443}],
                 },
             }
-            self._create_internal(self.registry.lookup("", "v1", "services"), svc)  # type: ignore[arg-type]
+            self._create_internal(self._builtin("", "services"), svc)
+
+    def _builtin(self, group: str, plural: str) -> ResourceType:
+        for rt in BUILTIN:
+            if rt.group == group and rt.plural == plural:
+                return rt
+        raise KeyError(plural)
 
     def _create_internal(self, rt: ResourceType, body: Obj) -> Obj:
         obj = clone(body)

@@ -118,7 +118,7 @@ def _crd_def_name(rt: ResourceType) -> str:
 
 
 def _crd_schema(rt: ResourceType, prefix: str) -> Obj:
-    schema = json.loads(
+    schema: Obj = json.loads(
         json.dumps(rt.schema or {"type": "object", "x-kubernetes-preserve-unknown-fields": True})
     )
     props = schema.setdefault("properties", {})

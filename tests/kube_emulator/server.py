@@ -110,7 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return False
             r, _, _ = select.select([conn], [], [], 0)
             if r:
-                return conn.recv(1, socket.MSG_PEEK) == b""
+                return bool(conn.recv(1, socket.MSG_PEEK) == b"")
         except (OSError, ValueError):
             return True
         return False

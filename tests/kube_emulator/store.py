@@ -8,6 +8,7 @@ read from.
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -71,14 +72,14 @@ class Store:
         names = ns.get(namespace)
         return None if names is None else names.get(name)
 
-    def list(self, key: TypeKey, namespace: str | None) -> list[Obj]:
+    def list(self, key: TypeKey, namespace: str | None) -> builtins.list[Obj]:
         with self.lock:
             by_ns = self._objects.get(key)
             if not by_ns:
                 return []
             if namespace is not None:
                 return list(by_ns.get(namespace, {}).values())
-            out: list[Obj] = []
+            out: builtins.list[Obj] = []
             for names in by_ns.values():
                 out.extend(names.values())
             return out
@@ -89,17 +90,17 @@ class Store:
             return len(by_ns.get(namespace, {}))
         return sum(len(v) for v in by_ns.values())
 
-    def type_keys(self) -> list[TypeKey]:
+    def type_keys(self) -> builtins.list[TypeKey]:
         return list(self._objects)
 
-    def namespaces_used(self, key: TypeKey) -> list[str]:
+    def namespaces_used(self, key: TypeKey) -> builtins.list[str]:
         return [ns for ns, names in (self._objects.get(key) or {}).items() if names]
 
     def by_uid(self, uid: str) -> Obj | None:
         loc = self._uids.get(uid)
         return None if loc is None else self.get(*loc)
 
-    def dependents(self, uid: str) -> list[tuple[TypeKey, str, str]]:
+    def dependents(self, uid: str) -> builtins.list[tuple[TypeKey, str, str]]:
         return sorted(self._dependents.get(uid, ()))
 
     def put(self, key: TypeKey, obj: Obj, *, event_type: str, old: Obj | None) -> Obj:

@@ -121,14 +121,16 @@ def _json_path(o: Obj, path: str) -> Any:
     return cur
 
 
+def _getter(path: str) -> Callable[[Obj], Any]:
+    return lambda o: _json_path(o, path)
+
+
 def table(rt: ResourceType, items: list[Obj], rv: str, include_object: str) -> Obj:
     cols: list[Column] = [("Name", "string", lambda o: o["metadata"]["name"])]
     if rt.crd:
         for pc in rt.printer_columns:
             path = pc.get("jsonPath", "")
-            cols.append(
-                (pc.get("name", ""), pc.get("type", "string"), lambda o, p=path: _json_path(o, p))
-            )
+            cols.append((pc.get("name", ""), pc.get("type", "string"), _getter(path)))
     else:
         cols.extend(COLUMNS.get(rt.kind, []))
     if rt.kind != "CustomResourceDefinition":

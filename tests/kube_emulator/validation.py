@@ -203,7 +203,7 @@ def _workload(obj: Obj, old: Obj | None, *, kind: str, restart: list[str]) -> li
     if isinstance(replicas, int) and replicas < 0:
         errs.append(invalid("spec.replicas", replicas, "must be greater than or equal to 0"))
     sel = spec.get("selector")
-    tmpl = spec.get("template") if isinstance(spec.get("template"), dict) else {}
+    tmpl: Obj = spec["template"] if isinstance(spec.get("template"), dict) else {}
     labels = ((tmpl.get("metadata") or {}).get("labels")) or {}
     if not sel:
         errs.append(required("spec.selector"))

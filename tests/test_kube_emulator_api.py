@@ -1,0 +1,854 @@
+"""Unit-level tests of the kube emulator: selectors, defaulting, validation, auth, watch, CRDs, verbs.
+
+Most go through ``Emulator.handle`` in-process (no sockets); watch and keep-alive go over HTTP.
+Expected messages are the real apiserver's wording.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from tests.kube_emulator import EmulatorServer
+from tests.kube_emulator.api import Emulator
+from tests.kube_emulator.selectors import SelectorError, field_matcher, label_matcher
+
+APPLY = "application/apply-patch+yaml"
+
+
+class Client:
+    """Calls Emulator.handle as a given user and decodes JSON."""
+
+    def __init__(self, emulator: Emulator, user: str = "admin") -> None:
+        self.emulator = emulator
+        self.token = emulator.tokens.get(user, user)
+
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        ctype: str = "application/json",
+        accept: str = "application/json",
+    ) -> tuple[int, Any]:
+        headers = {"authorization": f"Bearer {self.token}", "content-type": ctype, "accept": accept}
+        raw = (
+            b""
+            if body is None
+            else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        )
+        resp = self.emulator.handle(method, path, headers, raw)
+        assert resp.stream is None
+        return resp.code, json.loads(resp.body) if resp.body and resp.content_type.startswith(
+            "application/json"
+        ) else resp.body
+
+    def apply(
+        self, path: str, obj: dict[str, Any], query: str = "fieldManager=test"
+    ) -> tuple[int, Any]:
+        return self("PATCH", f"{path}?{query}", obj, ctype=APPLY)
+
+
+@pytest.fixture
+def emulator() -> Emulator:
+    return Emulator(controller_delay=0.0)
+
+
+@pytest.fixture
+def c(emulator: Emulator) -> Client:
+    return Client(emulator)
+
+
+def dep(name: str = "api", *, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    labels = labels or {"app": name}
+    body = {
+        "selector": {"matchLabels": {"app": name}},
+        "template": {
+            "metadata": {"labels": labels},
+            "spec": {"containers": [{"name": "c", "image": "nginx:1.25"}]},
+        },
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": body,
+    }
+
+
+DEP_PATH = "/apis/apps/v1/namespaces/default/deployments"
+
+
+# ---------------------------------------------------------------------------- selectors
+@pytest.mark.parametrize(
+    ("selector", "labels", "expected"),
+    [
+        ("app=web", {"app": "web"}, True),
+        ("app==web", {"app": "db"}, False),
+        ("app!=web", {}, True),
+        ("app!=web", {"app": "web"}, False),
+        ("tier in (a, b)", {"tier": "b"}, True),
+        ("tier in (a,b)", {"tier": "c"}, False),
+        ("tier notin (a,b)", {}, True),
+        ("tier notin (a,b)", {"tier": "a"}, False),
+        ("app", {"app": ""}, True),
+        ("!app", {"app": "x"}, False),
+        ("app=web,tier in (x),!legacy", {"app": "web", "tier": "x"}, True),
+        ("app=web,tier in (x),!legacy", {"app": "web", "tier": "x", "legacy": "1"}, False),
+    ],
+)
+def test_label_selectors(selector: str, labels: dict[str, str], expected: bool) -> None:
+    match = label_matcher(selector)
+    assert match is not None
+    assert match({"metadata": {"labels": labels}}) is expected
+
+
+def test_selector_errors() -> None:
+    with pytest.raises(SelectorError):
+        label_matcher("app in x")
+    with pytest.raises(SelectorError, match="field label not supported: spec.foo"):
+        field_matcher("spec.foo=1", "ConfigMap")
+    fm = field_matcher("metadata.name=a,metadata.namespace!=kube-system", "ConfigMap")
+    assert fm is not None
+    assert fm({"metadata": {"name": "a", "namespace": "default"}})
+    assert not fm({"metadata": {"name": "a", "namespace": "kube-system"}})
+
+
+def test_list_with_selectors_and_pagination(c: Client) -> None:
+    for i in range(5):
+        cm = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": f"cm{i}",
+                "labels": {"n": str(i), "even": str(i % 2 == 0).lower()},
+            },
+        }
+        assert c("POST", "/api/v1/namespaces/default/configmaps", cm)[0] == 201
+    code, out = c("GET", "/api/v1/namespaces/default/configmaps?labelSelector=even%3Dtrue")
+    assert [o["metadata"]["name"] for o in out["items"]] == ["cm0", "cm2", "cm4"]
+    code, out = c("GET", "/api/v1/configmaps?fieldSelector=metadata.name%3Dcm3")
+    assert [o["metadata"]["name"] for o in out["items"]] == ["cm3"]
+    code, out = c(
+        "GET", "/api/v1/namespaces/default/configmaps?labelSelector=n%20in%20(1,2,3)&limit=2"
+    )
+    assert [o["metadata"]["name"] for o in out["items"]] == ["cm1", "cm2"]
+    code, rest = c(
+        "GET",
+        f"/api/v1/namespaces/default/configmaps?labelSelector=n%20in%20(1,2,3)&limit=2&continue={out['metadata']['continue']}",
+    )
+    assert [o["metadata"]["name"] for o in rest["items"]] == ["cm3"]
+    assert "continue" not in rest["metadata"]
+    code, bad = c("GET", "/api/v1/configmaps?fieldSelector=data.x%3D1")
+    assert (code, bad["reason"]) == (400, "BadRequest")
+
+
+# ---------------------------------------------------------------------------- initial state, errors
+def test_new_cluster_state(c: Client) -> None:
+    code, out = c("GET", "/api/v1/namespaces")
+    assert [n["metadata"]["name"] for n in out["items"]] == [
+        "default",
+        "kube-node-lease",
+        "kube-public",
+        "kube-system",
+    ]
+    code, sa = c("GET", "/api/v1/namespaces/kube-public/serviceaccounts/default")
+    assert code == 200
+    code, svc = c("GET", "/api/v1/namespaces/default/services/kubernetes")
+    assert svc["spec"]["clusterIP"] == "10.96.0.1"
+
+
+def test_status_errors_are_shaped_like_the_real_ones(c: Client) -> None:
+    assert c("GET", f"{DEP_PATH}/nope") == (
+        404,
+        {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": 'deployments.apps "nope" not found',
+            "reason": "NotFound",
+            "details": {"name": "nope", "group": "apps", "kind": "deployments"},
+            "code": 404,
+        },
+    )
+    code, err = c(
+        "POST",
+        "/apis/apps/v1/namespaces/missing/deployments",
+        dict(dep(), metadata={"name": "api"}),
+    )
+    assert (code, err["message"], err["details"]) == (
+        404,
+        'namespaces "missing" not found',
+        {"name": "missing", "kind": "namespaces"},
+    )
+    assert c("POST", DEP_PATH, dep())[0] == 201
+    code, err = c("POST", DEP_PATH, dep())
+    assert (code, err["reason"], err["message"]) == (
+        409,
+        "AlreadyExists",
+        'deployments.apps "api" already exists',
+    )
+    code, err = c("GET", "/apis/apps/v1/namespaces/default/frobs")
+    assert (code, err["message"]) == (404, "the server could not find the requested resource")
+    code, err = c("GET", "/apis/nothing.example.com/v1/frobs")
+    assert code == 404
+
+
+def test_metadata_uid_resource_version_generation(c: Client) -> None:
+    code, created = c("POST", DEP_PATH, dep())
+    meta = created["metadata"]
+    assert meta["generation"] == 1 and meta["uid"] and meta["creationTimestamp"].endswith("Z")
+    rv1 = int(meta["resourceVersion"])
+    code, cm = c(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}},
+    )
+    assert int(cm["metadata"]["resourceVersion"]) > rv1
+    assert "generation" not in cm["metadata"]
+    # a label change is not a spec change
+    labelled = dict(created, metadata=dict(created["metadata"], labels={"a": "b"}))
+    code, out = c("PUT", f"{DEP_PATH}/api", labelled)
+    assert out["metadata"]["generation"] == 1
+    changed = dict(out, spec=dict(out["spec"], replicas=3))
+    code, out = c("PUT", f"{DEP_PATH}/api", changed)
+    assert out["metadata"]["generation"] == 2
+    code, err = c("PUT", f"{DEP_PATH}/api", changed)  # stale resourceVersion
+    assert (code, err["reason"]) == (409, "Conflict")
+    assert (
+        err["message"]
+        == 'Operation cannot be fulfilled on deployments.apps "api": the object has been modified; please apply your changes to the latest version and try again'
+    )
+
+
+def test_noop_apply_changes_nothing(c: Client) -> None:
+    code, first = c.apply(f"{DEP_PATH}/api", dep())
+    assert code == 201
+    code, second = c.apply(f"{DEP_PATH}/api", dep())
+    assert code == 200
+    assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+
+
+# ---------------------------------------------------------------------------- defaulting
+def test_defaults_of_workloads_and_services(c: Client) -> None:
+    code, d = c.apply(f"{DEP_PATH}/api", dep())
+    assert d["spec"]["replicas"] == 1 and d["spec"]["progressDeadlineSeconds"] == 600
+    sts = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "db"},
+        "spec": {
+            "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "db", "image": "pg:latest"}]},
+            },
+        },
+    }
+    code, s = c("POST", "/apis/apps/v1/namespaces/default/statefulsets", sts)
+    assert s["spec"]["podManagementPolicy"] == "OrderedReady"
+    assert s["spec"]["updateStrategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"partition": 0},
+    }
+    assert s["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Always"
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "j"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "j", "image": "busybox:1"}],
+                }
+            }
+        },
+    }
+    code, j = c("POST", "/apis/batch/v1/namespaces/default/jobs", job)
+    assert code == 201, j
+    assert (j["spec"]["backoffLimit"], j["spec"]["completions"], j["spec"]["parallelism"]) == (
+        6,
+        1,
+        1,
+    )
+    uid = j["metadata"]["uid"]
+    assert j["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    assert j["spec"]["template"]["metadata"]["labels"]["job-name"] == "j"
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "np"},
+        "spec": {"type": "NodePort", "ports": [{"port": 80, "targetPort": "http"}]},
+    }
+    code, sv = c("POST", "/api/v1/namespaces/default/services", svc)
+    port = sv["spec"]["ports"][0]
+    assert port["targetPort"] == "http" and port["protocol"] == "TCP" and port["nodePort"] >= 30000
+    assert sv["spec"]["externalTrafficPolicy"] == "Cluster"
+    moved = dict(svc, spec=dict(svc["spec"], clusterIP="10.0.0.9"))
+    code, err = c.apply("/api/v1/namespaces/default/services/np", moved)
+    # the creator (an Update manager) owns the allocated clusterIP, as on a real cluster
+    assert (code, err["reason"]) == (409, "Conflict")
+    code, err = c.apply(
+        "/api/v1/namespaces/default/services/np", moved, "fieldManager=test&force=true"
+    )
+    assert code == 422
+    assert (
+        "spec.clusterIPs[0]: Invalid value" in err["message"]
+        and "may not change once set" in err["message"]
+    )
+
+
+# ---------------------------------------------------------------------------- validation
+def test_validation_errors_with_causes(c: Client) -> None:
+    bad = dep(labels={"app": "other"})
+    bad["spec"]["template"]["spec"]["containers"] = [{"name": "c"}]
+    code, err = c("POST", DEP_PATH, bad)
+    assert (code, err["reason"]) == (422, "Invalid")
+    assert err["message"].startswith('Deployment.apps "api" is invalid: [')
+    causes = {(x["field"], x["reason"]) for x in err["details"]["causes"]}
+    assert ("spec.template.metadata.labels", "FieldValueInvalid") in causes
+    assert ("spec.template.spec.containers[0].image", "FieldValueRequired") in causes
+    assert err["details"]["kind"] == "Deployment" and err["details"]["group"] == "apps"
+    code, err = c(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name"}},
+    )
+    assert code == 422
+    assert err["message"].startswith(
+        'ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain'
+    )
+
+
+def test_immutable_fields(c: Client) -> None:
+    c.apply(f"{DEP_PATH}/api", dep())
+    moved = dep()
+    moved["spec"]["selector"] = {"matchLabels": {"app": "api", "v": "2"}}
+    moved["spec"]["template"]["metadata"]["labels"] = {"app": "api", "v": "2"}
+    code, err = c.apply(f"{DEP_PATH}/api", moved)
+    assert code == 422
+    assert (
+        "spec.selector: Invalid value: v1.LabelSelector{" in err["message"]
+        and "field is immutable" in err["message"]
+    )
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "j"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "j", "image": "busybox:1"}],
+                }
+            }
+        },
+    }
+    c.apply("/apis/batch/v1/namespaces/default/jobs/j", job)
+    job["spec"]["template"]["spec"]["containers"][0]["image"] = "busybox:2"
+    code, err = c.apply("/apis/batch/v1/namespaces/default/jobs/j", job)
+    assert code == 422 and "spec.template: Invalid value" in err["message"]
+    code, err = c("PUT", f"{DEP_PATH}/api", dep("other"))
+    assert (code, err["message"]) == (
+        400,
+        "the name of the object (other) does not match the name on the URL (api)",
+    )
+
+
+# ---------------------------------------------------------------------------- apply, patch, dry-run
+def test_apply_requires_field_manager_and_dry_run_stores_nothing(
+    c: Client, emulator: Emulator
+) -> None:
+    code, err = c("PATCH", f"{DEP_PATH}/api", dep(), ctype=APPLY)
+    assert (code, err["message"]) == (
+        422,
+        'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
+    )
+    code, out = c.apply(
+        f"{DEP_PATH}/api", dep(), "fieldManager=t&dryRun=All&fieldValidation=Strict"
+    )
+    assert code == 201 and out["spec"]["replicas"] == 1
+    assert emulator.store.get(("apps", "deployments"), "default", "api") is None
+    c.apply(f"{DEP_PATH}/api", dep())
+    for method, body, ctype in (
+        ("PATCH", {"spec": {"replicas": 7}}, "application/merge-patch+json"),
+        (
+            "PATCH",
+            [{"op": "replace", "path": "/spec/replicas", "value": 7}],
+            "application/json-patch+json",
+        ),
+        ("PATCH", {"spec": {"replicas": 7}}, "application/strategic-merge-patch+json"),
+    ):
+        code, out = c(method, f"{DEP_PATH}/api?dryRun=All", body, ctype=ctype)
+        assert code == 200 and out["spec"]["replicas"] == 7
+    code, out = c("DELETE", f"{DEP_PATH}/api?dryRun=All")
+    assert code == 200
+    stored = emulator.store.get(("apps", "deployments"), "default", "api")
+    assert stored is not None and stored["spec"]["replicas"] == 1
+    code, out = c("POST", f"{DEP_PATH}?dryRun=All", dep("fresh"))
+    assert code == 201 and "resourceVersion" not in out["metadata"]
+    assert emulator.store.get(("apps", "deployments"), "default", "fresh") is None
+
+
+def test_strategic_merge_patch_merges_containers_by_name(c: Client) -> None:
+    c.apply(f"{DEP_PATH}/api", dep())
+    patch = {
+        "spec": {"template": {"spec": {"containers": [{"name": "sidecar", "image": "envoy:1"}]}}}
+    }
+    code, out = c(
+        "PATCH",
+        f"{DEP_PATH}/api?fieldManager=kubectl-patch",
+        patch,
+        ctype="application/strategic-merge-patch+json",
+    )
+    assert code == 200
+    assert [x["name"] for x in out["spec"]["template"]["spec"]["containers"]] == [
+        "sidecar",
+        "c",
+    ] or [x["name"] for x in out["spec"]["template"]["spec"]["containers"]] == ["c", "sidecar"]
+    managers = {e["manager"]: e["operation"] for e in out["metadata"]["managedFields"]}
+    assert managers == {"test": "Apply", "kubectl-patch": "Update"}
+
+
+def test_status_subresource_and_scale(c: Client) -> None:
+    c.apply(f"{DEP_PATH}/api", dep())
+    code, out = c(
+        "PATCH",
+        f"{DEP_PATH}/api/status",
+        {"status": {"replicas": 9}, "spec": {"replicas": 4}},
+        ctype="application/merge-patch+json",
+    )
+    assert code == 200 and out["status"]["replicas"] == 9 and out["spec"]["replicas"] == 1
+    code, out = c(
+        "PATCH",
+        f"{DEP_PATH}/api",
+        {"status": {"replicas": 1}, "spec": {"replicas": 4}},
+        ctype="application/merge-patch+json",
+    )
+    assert out["status"]["replicas"] == 9 and out["spec"]["replicas"] == 4
+    code, scale = c("GET", f"{DEP_PATH}/api/scale")
+    assert (scale["kind"], scale["spec"]["replicas"]) == ("Scale", 4)
+    code, scale = c(
+        "PATCH",
+        f"{DEP_PATH}/api/scale",
+        {"spec": {"replicas": 6}},
+        ctype="application/merge-patch+json",
+    )
+    assert scale["spec"]["replicas"] == 6
+
+
+def test_delete_finalizers_and_owner_references(c: Client, emulator: Emulator) -> None:
+    code, owner = c(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner"}},
+    )
+    ref = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": "owner",
+        "uid": owner["metadata"]["uid"],
+    }
+    for name in ("dep1", "dep2"):
+        c(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name, "ownerReferences": [ref]},
+            },
+        )
+    code, out = c(
+        "DELETE", "/api/v1/namespaces/default/configmaps/owner?propagationPolicy=Background"
+    )
+    assert (code, out["status"]) == (200, "Success")
+    assert emulator.store.get(("", "configmaps"), "default", "dep1") is None
+    c(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "held", "finalizers": ["example.com/hold"]},
+        },
+    )
+    code, out = c("DELETE", "/api/v1/namespaces/default/configmaps/held")
+    assert out["metadata"]["deletionTimestamp"]
+    code, out = c(
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/held",
+        {"metadata": {"finalizers": None}},
+        ctype="application/merge-patch+json",
+    )
+    assert emulator.store.get(("", "configmaps"), "default", "held") is None
+    code, err = c("DELETE", "/api/v1/namespaces/default/configmaps/x?propagationPolicy=Sideways")
+    assert code == 422
+
+
+# ---------------------------------------------------------------------------- auth
+def test_auth(emulator: Emulator) -> None:
+    anon = Client(emulator, "no-such-token")
+    code, err = anon("GET", "/api/v1/namespaces")
+    assert (code, err["reason"], err["message"]) == (401, "Unauthorized", "Unauthorized")
+    ro = Client(emulator, "readonly")
+    assert ro("GET", "/api/v1/namespaces")[0] == 200
+    code, err = ro("POST", DEP_PATH, dep())
+    assert code == 403
+    assert (
+        err["message"]
+        == 'deployments.apps is forbidden: User "system:serviceaccount:default:readonly" cannot create resource "deployments" in API group "apps" in the namespace "default"'
+    )
+    assert err["details"] == {"group": "apps", "kind": "deployments"}
+    web = Client(emulator, "namespace-web")
+    code, err = web("DELETE", "/apis/apps/v1/namespaces/default/deployments/x")
+    assert (
+        err["message"]
+        == 'deployments.apps "x" is forbidden: User "system:serviceaccount:web:deployer" cannot delete resource "deployments" in API group "apps" in the namespace "default"'
+    )
+    code, err = web("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+    assert err["message"].endswith(
+        'cannot list resource "customresourcedefinitions" in API group "apiextensions.k8s.io" at the cluster scope'
+    )
+    Client(emulator)(
+        "POST",
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "web"}},
+    )
+    code, out = web.apply(
+        "/apis/apps/v1/namespaces/web/deployments/api",
+        dict(dep(), metadata={"name": "api", "namespace": "web"}),
+    )
+    assert code == 201
+
+
+# ---------------------------------------------------------------------------- CRDs
+def crd(scope: str = "Namespaced", preserve: bool = False) -> dict[str, Any]:
+    spec_schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "size": {"type": "integer", "default": 1, "minimum": 0},
+            "mode": {"type": "string", "enum": ["a", "b"]},
+        },
+    }
+    if preserve:
+        spec_schema["x-kubernetes-preserve-unknown-fields"] = True
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "things.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": scope,
+            "names": {"kind": "Thing", "plural": "things", "shortNames": ["th"]},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "properties": {"spec": spec_schema}}
+                    },
+                    "subresources": {"status": {}},
+                }
+            ],
+        },
+    }
+
+
+def test_crd_lifecycle(c: Client, emulator: Emulator) -> None:
+    code, _ = c("GET", "/apis/example.com/v1")
+    assert code == 404
+    code, out = c("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd())
+    assert code == 201
+    code, stored = c(
+        "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/things.example.com"
+    )
+    assert {x["type"] for x in stored["status"]["conditions"]} == {"NamesAccepted", "Established"}
+    assert stored["spec"]["names"]["listKind"] == "ThingList"
+    code, disc = c("GET", "/apis/example.com/v1")
+    main = next(r for r in disc["resources"] if r["name"] == "things")
+    assert (main["kind"], main["namespaced"], main["shortNames"]) == ("Thing", True, ["th"])
+    assert any(r["name"] == "things/status" for r in disc["resources"])
+    code, groups = c("GET", "/apis")
+    assert any(g["name"] == "example.com" for g in groups["groups"])
+    thing = {
+        "apiVersion": "example.com/v1",
+        "kind": "Thing",
+        "metadata": {"name": "t1"},
+        "spec": {"mode": "a", "junk": 1},
+        "status": {"x": 1},
+    }
+    code, t = c("POST", "/apis/example.com/v1/namespaces/default/things", thing)
+    assert code == 201 and t["spec"] == {"mode": "a", "size": 1}
+    assert "status" not in t  # status subresource: ignored on create
+    code, err = c(
+        "POST",
+        "/apis/example.com/v1/namespaces/default/things",
+        dict(thing, metadata={"name": "t2"}, spec={"mode": "z", "size": -1}),
+    )
+    assert code == 422
+    assert 'spec.mode: Unsupported value: "z": supported values: "a", "b"' in err["message"]
+    code, err = c(
+        "PATCH",
+        "/apis/example.com/v1/namespaces/default/things/t1",
+        {"spec": {"size": 2}},
+        ctype="application/strategic-merge-patch+json",
+    )
+    assert code == 415
+    code, _ = c(
+        "DELETE", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/things.example.com"
+    )
+    assert c("GET", "/apis/example.com/v1/namespaces/default/things/t1")[0] == 404
+    assert emulator.store.list(("example.com", "things"), None) == []
+
+
+def test_cluster_scoped_crd_with_preserved_fields(c: Client) -> None:
+    c.apply(
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/things.example.com",
+        crd("Cluster", preserve=True),
+    )
+    code, t = c.apply(
+        "/apis/example.com/v1/things/t1",
+        {
+            "apiVersion": "example.com/v1",
+            "kind": "Thing",
+            "metadata": {"name": "t1"},
+            "spec": {"free": {"form": True}},
+        },
+    )
+    assert code == 201 and t["spec"] == {"free": {"form": True}, "size": 1}
+    assert "namespace" not in t["metadata"]
+    assert c("GET", "/apis/example.com/v1/namespaces/default/things/t1")[0] == 404
+
+
+# ---------------------------------------------------------------------------- discovery and openapi
+def test_discovery_lists_required_kinds(c: Client) -> None:
+    code, core = c("GET", "/api/v1")
+    names = {r["name"] for r in core["resources"]}
+    assert {
+        "namespaces",
+        "configmaps",
+        "secrets",
+        "services",
+        "serviceaccounts",
+        "pods",
+        "persistentvolumeclaims",
+    } <= names
+    wanted = {
+        "apps/v1": {
+            "deployments",
+            "statefulsets",
+            "daemonsets",
+            "replicasets",
+            "deployments/status",
+        },
+        "batch/v1": {"jobs", "cronjobs"},
+        "networking.k8s.io/v1": {"ingresses", "networkpolicies"},
+        "rbac.authorization.k8s.io/v1": {
+            "roles",
+            "rolebindings",
+            "clusterroles",
+            "clusterrolebindings",
+        },
+        "autoscaling/v2": {"horizontalpodautoscalers"},
+        "policy/v1": {"poddisruptionbudgets"},
+        "apiextensions.k8s.io/v1": {"customresourcedefinitions"},
+    }
+    for gv, expected in wanted.items():
+        code, out = c("GET", f"/apis/{gv}")
+        assert expected <= {r["name"] for r in out["resources"]}, gv
+    code, out = c("GET", "/apis/apps/v1")
+    deploy = next(r for r in out["resources"] if r["name"] == "deployments")
+    assert (
+        deploy["shortNames"] == ["deploy"]
+        and deploy["singularName"] == "deployment"
+        and "patch" in deploy["verbs"]
+    )
+    code, version = c("GET", "/version")
+    assert version["major"] == "1"
+    code, root = c("GET", "/openapi/v3")
+    assert "apis/apps/v1" in root["paths"]
+    code, doc = c("GET", "/openapi/v3/apis/apps/v1")
+    patch = doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]
+    assert {p["name"] for p in patch["parameters"]} >= {
+        "fieldValidation",
+        "fieldManager",
+        "dryRun",
+        "force",
+    }
+    assert "io.k8s.api.apps.v1.Deployment" in doc["components"]["schemas"]
+
+
+# ---------------------------------------------------------------------------- over HTTP: watch, keep-alive, controller
+def _watch(
+    server: EmulatorServer, path: str, stop_after: int, until: Any = None
+) -> list[dict[str, Any]]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("GET", path, headers={"Authorization": f"Bearer {server.tokens['admin']}"})
+    resp = conn.getresponse()
+    events = []
+    while len(events) < stop_after:
+        line = resp.readline()
+        if not line:
+            break
+        events.append(json.loads(line))
+        if until is not None and until(events[-1]):
+            break
+    conn.close()
+    return events
+
+
+def _http(
+    server: EmulatorServer,
+    conn: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: Any = None,
+    ctype: str = "application/json",
+) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {server.tokens['admin']}", "Content-Type": ctype}
+    conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+    resp = conn.getresponse()
+    return resp.status, json.loads(resp.read())
+
+
+def test_watch_resumes_from_resource_version_with_selectors(kube_emulator: EmulatorServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", kube_emulator.port, timeout=30)
+    cm_path = "/api/v1/namespaces/default/configmaps"
+    code, listing = _http(kube_emulator, conn, "GET", cm_path)
+    rv = listing["metadata"]["resourceVersion"]
+    for name, team in (("a", "x"), ("b", "y"), ("c", "x")):
+        _http(
+            kube_emulator,
+            conn,
+            "POST",
+            cm_path,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name, "labels": {"team": team}},
+            },
+        )
+    _http(
+        kube_emulator,
+        conn,
+        "PATCH",
+        f"{cm_path}/c",
+        {"metadata": {"labels": {"team": "y"}}},
+        "application/merge-patch+json",
+    )
+    _http(kube_emulator, conn, "DELETE", f"{cm_path}/a")
+    events = _watch(
+        kube_emulator, f"{cm_path}?watch=true&resourceVersion={rv}&labelSelector=team%3Dx", 4
+    )
+    # leaving the selector is seen as DELETED, as the real watch cache reports it
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
+        ("ADDED", "a"),
+        ("ADDED", "c"),
+        ("DELETED", "c"),
+        ("DELETED", "a"),
+    ]
+    conn.close()
+
+
+def test_watch_sees_live_changes(kube_emulator: EmulatorServer) -> None:
+    got: list[dict[str, Any]] = []
+    path = "/api/v1/namespaces/default/configmaps?watch=true&fieldSelector=metadata.name%3Dlive&timeoutSeconds=20"
+    watcher = threading.Thread(target=lambda: got.extend(_watch(kube_emulator, path, 2)))
+    watcher.start()
+    time.sleep(0.3)
+    conn = http.client.HTTPConnection("127.0.0.1", kube_emulator.port, timeout=30)
+    _http(
+        kube_emulator,
+        conn,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other"}},
+    )
+    _http(
+        kube_emulator,
+        conn,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "live"}},
+    )
+    _http(
+        kube_emulator,
+        conn,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/live",
+        {"data": {"k": "v"}},
+        "application/merge-patch+json",
+    )
+    watcher.join(timeout=20)
+    conn.close()
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in got] == [
+        ("ADDED", "live"),
+        ("MODIFIED", "live"),
+    ]
+
+
+def test_controller_completes_jobs_and_statefulsets(kube_emulator: EmulatorServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", kube_emulator.port, timeout=30)
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "j"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "j", "image": "busybox:1"}],
+                }
+            }
+        },
+    }
+    _http(kube_emulator, conn, "POST", "/apis/batch/v1/namespaces/default/jobs", job)
+    sts = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "db"},
+        "spec": {
+            "replicas": 2,
+            "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "db", "image": "pg:16"}]},
+            },
+        },
+    }
+    _http(kube_emulator, conn, "POST", "/apis/apps/v1/namespaces/default/statefulsets", sts)
+    events = _watch(
+        kube_emulator,
+        "/apis/batch/v1/namespaces/default/jobs?watch=true&timeoutSeconds=20",
+        10,
+        until=lambda e: (e["object"].get("status") or {}).get("succeeded") == 1,
+    )
+    done = [e for e in events if (e["object"].get("status") or {}).get("succeeded") == 1]
+    assert done, events
+    assert {c["type"] for c in done[-1]["object"]["status"]["conditions"]} == {
+        "SuccessCriteriaMet",
+        "Complete",
+    }
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        code, s = _http(
+            kube_emulator, conn, "GET", "/apis/apps/v1/namespaces/default/statefulsets/db"
+        )
+        if (s.get("status") or {}).get("readyReplicas") == 2:
+            break
+        time.sleep(0.1)
+    assert s["status"]["readyReplicas"] == 2 and s["status"]["observedGeneration"] == 1
+    conn.close()
