@@ -60,6 +60,7 @@ MSG_TOO_MANY_ALIASES = "more than {limit} YAML aliases"
 MSG_EXPANSION = (
     "YAML aliases expand to more than {limit} nodes (a 'billion laughs' file?); refusing to load it"
 )
+MSG_MERGE_TYPE = "a merge key (<<) needs a mapping or a list of mappings"
 MSG_RECURSIVE = "recursive YAML alias (a node containing itself)"
 MSG_DUPLICATE_KEY = "duplicate key {key!r} (first on line {first})"
 MSG_OUTSIDE = "{path} resolves outside the repository checkout; refusing to read it"
@@ -220,6 +221,32 @@ class _Builder:
                     expanded += 1
                     if event.anchor is not None:
                         anchors[event.anchor] = (value, 1)
+                    # the common case, inlined: a scalar key or value inside a collection
+                    if stack:
+                        parent = stack[-1]
+                        container = parent.container
+                        if parent.is_map:
+                            key = parent.key
+                            if key is no_key:
+                                if value in container:
+                                    first = parent.key_events[list(container).index(value)]
+                                    raise _Limited(
+                                        MSG_DUPLICATE_KEY.format(key=value, first=_line(first)),
+                                        _line(event),
+                                    )
+                                parent.key = value
+                                if value is not merge_key:  # merged keys arrive at the end
+                                    parent.key_events.append(event)
+                            elif key is merge_key:
+                                raise _Limited(MSG_MERGE_TYPE, _line(event))
+                            else:
+                                container[key] = value
+                                parent.key = no_key
+                        else:
+                            container.append(value)
+                            if parent.lines is not None:
+                                parent.lines.append(_line(event))
+                        continue
                     is_scalar = True
                     start = event
                 elif kind is map_start or kind is seq_start:
@@ -337,7 +364,7 @@ def _apply_merges(target: dict[Any, Any], merges: list[Any], line: int) -> None:
         sources = merged if isinstance(merged, list) else [merged]
         for source in sources:
             if not isinstance(source, dict):
-                raise _Limited("a merge key (<<) needs a mapping or a list of mappings", line)
+                raise _Limited(MSG_MERGE_TYPE, line)
             for key, value in source.items():
                 target.setdefault(key, value)
 
