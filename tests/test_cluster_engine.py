@@ -564,3 +564,28 @@ def test_app_with_render_errors_is_not_deployed_and_previews_no_prune(
     assert not deploy.changes and [e.reason for e in deploy.errors] == ["RenderError"]
     assert get(cluster, "v1", "ConfigMap", "web", "b") is not None
     assert get(cluster, "v1", "ConfigMap", "web", "a")["data"] == {}
+
+
+def test_unreachable_cluster_is_one_transient_app_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    monkeypatch.setattr("bot.cluster.client.BACKOFF", 0.01)  # retried, but quickly
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{port}'}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    objs = manifests("".join(cm(f"c{i}") for i in range(50)))
+    with Cluster(Target(name="down", kubeconfig=kubeconfig)) as c:
+        for result in (preview_app(c, spec(), objs), apply_app(c, spec(), objs, commit="c1")):
+            [error] = result.errors
+            assert error.transient and "cannot read the API of target 'down'" in error.message
+            assert not result.changes

@@ -48,6 +48,7 @@ from bot.cluster.plan import (
 from bot.cluster.preview import (
     DEFAULT_FIELD_MANAGER,
     describe,
+    discovery_error,
     preview_app,
     prune_refusal,
     recreate_allowed,
@@ -145,6 +146,10 @@ def apply_app(
         cluster.target.check(
             kind="Secret", namespace=applyset.namespace, name=applyset.name, label=applyset.label
         )
+        unreachable = discovery_error(cluster)
+        if unreachable is not None:
+            result.errors.append(unreachable)
+            return result
         parent = read_parent(cluster, applyset)
         if (
             commit

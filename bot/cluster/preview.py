@@ -51,6 +51,18 @@ def describe(exc: ApiError) -> str:
     return exc.message
 
 
+def discovery_error(cluster: Cluster) -> ObjectError | None:
+    """One app-level error when the cluster cannot even be discovered (down, unauthorized),
+    instead of the same failure against every object."""
+    try:
+        cluster.mapper  # noqa: B018 -- discovery, once per job
+    except ApiError as exc:
+        err = exc.to_object_error()
+        err.message = f"cannot read the API of target {cluster.target.name!r}: {exc.message}"
+        return err
+    return None
+
+
 def prune_refusal(cluster: Cluster, ref: ObjectRef) -> ObjectError | None:
     """An error when the target's allowlist forbids deleting this member, else None."""
     try:
@@ -90,6 +102,10 @@ def preview_app(
         )
     except ClusterError as exc:  # the app's own namespace is outside the allowlist
         result.errors.append(ObjectError(message=str(exc), reason="NotAllowed"))
+        return result
+    unreachable = discovery_error(cluster)
+    if unreachable is not None:
+        result.errors.append(unreachable)
         return result
     parent: ParentState | None = None
     try:
