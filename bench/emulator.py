@@ -91,8 +91,8 @@ def run_client(server: EmulatorServer, docs: list[dict[str, Any]]) -> float:
 
     with tempfile.TemporaryDirectory() as tmp:
         kubeconfig = server.write_kubeconfig(os.path.join(tmp, "kubeconfig"))
-        api_client = config.new_client_from_config(config_file=kubeconfig)
-        client = dynamic.DynamicClient(api_client, cache_file=os.path.join(tmp, "discovery.json"))
+        api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        client = dynamic.DynamicClient(api_client, cache_file=os.path.join(tmp, "discovery.json"))  # type: ignore[no-untyped-call]
         apis = {
             "Deployment": client.resources.get(api_version="apps/v1", kind="Deployment"),
             "ConfigMap": client.resources.get(api_version="v1", kind="ConfigMap"),

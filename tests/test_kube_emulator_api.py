@@ -113,7 +113,7 @@ def test_label_selectors(selector: str, labels: dict[str, str], expected: bool) 
 def test_selector_errors() -> None:
     with pytest.raises(SelectorError):
         label_matcher("app in x")
-    with pytest.raises(SelectorError, match="field label not supported: spec.foo"):
+    with pytest.raises(SelectorError, match=r"field label not supported: spec\.foo"):
         field_matcher("spec.foo=1", "ConfigMap")
     fm = field_matcher("metadata.name=a,metadata.namespace!=kube-system", "ConfigMap")
     assert fm is not None
@@ -159,7 +159,7 @@ def test_new_cluster_state(c: Client) -> None:
         "kube-public",
         "kube-system",
     ]
-    code, sa = c("GET", "/api/v1/namespaces/kube-public/serviceaccounts/default")
+    code, _ = c("GET", "/api/v1/namespaces/kube-public/serviceaccounts/default")
     assert code == 200
     code, svc = c("GET", "/api/v1/namespaces/default/services/kubernetes")
     assert svc["spec"]["clusterIP"] == "10.96.0.1"
@@ -284,7 +284,7 @@ def test_defaults_of_workloads_and_services(c: Client) -> None:
     uid = j["metadata"]["uid"]
     assert j["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
     assert j["spec"]["template"]["metadata"]["labels"]["job-name"] == "j"
-    svc = {
+    svc: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": "np"},
@@ -341,7 +341,7 @@ def test_immutable_fields(c: Client) -> None:
         "spec.selector: Invalid value: v1.LabelSelector{" in err["message"]
         and "field is immutable" in err["message"]
     )
-    job = {
+    job: dict[str, Any] = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": "j"},
@@ -492,7 +492,7 @@ def test_delete_finalizers_and_owner_references(c: Client, emulator: Emulator) -
         ctype="application/merge-patch+json",
     )
     assert emulator.store.get(("", "configmaps"), "default", "held") is None
-    code, err = c("DELETE", "/api/v1/namespaces/default/configmaps/x?propagationPolicy=Sideways")
+    code, _ = c("DELETE", "/api/v1/namespaces/default/configmaps/x?propagationPolicy=Sideways")
     assert code == 422
 
 
@@ -525,7 +525,7 @@ def test_auth(emulator: Emulator) -> None:
         "/api/v1/namespaces",
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "web"}},
     )
-    code, out = web.apply(
+    code, _ = web.apply(
         "/apis/apps/v1/namespaces/web/deployments/api",
         dict(dep(), metadata={"name": "api", "namespace": "web"}),
     )
@@ -569,7 +569,7 @@ def crd(scope: str = "Namespaced", preserve: bool = False) -> dict[str, Any]:
 def test_crd_lifecycle(c: Client, emulator: Emulator) -> None:
     code, _ = c("GET", "/apis/example.com/v1")
     assert code == 404
-    code, out = c("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd())
+    code, _ = c("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd())
     assert code == 201
     code, stored = c(
         "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/things.example.com"
@@ -679,7 +679,7 @@ def test_discovery_lists_required_kinds(c: Client) -> None:
     assert version["major"] == "1"
     code, root = c("GET", "/openapi/v3")
     assert "apis/apps/v1" in root["paths"]
-    code, doc = c("GET", "/openapi/v3/apis/apps/v1")
+    _, doc = c("GET", "/openapi/v3/apis/apps/v1")
     patch = doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]
     assert {p["name"] for p in patch["parameters"]} >= {
         "fieldValidation",
@@ -697,7 +697,7 @@ def _watch(
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     conn.request("GET", path, headers={"Authorization": f"Bearer {server.tokens['admin']}"})
     resp = conn.getresponse()
-    events = []
+    events: list[dict[str, Any]] = []
     while len(events) < stop_after:
         line = resp.readline()
         if not line:
@@ -726,7 +726,7 @@ def _http(
 def test_watch_resumes_from_resource_version_with_selectors(kube_emulator: EmulatorServer) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", kube_emulator.port, timeout=30)
     cm_path = "/api/v1/namespaces/default/configmaps"
-    code, listing = _http(kube_emulator, conn, "GET", cm_path)
+    _, listing = _http(kube_emulator, conn, "GET", cm_path)
     rv = listing["metadata"]["resourceVersion"]
     for name, team in (("a", "x"), ("b", "y"), ("c", "x")):
         _http(
@@ -844,7 +844,7 @@ def test_controller_completes_jobs_and_statefulsets(kube_emulator: EmulatorServe
     }
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        code, s = _http(
+        _, s = _http(
             kube_emulator, conn, "GET", "/apis/apps/v1/namespaces/default/statefulsets/db"
         )
         if (s.get("status") or {}).get("readyReplicas") == 2:

@@ -114,9 +114,9 @@ DOCS: list[dict[str, Any]] = [
 
 @pytest.fixture
 def client(kubeconfig: str, tmp_path: Path) -> Iterator[dynamic.DynamicClient]:
-    api_client = config.new_client_from_config(config_file=kubeconfig)
+    api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
     # A per-test discovery cache: the session's emulator keeps its port across tests.
-    yield dynamic.DynamicClient(api_client, cache_file=str(tmp_path / "discovery.json"))
+    yield dynamic.DynamicClient(api_client, cache_file=str(tmp_path / "discovery.json"))  # type: ignore[no-untyped-call]
     api_client.close()
 
 
@@ -197,10 +197,9 @@ def test_prune_by_label_and_delete(client: dynamic.DynamicClient) -> None:
     with pytest.raises(ApiException) as err:
         cms.get(name="settings", namespace="web")
     assert err.value.status == 404
-    assert (
-        'configmaps \\"settings\\" not found' in err.value.body
-        or 'configmaps "settings" not found' in err.value.body
-    )
+    assert 'configmaps \\"settings\\" not found' in str(
+        err.value.body
+    ) or 'configmaps "settings" not found' in str(err.value.body)
 
 
 def wait_for(
@@ -209,9 +208,10 @@ def wait_for(
     api = client.resources.get(api_version="apps/v1", kind="Deployment")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for event in client.watch(
+        events = client.watch(
             api, namespace="web", field_selector=f"metadata.name={name}", timeout=5
-        ):
+        )  # type: ignore[no-untyped-call]
+        for event in events:
             obj: dict[str, Any] = event["raw_object"]
             if predicate(obj):
                 return obj
@@ -246,7 +246,7 @@ def test_conflicting_apply_and_force(client: dynamic.DynamicClient) -> None:
     with pytest.raises(ApiException) as err:
         apply(client, deployment("api", replicas=5), field_manager="team-b")
     assert err.value.status == 409
-    assert 'Apply failed with 1 conflict: conflict with \\"team-a\\"' in err.value.body
+    assert 'Apply failed with 1 conflict: conflict with \\"team-a\\"' in str(err.value.body)
     forced = apply(
         client, deployment("api", replicas=5), field_manager="team-b", force_conflicts=True
     ).to_dict()
