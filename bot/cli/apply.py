@@ -60,8 +60,12 @@ def git_is_ancestor(repo: Path) -> IsAncestor:
 
 def _progress_for(enabled: bool) -> Callable[[str], Progress]:
     def for_app(app: str) -> Progress:
+        last: list[tuple[str, int, int]] = []
+
         def report(step: str, done: int, total: int) -> None:
-            if enabled:
+            # the health wait reports every poll; a line only when something moved
+            if enabled and (not last or last[0] != (step, done, total)):
+                last[:] = [(step, done, total)]
                 click.echo(f"[{app}] {step}: {done}/{total}", err=True)
 
         return report
