@@ -79,7 +79,17 @@ def _fill(repo: Path, sha: str, tmp: Path) -> Path:
     tree.mkdir()
     env = _git_env(GIT_INDEX_FILE=str(tmp / "index"))
     _git(repo, "read-tree", sha, env=env)
-    _git(repo, f"--work-tree={tree}", "checkout-index", "--all", "--force", env=env)
+    # parallel checkout (git >= 2.32; older versions ignore the setting): many small files
+    _git(
+        repo,
+        "-c",
+        "checkout.workers=0",
+        f"--work-tree={tree}",
+        "checkout-index",
+        "--all",
+        "--force",
+        env=env,
+    )
     return tree
 
 
