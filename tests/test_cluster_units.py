@@ -360,3 +360,77 @@ def test_overload_answers_are_retried_with_retry_after(tmp_path: Path) -> None:
     finally:
         server.shutdown()
     assert len(seen) == 3 + 4  # three tries, then four (the first try and three retries)
+
+
+def test_aggregated_discovery_document_maps_kinds_to_resources() -> None:
+    from bot.cluster.client import Cluster
+
+    doc = [
+        {
+            "metadata": {"name": ""},
+            "versions": [
+                {
+                    "version": "v1",
+                    "resources": [
+                        {
+                            "resource": "configmaps",
+                            "scope": "Namespaced",
+                            "responseKind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+                        },
+                        {
+                            "resource": "namespaces",
+                            "scope": "Cluster",
+                            "responseKind": {"group": "", "version": "v1", "kind": "Namespace"},
+                            "subresources": [{"subresource": "status"}],
+                        },
+                    ],
+                }
+            ],
+        },
+        {
+            "metadata": {"name": "apps"},
+            "versions": [
+                {
+                    "version": "v1",
+                    "resources": [
+                        {
+                            "resource": "deployments",
+                            "scope": "Namespaced",
+                            "responseKind": {
+                                "group": "apps",
+                                "version": "v1",
+                                "kind": "Deployment",
+                            },
+                        }
+                    ],
+                },
+                {
+                    "version": "v1beta1",
+                    "resources": [
+                        {
+                            "resource": "deployments",
+                            "scope": "Namespaced",
+                            "responseKind": {
+                                "group": "apps",
+                                "version": "v1beta1",
+                                "kind": "Deployment",
+                            },
+                        }
+                    ],
+                },
+            ],
+        },
+    ]
+    mapper = Cluster._from_aggregated(doc)
+    cm = mapper.lookup("v1", "ConfigMap")
+    assert (
+        cm is not None
+        and cm.namespaced
+        and cm.path("web", "a") == "/api/v1/namespaces/web/configmaps/a"
+    )
+    ns = mapper.lookup("v1", "Namespace")
+    assert ns is not None and not ns.namespaced and ns.path(None, "web") == "/api/v1/namespaces/web"
+    deploy = mapper.for_group_kind("apps", "Deployment")
+    assert deploy is not None and deploy.version == "v1"  # the preferred (first) version
+    assert deploy.collection("web") == "/apis/apps/v1/namespaces/web/deployments"
+    assert mapper.lookup("apps/v2", "Deployment") is None
