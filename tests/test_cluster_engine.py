@@ -589,3 +589,16 @@ def test_unreachable_cluster_is_one_transient_app_error(
             [error] = result.errors
             assert error.transient and "cannot read the API of target 'down'" in error.message
             assert not result.changes
+
+
+def test_health_of_many_deployments_is_read_in_bulk(cluster: Cluster) -> None:
+    objs = manifests(
+        NAMESPACE.format(ns="web")
+        + "".join(deployment(f"d{i}", "nginx:1.27") for i in range(15))
+        + deployment("bad", "nginx:broken", deadline=1)
+    )
+    result = apply_app(cluster, spec(health_timeout=30), objs, commit="c1")
+    assert not result.errors, result.errors
+    health = {h.ref.name: h.health for h in result.health}
+    assert len(health) == 16 and health.pop("bad") is Health.DEGRADED
+    assert set(health.values()) == {Health.HEALTHY}

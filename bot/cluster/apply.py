@@ -33,6 +33,7 @@ from bot.cluster.errors import (
     OlderCommitError,
 )
 from bot.cluster.plan import (
+    LIST_THRESHOLD,
     PHASE_CLUSTER,
     PHASE_FOUNDATION,
     PHASE_NAMES,
@@ -463,6 +464,57 @@ def _prune(
     return ok
 
 
+def _look(
+    cluster: Cluster, waiting: dict[ObjectRef, Resource], pending: list[ObjectRef]
+) -> list[tuple[ObjectRef, health_mod.Verdict]]:
+    """The current verdict of each pending object: one LIST per resource and namespace with
+    many pending objects, one GET each otherwise. A failed read keeps the object waiting."""
+    groups: dict[tuple[Resource, str | None], list[ObjectRef]] = {}
+    for ref in pending:
+        groups.setdefault((waiting[ref], ref.namespace), []).append(ref)
+
+    def verdict_of(obj: Obj | None) -> health_mod.Verdict:
+        if obj is None:
+            return health_mod.Verdict(Health.DEGRADED, "NotFound", "the object is gone")
+        return health_mod.judge(obj)
+
+    def failed(exc: ApiError) -> health_mod.Verdict:
+        return health_mod.Verdict(Health.PROGRESSING, exc.reason or "Error", exc.message)
+
+    def look_group(
+        key: tuple[Resource, str | None],
+    ) -> list[tuple[ObjectRef, health_mod.Verdict]]:
+        res, namespace = key
+        refs = groups[key]
+        try:
+            listed = cluster.list(res, namespace)
+        except ApiError as exc:
+            return [(ref, failed(exc)) for ref in refs]
+        by_name = {str((o.get("metadata") or {}).get("name")): o for o in listed}
+        return [(ref, verdict_of(by_name.get(ref.name))) for ref in refs]
+
+    singles = [k for k, refs in groups.items() if len(refs) < LIST_THRESHOLD]
+    lists = [k for k, refs in groups.items() if len(refs) >= LIST_THRESHOLD]
+    # one GET per task for small groups keeps the pool busy; a LIST is one task on its own
+    tasks: list[tuple[Resource, str | None] | ObjectRef] = [
+        *lists,
+        *(ref for key in singles for ref in groups[key]),
+    ]
+
+    def run(
+        task: tuple[Resource, str | None] | ObjectRef,
+    ) -> list[tuple[ObjectRef, health_mod.Verdict]]:
+        if isinstance(task, ObjectRef):
+            try:
+                obj = cluster.get(waiting[task], task.namespace, task.name)
+            except ApiError as exc:
+                return [(task, failed(exc))]
+            return [(task, verdict_of(obj))]
+        return look_group(task)
+
+    return [pair for batch in cluster.map(run, tasks) for pair in batch]
+
+
 def wait_healthy(
     cluster: Cluster,
     objects: Sequence[tuple[Resource, ObjectRef]],
@@ -484,17 +536,7 @@ def wait_healthy(
     delay = 0.1
     while True:
         pending = [ref for ref in waiting if ref not in final]
-
-        def look(ref: ObjectRef) -> tuple[ObjectRef, health_mod.Verdict]:
-            try:
-                obj = cluster.get(waiting[ref], ref.namespace, ref.name)
-            except ApiError as exc:
-                return ref, health_mod.Verdict(Health.UNKNOWN, exc.reason or "Error", exc.message)
-            if obj is None:
-                return ref, health_mod.Verdict(Health.DEGRADED, "NotFound", "the object is gone")
-            return ref, health_mod.judge(obj)
-
-        for ref, verdict in cluster.map(look, pending):
+        for ref, verdict in _look(cluster, waiting, pending):
             verdicts[ref] = verdict
             if verdict.final:
                 final[ref] = verdict
