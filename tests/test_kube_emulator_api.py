@@ -675,9 +675,9 @@ def test_discovery_lists_required_kinds(c: Client) -> None:
         and deploy["singularName"] == "deployment"
         and "patch" in deploy["verbs"]
     )
-    code, version = c("GET", "/version")
+    _, version = c("GET", "/version")
     assert version["major"] == "1"
-    code, root = c("GET", "/openapi/v3")
+    _, root = c("GET", "/openapi/v3")
     assert "apis/apps/v1" in root["paths"]
     _, doc = c("GET", "/openapi/v3/apis/apps/v1")
     patch = doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]
@@ -844,9 +844,7 @@ def test_controller_completes_jobs_and_statefulsets(kube_emulator: EmulatorServe
     }
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        _, s = _http(
-            kube_emulator, conn, "GET", "/apis/apps/v1/namespaces/default/statefulsets/db"
-        )
+        _, s = _http(kube_emulator, conn, "GET", "/apis/apps/v1/namespaces/default/statefulsets/db")
         if (s.get("status") or {}).get("readyReplicas") == 2:
             break
         time.sleep(0.1)

@@ -53,7 +53,6 @@ kind: Widget
 metadata: {name: w1, namespace: web}
 spec:
   color: blue
-  unknownField: pruned-by-the-server
   extra: {kept: true}
 """
 APP = """\
@@ -365,6 +364,46 @@ def test_invalid_object_is_rejected_with_the_real_message(kubectl: Kubectl) -> N
         'The Deployment "api" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{"app":"other"}: `selector` does not match template `labels`'
         in proc.stderr
     )
+
+
+def test_unknown_fields_follow_field_validation(kubectl: Kubectl) -> None:
+    typo = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: typo, namespace: default}\ndataa: {a: b}\n"
+    strict = kubectl("apply", "--server-side", "-f", "-", stdin=typo)
+    assert strict.returncode == 1
+    assert (
+        "failed to create typed patch object (default/typo; v1, Kind=ConfigMap): .dataa: field not declared in schema"
+        in strict.stderr
+    )
+    create = kubectl("create", "-f", "-", stdin=typo)
+    assert (
+        'ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: unknown field "dataa"'
+        in create.stderr
+    )
+    kubectl.ok(
+        "apply", "--server-side", "--validate=false", "-f", "-", stdin=typo
+    )  # fieldValidation=Ignore
+    assert "dataa" not in kubectl.get("configmap", "typo", "-n", "default")
+
+
+def test_client_side_apply_and_imperative_commands(kubectl: Kubectl) -> None:
+    kubectl.ok("apply", "-f", "-", stdin=NAMESPACE)
+    first = APP.split("---")[0]
+    assert "deployment.apps/api created" in kubectl.ok("apply", "-f", "-", stdin=first)
+    second = first.replace("nginx:1.25", "nginx:1.26")
+    assert "+      - image: nginx:1.26" in kubectl("diff", "-f", "-", stdin=second).stdout
+    assert "deployment.apps/api configured" in kubectl.ok("apply", "-f", "-", stdin=second)
+    kubectl.ok("scale", "deployment/api", "-n", "web", "--replicas=3")
+    kubectl.ok("label", "deployment/api", "-n", "web", "team=payments")
+    kubectl.ok("set", "image", "deployment/api", "-n", "web", "api=nginx:1.27")
+    dep = kubectl.get("deployment", "api", "-n", "web")
+    assert dep["spec"]["replicas"] == 3
+    assert dep["metadata"]["labels"]["team"] == "payments"
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"
+    assert "kubectl.kubernetes.io/last-applied-configuration" in dep["metadata"]["annotations"]
+    waited = kubectl(
+        "wait", "--for=condition=Available", "deployment/api", "-n", "web", "--timeout=60s"
+    )
+    assert waited.returncode == 0, waited.stderr
 
 
 def test_rbac_tokens(kube_emulator: EmulatorServer, tmp_path: Path) -> None:

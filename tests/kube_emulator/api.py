@@ -21,7 +21,7 @@ from urllib.parse import parse_qs
 import yaml
 
 from . import crd as crdmod
-from . import defaults, openapi, tables, validation
+from . import defaults, fields, openapi, tables, validation
 from .auth import USERS, User, forbidden_message, make_tokens
 from .errors import (
     ApiError,
@@ -732,6 +732,8 @@ class Emulator:
                     obj.pop("status", None)
         if subresource is None:
             defaults.apply_defaults(rt, obj, old, self)
+            if has_status and not rt.crd and "status" not in obj:
+                obj["status"] = {}
             if rt.crd:
                 crdmod.prune_and_default(rt, obj)
         errs = validation.validate(rt, obj, old)
@@ -860,11 +862,41 @@ class Emulator:
         stored = self._store_write(rt, obj, old)
         return (created_code if old is None else 200), stored
 
+    def _unknown_fields(
+        self, rt: ResourceType, obj: Obj, query: dict[str, str], *, apply: bool
+    ) -> dict[str, str]:
+        """Server-side field validation: raise (Strict) or drop unknown fields and return a Warning header."""
+        found = fields.unknown_fields(rt, obj)
+        if not found:
+            return {}
+        mode = query.get("fieldValidation") or "Warn"
+        if mode == "Strict":
+            if apply:
+                meta = obj.get("metadata") or {}
+                where = (
+                    f"{meta.get('namespace')}/{meta.get('name')}"
+                    if meta.get("namespace")
+                    else meta.get("name", "")
+                )
+                gvk = f"{rt.api_version}, Kind={rt.kind}"
+                raise bad_request(
+                    f"failed to create typed patch object ({where}; {gvk}): .{found[0]}: field not declared in schema"
+                )
+            listed = ", ".join(f'unknown field "{f}"' for f in found)
+            raise bad_request(
+                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: strict decoding error: {listed}'
+            )
+        fields.drop_fields(obj, found)
+        if mode == "Ignore":
+            return {}
+        return {"Warning": ", ".join('299 - "unknown field \\"' + f + '\\""' for f in found)}
+
     def _create(
         self, t: Target, query: dict[str, str], headers: dict[str, str], body: bytes
     ) -> Response:
         rt = t.rt
         obj = self._check_object(rt, self._parse_body(body, headers.get("content-type", "")), t)
+        warn = self._unknown_fields(rt, obj, query, apply=False)
         meta = obj["metadata"]
         if not meta.get("name") and not meta.get("generateName"):
             raise invalid_object(
@@ -889,7 +921,9 @@ class Emulator:
                     None, obj, manager=self._manager(query, headers, "Update"), now=now_iso()
                 )
             code, out = self._finish(rt, obj, None, query, 201)
-        return json_response(code, self._out(rt, out))
+        resp = json_response(code, self._out(rt, out))
+        resp.headers.update(warn)
+        return resp
 
     def _update(
         self, t: Target, query: dict[str, str], headers: dict[str, str], body: bytes
@@ -918,6 +952,7 @@ class Emulator:
         from . import merge
 
         rt = t.rt
+        warn = self._unknown_fields(rt, obj, query, apply=False) if t.sub is None else {}
         incoming_mf = obj["metadata"].pop("managedFields", None)
         if t.sub == "status":
             new = dict(old)
@@ -945,7 +980,9 @@ class Emulator:
                 subresource=t.sub,
             )
         code, out = self._finish(rt, obj, old, query, 201)
-        return json_response(code, self._out(rt, out))
+        resp = json_response(code, self._out(rt, out))
+        resp.headers.update(warn)
+        return resp
 
     def _patch(
         self, t: Target, query: dict[str, str], headers: dict[str, str], body: bytes
@@ -1011,6 +1048,7 @@ class Emulator:
         assert t.name is not None
         config = self._check_object(rt, config, t)
         config["metadata"].pop("managedFields", None)
+        warn = self._unknown_fields(rt, config, query, apply=True) if t.sub is None else {}
         rv = config["metadata"].get("resourceVersion")
         if old is None:
             self._namespace_ok(rt, t.namespace, t.name)
@@ -1031,7 +1069,7 @@ class Emulator:
         except merge.ApplyConflict as e:
             raise ApiError(409, "Conflict", e.message(), {"causes": e.causes()}) from e
         except merge.PatchError as e:
-            raise ApiError(500, "InternalError", str(e)) if False else bad_request(str(e)) from e
+            raise bad_request(str(e)) from e
         if t.sub == "status" and old is not None:
             new = dict(old)
             new["metadata"] = dict(
@@ -1042,7 +1080,9 @@ class Emulator:
             merged = new
         obj = self._prepare(rt, merged, old, namespace=t.namespace, subresource=t.sub)
         code, out = self._finish(rt, obj, old, query, 201)
-        return json_response(code, self._out(rt, out))
+        resp = json_response(code, self._out(rt, out))
+        resp.headers.update(warn)
+        return resp
 
     # ---------------------------------------------------------------- scale
     def _scale(

@@ -1,0 +1,128 @@
+"""Unknown-field detection for built-in kinds (server-side field validation, KEP-2885).
+
+Walks an object against the Kubernetes 1.37 schema definitions (see openapi.py) and returns the
+paths of fields the schema does not declare. The caller then follows ``?fieldValidation=``:
+Strict rejects with 400, Warn (the default) drops them with a Warning header, Ignore drops them.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from .openapi import _definitions, _raw_definitions
+from .resources import ResourceType
+
+Obj = dict[str, Any]
+_PREFIX = "#/$defs/"
+
+
+@functools.cache
+def _kind_index() -> dict[tuple[str, str, str], str]:
+    out: dict[tuple[str, str, str], str] = {}
+    for name, schema in _raw_definitions().items():
+        for gvk in schema.get("x-kubernetes-group-version-kind") or ():
+            out[(gvk.get("group", ""), gvk.get("version", ""), gvk.get("kind", ""))] = name
+    return out
+
+
+def _resolve(schema: Obj, defs: dict[str, Obj]) -> Obj:
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        return defs.get(ref.rsplit("/", 1)[-1], {})
+    for key in ("allOf", "anyOf"):
+        alts = schema.get(key)
+        if isinstance(alts, list) and len(alts) == 1 and isinstance(alts[0], dict):
+            return _resolve(alts[0], defs)
+    return schema
+
+
+def _walk(value: Any, schema: Obj, path: str, defs: dict[str, Obj], out: list[str]) -> None:
+    schema = _resolve(schema, defs)
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        addl = schema.get("additionalProperties")
+        if props is None:
+            if isinstance(addl, dict):
+                for k, v in value.items():
+                    _walk(v, addl, f"{path}.{k}" if path else k, defs, out)
+            return  # free-form object (RawExtension, FieldsV1, ...)
+        for k, v in value.items():
+            child = f"{path}.{k}" if path else k
+            if k in props:
+                _walk(v, props[k], child, defs, out)
+            elif isinstance(addl, dict):
+                _walk(v, addl, child, defs, out)
+            else:
+                out.append(child)
+    elif isinstance(value, list):
+        items = schema.get("items")
+        if isinstance(items, dict):
+            for i, v in enumerate(value):
+                _walk(v, items, f"{path}[{i}]", defs, out)
+
+
+def unknown_fields(rt: ResourceType, obj: Obj) -> list[str]:
+    """Paths (``spec.replicass``, ``spec.template.spec.containers[0].foo``) not in the schema."""
+    if rt.crd:
+        if rt.schema is None:
+            return []
+        out: list[str] = []
+        _walk_crd(obj, rt.schema, "", out, root=True)
+        return out
+    name = _kind_index().get((rt.group, rt.version, rt.kind))
+    if name is None:
+        return []
+    defs = _definitions(_PREFIX)
+    found: list[str] = []
+    _walk(obj, defs[name], "", defs, found)
+    return found
+
+
+def _walk_crd(value: Any, schema: Obj, path: str, out: list[str], *, root: bool = False) -> None:
+    if isinstance(value, dict):
+        if schema.get("x-kubernetes-preserve-unknown-fields"):
+            props_only = schema.get("properties") or {}
+            for k, v in value.items():
+                if k in props_only:
+                    _walk_crd(v, props_only[k], f"{path}.{k}" if path else k, out)
+            return
+        props = schema.get("properties")
+        addl = schema.get("additionalProperties")
+        embedded = root or schema.get("x-kubernetes-embedded-resource")
+        for k, v in value.items():
+            child = f"{path}.{k}" if path else k
+            if embedded and k in ("apiVersion", "kind", "metadata"):
+                continue
+            if props and k in props:
+                _walk_crd(v, props[k], child, out)
+            elif isinstance(addl, dict):
+                _walk_crd(v, addl, child, out)
+            elif addl is True or (props is None and addl is None and not schema.get("type")):
+                continue
+            else:
+                out.append(child)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, v in enumerate(value):
+            _walk_crd(v, schema["items"], f"{path}[{i}]", out)
+
+
+def drop_fields(obj: Obj, paths: list[str]) -> None:
+    """Remove the given unknown-field paths from ``obj`` in place."""
+    import re
+
+    token = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+    for path in paths:
+        parts: list[str | int] = [
+            m.group(1) if m.group(1) is not None else int(m.group(2)) for m in token.finditer(path)
+        ]
+        cur: Any = obj
+        for part in parts[:-1]:
+            try:
+                cur = cur[part]
+            except (KeyError, IndexError, TypeError):
+                cur = None
+                break
+        last = parts[-1]
+        if isinstance(cur, dict) and isinstance(last, str):
+            cur.pop(last, None)
