@@ -666,7 +666,7 @@ def test_discovery_lists_required_kinds(c: Client) -> None:
         "apiextensions.k8s.io/v1": {"customresourcedefinitions"},
     }
     for gv, expected in wanted.items():
-        code, out = c("GET", f"/apis/{gv}")
+        _, out = c("GET", f"/apis/{gv}")
         assert expected <= {r["name"] for r in out["resources"]}, gv
     _, out = c("GET", "/apis/apps/v1")
     deploy = next(r for r in out["resources"] if r["name"] == "deployments")
