@@ -634,7 +634,7 @@ def test_cluster_scoped_crd_with_preserved_fields(c: Client) -> None:
 
 # ---------------------------------------------------------------------------- discovery and openapi
 def test_discovery_lists_required_kinds(c: Client) -> None:
-    code, core = c("GET", "/api/v1")
+    _, core = c("GET", "/api/v1")
     names = {r["name"] for r in core["resources"]}
     assert {
         "namespaces",
