@@ -811,7 +811,11 @@ class Emulator:
             self.registry.remove_group_plural(rt.group, rt.plural)
         for version in crd["spec"].get("versions") or ():
             if version.get("served", True):
-                self.registry.add(ResourceType.from_crd(crd, version))
+                from . import merge
+
+                rt = ResourceType.from_crd(crd, version)
+                rt.list_types = merge.crd_list_types(rt.schema)
+                self.registry.add(rt)
         self._openapi_cache.clear()
         status = crdmod.established_status(crd, now_iso())
         if crd.get("status") != status:
@@ -918,7 +922,11 @@ class Emulator:
             obj = self._prepare(rt, obj, None, namespace=t.namespace)
             if reset_mf != [{}]:
                 obj = merge.track_update(
-                    None, obj, manager=self._manager(query, headers, "Update"), now=now_iso()
+                    None,
+                    obj,
+                    manager=self._manager(query, headers, "Update"),
+                    now=now_iso(),
+                    list_types=rt.list_types,
                 )
             code, out = self._finish(rt, obj, None, query, 201)
         resp = json_response(code, self._out(rt, out))
@@ -978,6 +986,7 @@ class Emulator:
                 manager=manager or self._manager(query, headers, "Update"),
                 now=now_iso(),
                 subresource=t.sub,
+                list_types=rt.list_types,
             )
         code, out = self._finish(rt, obj, old, query, 201)
         resp = json_response(code, self._out(rt, out))
@@ -1065,6 +1074,7 @@ class Emulator:
                 manager=manager,
                 force=force,
                 now=now_iso(),
+                list_types=rt.list_types,
             )
         except merge.ApplyConflict as e:
             raise ApiError(409, "Conflict", e.message(), {"causes": e.causes()}) from e

@@ -51,6 +51,8 @@ class ResourceType:
     # For custom resources: the version's openAPIV3Schema (defaults, pruning, validation).
     schema: dict[str, Any] | None = None
     printer_columns: list[dict[str, Any]] = field(default_factory=list)
+    # For custom resources: list types from the schema (x-kubernetes-list-type/-map-keys) for merging.
+    list_types: dict[str, Any] | None = None
 
     @property
     def api_version(self) -> str:
