@@ -357,9 +357,15 @@ def test_overload_answers_are_retried_with_retry_after(tmp_path: Path) -> None:
             answers.extend([(500, b"boom")] * 4)
             with pytest.raises(TransientApiError):
                 cluster.request("GET", "/api/v1/namespaces/x")
+            # 401: the credentials are refreshed once and the request retried, then it is final
+            answers.extend([(401, b"{}"), (200, b'{"kind":"Namespace","metadata":{"name":"y"}}')])
+            assert cluster.request("GET", "/api/v1/namespaces/y")["metadata"]["name"] == "y"
+            answers.extend([(401, b"{}"), (401, b"{}")])
+            with pytest.raises(PermanentError):
+                cluster.request("GET", "/api/v1/namespaces/y")
     finally:
         server.shutdown()
-    assert len(seen) == 3 + 4  # three tries, then four (the first try and three retries)
+    assert len(seen) == 3 + 4 + 2 + 2
 
 
 def test_aggregated_discovery_document_maps_kinds_to_resources() -> None:

@@ -38,6 +38,7 @@ from bot.cluster.errors import (
     UNKNOWN_KIND,
     ApiError,
     NotFoundError,
+    PermanentApiError,
     TargetError,
     TransientApiError,
     UnknownKindError,
@@ -137,7 +138,7 @@ def _build_api_client(target: Target, concurrency: int) -> k8s_client.ApiClient:
         ) from exc
     # one keep-alive connection per worker thread, so parallel requests never wait for a socket
     configuration.connection_pool_maxsize = max(concurrency, 4)
-    _throttle_refresh(configuration)
+    configuration.force_refresh = _throttle_refresh(configuration)
     # one immediate retry for a keep-alive connection the server closed; Cluster.request
     # retries everything else with backoff
     configuration.retries = urllib3.Retry(total=1, connect=1, read=0, status=0)
@@ -147,13 +148,15 @@ def _build_api_client(target: Target, concurrency: int) -> k8s_client.ApiClient:
 REFRESH_EVERY = 5.0
 
 
-def _throttle_refresh(configuration: k8s_client.Configuration) -> None:
+def _throttle_refresh(configuration: k8s_client.Configuration) -> Callable[[], None]:
     """The kubeconfig loader re-reads its credentials before every request (a third of the
     client's CPU per request in profiles); doing it at most every few seconds still renews an
-    expiring exec/OIDC token in time, as those expire minutes after they are issued."""
+    expiring exec/OIDC token in time, as those expire minutes after they are issued.
+
+    Returns a function that makes the next request refresh for sure (after a 401)."""
     hook = configuration.refresh_api_key_hook
     if hook is None:
-        return
+        return lambda: None
     lock = threading.Lock()
     state: dict[str, Any] = {"hook": hook, "last": -REFRESH_EVERY}
 
@@ -171,6 +174,12 @@ def _throttle_refresh(configuration: k8s_client.Configuration) -> None:
             config.refresh_api_key_hook = throttled
 
     configuration.refresh_api_key_hook = throttled
+
+    def force() -> None:
+        with lock:
+            state["last"] = -REFRESH_EVERY
+
+    return force
 
 
 def _default_kubeconfig_exists() -> bool:
@@ -258,15 +267,23 @@ class Cluster:
         Every request the engines make is idempotent (GET, LIST, apply, DELETE), so overload
         answers (429, 5xx) and dropped connections are retried a few times with backoff,
         honouring Retry-After up to a few seconds."""
-        for attempt in range(RETRIES + 1):
+        refreshed, attempt = False, 0
+        while True:
             try:
                 return self._request_once(method, path, query, body, content_type, accept, timeout)
+            except PermanentApiError as exc:
+                force = getattr(self.api_client.configuration, "force_refresh", None)
+                if exc.status != 401 or refreshed or force is None:
+                    raise
+                # an expiring token may have lapsed between two throttled refreshes
+                refreshed = True
+                force()
             except TransientApiError as exc:
                 if attempt == RETRIES:
                     raise
                 wait = BACKOFF * 2**attempt if exc.retry_after is None else exc.retry_after
                 time.sleep(min(wait, MAX_RETRY_AFTER))
-        raise AssertionError("unreachable")
+                attempt += 1
 
     def _request_once(
         self,
