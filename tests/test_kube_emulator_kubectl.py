@@ -238,8 +238,12 @@ def test_diff_server_side_exit_codes(kubectl: Kubectl, tmp_path: Path) -> None:
     manifests = write_manifests(tmp_path / "m")
     kubectl("apply", "--server-side", "-f", str(manifests))
     kubectl.ok("apply", "--server-side", "-f", str(manifests))
+    # let the controller finish writing status first, or diff may see it change in between
+    kubectl.ok(
+        "rollout", "status", "deployment/api", "deployment/worker", "-n", "web", "--timeout=60s"
+    )
     same = kubectl("diff", "--server-side", "-f", str(manifests))
-    assert same.returncode == 0, same.stderr
+    assert same.returncode == 0, same.stdout + same.stderr
     assert same.stdout == ""
     (manifests / "03-configmap.yaml").write_text(CONFIGMAP.replace("mode: prod", "mode: canary"))
     changed = kubectl("diff", "--server-side", "-f", str(manifests))
@@ -439,3 +443,15 @@ def test_rbac_tokens(kube_emulator: EmulatorServer, tmp_path: Path) -> None:
     unknown = Kubectl(str(tmp_path / "bad"), tmp_path)("get", "namespaces")
     assert unknown.returncode == 1
     assert "You must be logged in to the server" in unknown.stderr
+
+
+def test_imperative_create_commands(kubectl: Kubectl) -> None:
+    # kubectl's generators post protobuf bodies; the emulator decodes these four kinds
+    kubectl.ok("create", "namespace", "web")
+    kubectl.ok("create", "configmap", "c1", "-n", "web", "--from-literal=a=b")
+    kubectl.ok("create", "secret", "generic", "s1", "-n", "web", "--from-literal=pw=x")
+    kubectl.ok("create", "serviceaccount", "robot", "-n", "web")
+    assert kubectl.get("configmap", "c1", "-n", "web")["data"] == {"a": "b"}
+    secret = kubectl.get("secret", "s1", "-n", "web")
+    assert (secret["type"], secret["data"]) == ("Opaque", {"pw": "eA=="})
+    assert kubectl.get("namespace", "web")["status"]["phase"] == "Active"

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs
 import yaml
 
 from . import crd as crdmod
-from . import defaults, fields, openapi, tables, validation
+from . import defaults, fields, openapi, protobuf, tables, validation
 from .auth import USERS, User, forbidden_message, make_tokens
 from .errors import (
     ApiError,
@@ -598,7 +598,12 @@ class Emulator:
 
     # ---------------------------------------------------------------- body parsing
     def _parse_body(self, body: bytes, content_type: str) -> Any:
-        if "protobuf" in content_type or "cbor" in content_type:
+        if "protobuf" in content_type:
+            try:
+                return protobuf.decode(body)
+            except protobuf.ProtobufError as e:
+                raise unsupported_media(["application/json", "application/yaml"]) from e
+        if "cbor" in content_type:
             raise unsupported_media(["application/json", "application/yaml"])
         if not body.strip():
             raise bad_request("the body of the request was empty")

@@ -267,7 +267,8 @@ def _default_Service(obj: Obj, old: Obj | None, alloc: Allocator) -> None:
 
 
 def _default_Secret(obj: Obj, old: Obj | None, alloc: Allocator) -> None:
-    _set(obj, "type", "Opaque")
+    if not obj.get("type"):
+        obj["type"] = "Opaque"
     string_data = obj.pop("stringData", None)
     if isinstance(string_data, dict):
         data = obj.get("data")
