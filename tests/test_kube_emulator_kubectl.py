@@ -455,3 +455,42 @@ def test_imperative_create_commands(kubectl: Kubectl) -> None:
     secret = kubectl.get("secret", "s1", "-n", "web")
     assert (secret["type"], secret["data"]) == ("Opaque", {"pw": "eA=="})
     assert kubectl.get("namespace", "web")["status"]["phase"] == "Active"
+
+
+def test_standalone_command_serves_until_sigterm(tmp_path: Path) -> None:
+    import signal
+
+    kubeconfig = tmp_path / "kubeconfig"
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.kube_emulator",
+            "--port",
+            "0",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--controller-delay",
+            "0.1",
+        ],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("kube emulator serving on http://127.0.0.1:")
+        home = tmp_path / "home"
+        home.mkdir()
+        out = Kubectl(str(kubeconfig), home).ok("get", "namespaces", "-o", "name")
+        assert out.split() == [
+            "namespace/default",
+            "namespace/kube-node-lease",
+            "namespace/kube-public",
+            "namespace/kube-system",
+        ]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0

@@ -3,10 +3,12 @@
 Start it in-process (``EmulatorServer``), through the pytest fixtures in
 ``tests.kube_emulator.fixture`` (``kube_emulator``, ``kubeconfig``), or standalone with
 ``python -m tests.kube_emulator --port PORT --kubeconfig PATH [--controller-delay S]``.
-Plain HTTP on 127.0.0.1 with bearer tokens; ``write_kubeconfig`` writes a kubeconfig that the real
-kubectl and the ``kubernetes`` client use unchanged. Tests that can also run against a real cluster
-use the ``kubeconfig`` fixture: when the environment variable ``GITOPS_TEST_KUBECONFIG`` is set it
-returns that path instead (and the emulator is not used).
+One port on 127.0.0.1 speaks both plain HTTP (``.url``, handy for raw clients and benchmarks) and
+HTTPS with a throw-away CA (``.https_url``): kubeconfigs written by ``write_kubeconfig`` use HTTPS
+with the CA embedded, because client-go (kubectl) never sends a bearer token over plain HTTP.
+The real kubectl and the ``kubernetes`` Python client use them unchanged. Tests that can also run
+against a real cluster use the ``kubeconfig`` fixture: when the environment variable
+``GITOPS_TEST_KUBECONFIG`` is set it returns that path instead (and the emulator is not used).
 
 Emulated (checked against the Kubernetes API reference and the real kubectl 1.37):
 
@@ -26,7 +28,9 @@ Emulated (checked against the Kubernetes API reference and the real kubectl 1.37
   patch — see merge.py), DELETE (propagationPolicy Orphan/Background/Foreground, preconditions,
   finalizers, dependents deleted through ownerReferences at once), deletecollection, the status and
   scale subresources, dryRun=All on every write, fieldManager (required for apply),
-  fieldValidation accepted, Table responses for kubectl's printing.
+  fieldValidation (Strict: 400 with the real wording, Warn (default): dropped with a Warning
+  header, Ignore: dropped) checked against the real 1.37 schemas, Table responses for kubectl's
+  printing.
 - Real Status errors: NotFound (``deployments.apps "x" not found``, ``namespaces "x" not found``),
   AlreadyExists, Conflict (stale resourceVersion, apply conflicts), Invalid with causes, Forbidden
   with the RBAC message shape, Unauthorized, unknown resources (``the server could not find the
@@ -43,12 +47,12 @@ Emulated (checked against the Kubernetes API reference and the real kubectl 1.37
 - Auth: tokens ``admin``, ``readonly`` (get/list/watch), ``namespace-web`` (all verbs in namespace
   ``web`` only); unknown or missing token: 401.
 
-Not emulated: TLS, client certificates, real RBAC objects (Role/RoleBinding are stored, not
+Not emulated: client certificates, real RBAC objects (Role/RoleBinding are stored, not
 enforced), admission webhooks, aggregated discovery (kubectl falls back to the legacy endpoints),
-protobuf and CBOR (JSON only), Pods/ReplicaSets created by controllers, scheduling, logs, exec,
+protobuf and CBOR (JSON only; protobuf request bodies are decoded for Namespace, ConfigMap, Secret
+and ServiceAccount, which ``kubectl create <generator>`` sends; other generators get 415), Pods/ReplicaSets created by controllers, scheduling, logs, exec,
 port-forward, conversion webhooks (CRD versions differ only by apiVersion), CEL validation rules,
-multiple versions of built-in groups (e.g. autoscaling/v1), strict server-side unknown-field
-rejection for built-in kinds, quota and limit ranges, events emitted by controllers, ``kubectl
+multiple versions of built-in groups (e.g. autoscaling/v1), quota and limit ranges, events emitted by controllers, ``kubectl
 explain`` beyond what the served OpenAPI gives.
 """
 

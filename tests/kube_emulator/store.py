@@ -19,7 +19,7 @@ Obj = dict[str, Any]
 TypeKey = tuple[str, str]  # (group, plural)
 
 # How many past events a watch may resume from; older resourceVersions get 410 Gone.
-EVENT_LOG_SIZE = 100_000
+EVENT_LOG_SIZE = 20_000
 
 
 @dataclass(frozen=True, slots=True)
