@@ -494,3 +494,52 @@ def test_standalone_command_serves_until_sigterm(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
+
+
+WORKLOADS = """\
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: web}
+spec:
+  replicas: 2
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: db, image: "postgres:16"}]
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: web}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers: [{name: agent, image: "agent:1"}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate, namespace: web}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: migrate, image: "migrate:1"}]
+"""
+
+
+def test_rollout_status_of_statefulsets_daemonsets_and_job_completion(kubectl: Kubectl) -> None:
+    kubectl.ok("apply", "--server-side", "-f", "-", stdin=NAMESPACE)
+    kubectl.ok("apply", "--server-side", "-f", "-", stdin=WORKLOADS)
+    sts = kubectl("rollout", "status", "statefulset/db", "-n", "web", "--timeout=60s")
+    assert sts.returncode == 0, sts.stderr
+    # the defaulted updateStrategy.rollingUpdate.partition (0) makes kubectl say this, as on a real cluster
+    assert "partitioned roll out complete: 2 new pods have been updated..." in sts.stdout
+    ds = kubectl("rollout", "status", "daemonset/agent", "-n", "web", "--timeout=60s")
+    assert ds.returncode == 0, ds.stderr
+    assert 'daemon set "agent" successfully rolled out' in ds.stdout
+    job = kubectl("wait", "--for=condition=complete", "job/migrate", "-n", "web", "--timeout=60s")
+    assert job.returncode == 0, job.stderr
+    assert "job.batch/migrate condition met" in job.stdout

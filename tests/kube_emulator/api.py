@@ -694,9 +694,7 @@ class Emulator:
     ) -> Obj:
         """System metadata, defaulting, pruning and validation of an object about to be written."""
         meta = obj.setdefault("metadata", {})
-        obj["apiVersion"] = old["apiVersion"] if (old is not None and rt.crd) else rt.api_version
-        if old is None and rt.crd:
-            obj["apiVersion"] = rt.api_version
+        obj["apiVersion"] = rt.api_version
         obj["kind"] = rt.kind
         if rt.namespaced:
             meta["namespace"] = namespace or meta.get("namespace") or ""
@@ -763,11 +761,7 @@ class Emulator:
             stored = self.store.put(
                 rt.key, obj, event_type="ADDED" if old is None else "MODIFIED", old=old
             )
-            if (
-                rt.kind == "CustomResourceDefinition"
-                and not rt.group.endswith("x-k8s.io")
-                and rt.group == "apiextensions.k8s.io"
-            ):
+            if rt.kind == "CustomResourceDefinition" and rt.group == "apiextensions.k8s.io":
                 self._crd_changed(stored)
             if rt.kind == "Namespace" and rt.group == "" and old is None:
                 self._namespace_created(stored)

@@ -135,13 +135,6 @@ def _go_selector(sel: Any) -> str:
     return f"v1.LabelSelector{{MatchLabels:{mls}, MatchExpressions:{me}}}"
 
 
-class _Raw:
-    """A value printed verbatim in a message (for Go struct dumps)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-
 def _invalid_raw(field: str, text: str, why: str) -> FieldError:
     return FieldError("FieldValueInvalid", field, f"Invalid value: {text}: {why}")
 
