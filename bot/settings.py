@@ -182,6 +182,14 @@ class Settings:
         "Field manager name the bot applies with (server-side apply).",
         default="gitops-bot",
     )
+    applyset_tooling: str | None = _setting(
+        "GITOPS_APPLYSET_TOOLING",
+        lambda raw: raw.strip() or None,
+        "The `applyset.kubernetes.io/tooling` value the bot writes and accepts on ApplySet "
+        "parents (default `gitops-bot/<version>`); `kubectl/v1.37` lets kubectl's "
+        "`apply --prune --applyset` and the bot share sets (docs/clusters.md).",
+        default=None,
+    )
     kube_concurrency: int = _setting(
         "GITOPS_KUBE_CONCURRENCY",
         _parse_positive_int,

@@ -11,12 +11,22 @@ import importlib
 import click
 
 from bot import __version__
+from bot.errors import SettingsError
+from bot.settings import Settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gitops-bot")
 def main() -> None:
     """GitOps bot: PR previews of what merging changes in Kubernetes, apply on merge."""
+
+
+def cli_settings(*, require_webhook_secret: bool = False) -> Settings:
+    """The bot's settings for a command; a malformed one ends the command naming it."""
+    try:
+        return Settings.from_env(require_webhook_secret=require_webhook_secret)
+    except SettingsError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from exc
 
 
 # Each module defines its command(s) with @main.command(); optional ones may be missing while

@@ -11,7 +11,6 @@ unhealthy (degraded, or still progressing at the timeout); 2 errors (render, API
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from bot.cli import main
+from bot.cli import cli_settings, main
 from bot.cluster.apply import IsAncestor, Progress
 from bot.cluster.applyset import DEFAULT_TOOLING
 from bot.cluster.runner import Clusters, run_apply
@@ -118,16 +117,15 @@ def apply_command(
     from bot.manifests import checkout, load_config, render_apps, resolve_commit
     from bot.report import render
 
-    field_manager = os.environ.get("GITOPS_FIELD_MANAGER") or "gitops-bot"
-    tooling = os.environ.get("GITOPS_APPLYSET_TOOLING") or DEFAULT_TOOLING
+    settings = cli_settings()
+    tooling = settings.applyset_tooling or DEFAULT_TOOLING
     try:
         commit = resolve_commit(repo, ref)
         if kubeconfig is not None or context is not None:
             name = context or "kubeconfig"
             targets, override = Targets.single(name, kubeconfig=kubeconfig, context=context), name
         else:
-            clusters_file = os.environ.get("GITOPS_CLUSTERS_FILE")
-            targets = Targets.from_settings(Path(clusters_file) if clusters_file else None)
+            targets = Targets.from_settings(settings.clusters_file)
             override = None
         with checkout(repo, commit) as root:
             config = load_config(root)
@@ -138,12 +136,12 @@ def apply_command(
                     f"unknown app(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
                 )
             rendered = render_apps(root, config, apps=list(apps) or None)
-        with Clusters(targets) as clusters:
+        with Clusters(targets, concurrency=settings.kube_concurrency) as clusters:
             result = run_apply(
                 rendered,
                 clusters,
                 commit=commit,
-                field_manager=field_manager,
+                field_manager=settings.field_manager,
                 dry_run=dry_run,
                 progress=_progress_for(sys.stderr.isatty()),
                 is_ancestor=git_is_ancestor(repo),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from bot.cli import main
+from bot.cli import cli_settings, main
 from bot.errors import GitopsError
 from bot.model import RunResult
 
@@ -100,6 +100,7 @@ def preview_command(
         if kubeconfig is not None or context is not None:
             from bot.cluster.live import live_preview
 
+            settings = cli_settings()
             result = live_preview(
                 repo,
                 base,
@@ -108,6 +109,9 @@ def preview_command(
                 context=context,
                 apps=list(apps) or None,
                 progress=progress,
+                field_manager=settings.field_manager,
+                tooling=settings.applyset_tooling,
+                concurrency=settings.kube_concurrency,
             )
         else:
             result = offline_preview(repo, base, head, apps=list(apps) or None, progress=progress)

@@ -13,21 +13,13 @@ import sys
 
 import click
 
-from bot.cli import main
+from bot.cli import cli_settings, main
 from bot.embedded_redis import EmbeddedRedis, EmbeddedRedisError
-from bot.errors import SettingsError
 from bot.processes import Supervisor, celery_command, prometheus_dir, run_gunicorn, worker_commands
 from bot.queue import QUEUES
 from bot.settings import Settings
 
 log = logging.getLogger("gitops_bot.cli")
-
-
-def _settings(*, require_webhook_secret: bool) -> Settings:
-    try:
-        return Settings.from_env(require_webhook_secret=require_webhook_secret)
-    except SettingsError as exc:
-        raise click.ClickException(f"configuration error: {exc}") from exc
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -46,7 +38,7 @@ def _setup_logging(settings: Settings) -> None:
 )
 def serve(host: str, port: int, workers: bool | None) -> None:
     """Run the webhook server (and, without REDIS_URL, an embedded Redis and the workers)."""
-    settings = _settings(require_webhook_secret=True)
+    settings = cli_settings(require_webhook_secret=True)
     _setup_logging(settings)
     embedded: EmbeddedRedis | None = None
     supervisor: Supervisor | None = None
@@ -82,7 +74,7 @@ def serve(host: str, port: int, workers: bool | None) -> None:
 )
 def worker(queues: str) -> None:
     """Run the Celery workers (needs REDIS_URL)."""
-    settings = _settings(require_webhook_secret=False)
+    settings = cli_settings(require_webhook_secret=False)
     if not settings.redis_url:
         raise click.ClickException(
             "REDIS_URL is not set: `gitops-bot worker` needs the Redis the web process queues "
@@ -99,7 +91,7 @@ def worker(queues: str) -> None:
 @main.command()
 def beat() -> None:
     """Run the Celery beat scheduler (periodic jobs; needs REDIS_URL)."""
-    settings = _settings(require_webhook_secret=False)
+    settings = cli_settings(require_webhook_secret=False)
     if not settings.redis_url:
         raise click.ClickException(
             "REDIS_URL is not set: `gitops-bot beat` needs the queue's Redis"

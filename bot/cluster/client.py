@@ -222,9 +222,7 @@ class Cluster:
         *,
         concurrency: int | None = None,
     ) -> Cluster:
-        if concurrency is None:
-            concurrency = int(os.environ.get("GITOPS_KUBE_CONCURRENCY") or DEFAULT_CONCURRENCY)
-        return cls(target, concurrency=concurrency)
+        return cls(target, concurrency=concurrency or DEFAULT_CONCURRENCY)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ deletions.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -51,9 +50,9 @@ def live_preview(
 
     Raises :class:`bot.manifests.GitError` for unknown refs and
     :class:`bot.cluster.TargetError` for an unusable kubeconfig; everything else ends up in
-    the result. ``tooling`` defaults to ``$GITOPS_APPLYSET_TOOLING`` or the bot's own."""
+    the result. ``tooling`` defaults to the bot's own."""
     say = progress or (lambda _message: None)
-    tooling = tooling or os.environ.get("GITOPS_APPLYSET_TOOLING") or DEFAULT_TOOLING
+    tooling = tooling or DEFAULT_TOOLING
     base_sha, head_sha = resolve_commit(repo, base), resolve_commit(repo, head)
     result = RunResult(mode=Mode.LIVE, base=base_sha, head=head_sha)
     with checkout(repo, base_sha) as base_root, checkout(repo, head_sha) as head_root:
@@ -126,7 +125,7 @@ def drift_report(
     from bot.cluster.drift import NEVER_DEPLOYED, drift_app
     from bot.model import AppResult
 
-    tooling = tooling or os.environ.get("GITOPS_APPLYSET_TOOLING") or DEFAULT_TOOLING
+    tooling = tooling or DEFAULT_TOOLING
     head_sha = resolve_commit(repo, ref)
     result = RunResult(mode=Mode.DRIFT, head=head_sha)
     with checkout(repo, head_sha) as root:

@@ -7,7 +7,6 @@ target, a render error or an unreachable cluster ends up in that app's result.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Protocol
@@ -42,18 +41,12 @@ class RenderedLike(Protocol):
     def notes(self) -> Sequence[str]: ...
 
 
-def concurrency_from_env() -> int:
-    """``GITOPS_KUBE_CONCURRENCY`` (default 16)."""
-    raw = os.environ.get("GITOPS_KUBE_CONCURRENCY", "")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_CONCURRENCY
-
-
 class Clusters:
     """One :class:`Cluster` per target name, connected on first use, closed together."""
 
     def __init__(self, targets: Targets, *, concurrency: int | None = None) -> None:
         self.targets = targets
-        self.concurrency = concurrency or concurrency_from_env()
+        self.concurrency = concurrency or DEFAULT_CONCURRENCY
         self._open: dict[str, Cluster] = {}
 
     def get(self, name: str) -> Cluster:
