@@ -850,3 +850,22 @@ def test_controller_completes_jobs_and_statefulsets(kube_emulator: EmulatorServe
         time.sleep(0.1)
     assert s["status"]["readyReplicas"] == 2 and s["status"]["observedGeneration"] == 1
     conn.close()
+
+
+def test_watch_as_table_for_kubectl_get_watch(kube_emulator: EmulatorServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", kube_emulator.port, timeout=30)
+    conn.request(
+        "GET",
+        "/api/v1/namespaces?watch=true&timeoutSeconds=5&fieldSelector=metadata.name%3Ddefault",
+        headers={
+            "Authorization": f"Bearer {kube_emulator.tokens['admin']}",
+            "Accept": "application/json;as=Table;v=v1;g=meta.k8s.io",
+        },
+    )
+    event = json.loads(conn.getresponse().readline())
+    conn.close()
+    assert event["type"] == "ADDED"
+    table = event["object"]
+    assert table["kind"] == "Table"
+    assert [col["name"] for col in table["columnDefinitions"]] == ["Name", "Status", "Age"]
+    assert table["rows"][0]["cells"][:2] == ["default", "Active"]

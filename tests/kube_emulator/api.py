@@ -414,7 +414,7 @@ class Emulator:
         if verb == "list":
             return self._list(t, query, headers)
         if verb == "watch":
-            return self._watch(t, query)
+            return self._watch(t, query, as_table="as=Table" in headers.get("accept", ""))
         if verb == "create":
             if t.name is not None:
                 raise method_not_allowed(method)
@@ -498,7 +498,7 @@ class Emulator:
         )
 
     # ---------------------------------------------------------------- watch
-    def _watch(self, t: Target, query: dict[str, str]) -> Response:
+    def _watch(self, t: Target, query: dict[str, str], *, as_table: bool = False) -> Response:
         try:
             lm = label_matcher(query.get("labelSelector"))
             fm = field_matcher(query.get("fieldSelector"), t.rt.kind)
@@ -519,7 +519,12 @@ class Emulator:
                 return False
             return (lm is None or lm(o)) and (fm is None or fm(o))
 
+        include = query.get("includeObject", "")
+
         def line(etype: str, obj: Obj) -> bytes:
+            if as_table and etype in ("ADDED", "MODIFIED", "DELETED"):
+                rv = obj.get("metadata", {}).get("resourceVersion", "")
+                obj = tables.table(rt, [obj], rv, include)
             return dumps({"type": etype, "object": obj}) + b"\n"
 
         with self.store.lock:
