@@ -869,3 +869,20 @@ def test_watch_as_table_for_kubectl_get_watch(kube_emulator: EmulatorServer) -> 
     assert table["kind"] == "Table"
     assert [col["name"] for col in table["columnDefinitions"]] == ["Name", "Status", "Age"]
     assert table["rows"][0]["cells"][:2] == ["default", "Active"]
+
+
+def test_apply_to_status_subresource_and_main_resource_ignores_status(c: Client) -> None:
+    c.apply(f"{DEP_PATH}/api", dict(dep(), status={"replicas": 5}))
+    code, out = c("GET", f"{DEP_PATH}/api")
+    assert out["status"] == {}
+    status_cfg = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "api", "namespace": "default"},
+        "status": {"replicas": 3},
+    }
+    code, out = c.apply(f"{DEP_PATH}/api/status", status_cfg, "fieldManager=ctrl")
+    assert code == 200 and out["status"] == {"replicas": 3}
+    entry = next(e for e in out["metadata"]["managedFields"] if e["manager"] == "ctrl")
+    assert entry["subresource"] == "status" and entry["operation"] == "Apply"
+    assert out["metadata"]["generation"] == 1

@@ -1079,6 +1079,9 @@ class Emulator:
                 force=force,
                 now=now_iso(),
                 list_types=rt.list_types,
+                subresource=t.sub,
+                # the main resource of a kind with a status subresource ignores .status
+                reset_status=t.sub is None and "status" in rt.subresources,
             )
         except merge.ApplyConflict as e:
             raise ApiError(409, "Conflict", e.message(), {"causes": e.causes()}) from e
@@ -1241,7 +1244,11 @@ class Emulator:
                 if not new["metadata"]["ownerReferences"]:
                     del new["metadata"]["ownerReferences"]
                 self.store.put(key, new, event_type="MODIFIED", old=dep)
-            else:
+            elif not any(
+                r.get("uid") != uid and self.store.by_uid(r.get("uid", "")) is not None
+                for r in dep["metadata"].get("ownerReferences") or ()
+            ):
+                # like the garbage collector: only once no owner is left
                 self._delete_object(dep_rt, dep, propagation)
 
     def _rt_for_key(self, key: tuple[str, str], obj: Obj) -> ResourceType | None:
