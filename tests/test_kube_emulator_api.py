@@ -886,3 +886,20 @@ def test_apply_to_status_subresource_and_main_resource_ignores_status(c: Client)
     entry = next(e for e in out["metadata"]["managedFields"] if e["manager"] == "ctrl")
     assert entry["subresource"] == "status" and entry["operation"] == "Apply"
     assert out["metadata"]["generation"] == 1
+
+
+def test_aggregated_discovery(c: Client) -> None:
+    accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+    resp = c.emulator.handle(
+        "GET", "/apis", {"authorization": f"Bearer {c.token}", "accept": accept}, b""
+    )
+    assert (
+        resp.content_type == "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    )
+    doc = json.loads(resp.body)
+    apps = next(i for i in doc["items"] if i["metadata"].get("name") == "apps")
+    deploy = next(r for r in apps["versions"][0]["resources"] if r["resource"] == "deployments")
+    assert deploy["scope"] == "Namespaced" and deploy["responseKind"]["kind"] == "Deployment"
+    assert {s["subresource"] for s in deploy["subresources"]} == {"scale", "status"}
+    _, legacy = c("GET", "/apis")
+    assert legacy["kind"] == "APIGroupList"

@@ -12,8 +12,9 @@ against a real cluster use the ``kubeconfig`` fixture: when the environment vari
 
 Emulated (checked against the Kubernetes API reference and the real kubectl 1.37):
 
-- Discovery: /version, /api, /api/v1, /apis, /apis/{g}, /apis/{g}/{v} (legacy, unaggregated; kubectl
-  falls back to it), and /openapi/v2, /openapi/v3 with the real 1.37 schemas of built-in kinds
+- Discovery: /version, /api, /api/v1, /apis, /apis/{g}, /apis/{g}/{v}, aggregated discovery
+  (apidiscovery.k8s.io/v2, which kubectl asks for first) on /api and /apis, and /openapi/v2 (JSON;
+  an empty document when only protobuf is accepted), /openapi/v3 with the real 1.37 schemas of built-in kinds
   (from the kubernetes-validate package) plus CRD schemas.
 - Kinds: Namespace, ConfigMap, Secret, Service, ServiceAccount, Pod, PVC, Event, Endpoints, Node,
   PV, LimitRange, ResourceQuota, Deployment, StatefulSet, DaemonSet, ReplicaSet, ControllerRevision,
@@ -48,7 +49,7 @@ Emulated (checked against the Kubernetes API reference and the real kubectl 1.37
   ``web`` only); unknown or missing token: 401.
 
 Not emulated: client certificates, real RBAC objects (Role/RoleBinding are stored, not
-enforced), admission webhooks, aggregated discovery (kubectl falls back to the legacy endpoints),
+enforced), admission webhooks,
 protobuf and CBOR (JSON only; protobuf request bodies are decoded for Namespace, ConfigMap, Secret
 and ServiceAccount, which ``kubectl create <generator>`` sends; other generators get 415), Pods/ReplicaSets created by controllers, scheduling, logs, exec,
 port-forward, conversion webhooks (CRD versions differ only by apiVersion), CEL validation rules,

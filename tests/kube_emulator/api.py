@@ -55,6 +55,8 @@ VERSION_INFO = {
     "compiler": "gc",
     "platform": "linux/amd64",
 }
+AGGREGATED = "g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+AGGREGATED_CTYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 PATCH_TYPES = [
     "application/json-patch+json",
@@ -220,6 +222,14 @@ class Emulator:
                         200, b"", "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
                     )
                 return self._openapi(parts[1:])
+            if (
+                len(parts) == 1
+                and parts[0] in ("api", "apis")
+                and AGGREGATED in headers.get("accept", "")
+            ):
+                return Response(
+                    200, dumps(self._aggregated(core=parts[0] == "api")), AGGREGATED_CTYPE
+                )
             if parts[0] == "api":
                 if len(parts) == 1:
                     return json_response(
@@ -269,6 +279,36 @@ class Emulator:
             paths.append(f"/apis/{g}")
             paths.extend(f"/apis/{g}/{v}" for v in versions)
         return sorted(paths)
+
+    def _aggregated(self, *, core: bool) -> dict[str, Any]:
+        """Aggregated discovery (apidiscovery.k8s.io/v2), what kubectl asks for first."""
+        by_group: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for rt in self.registry.all():
+            if (rt.group == "") != core:
+                continue
+            by_group.setdefault(rt.group, {}).setdefault(rt.version, []).append(
+                rt.aggregated_entry()
+            )
+        items = []
+        for group, versions in by_group.items():
+            ordered = sorted(versions, key=crdmod.version_priority)
+            items.append(
+                {
+                    "metadata": {"name": group, "creationTimestamp": None}
+                    if group
+                    else {"creationTimestamp": None},
+                    "versions": [
+                        {"version": v, "resources": versions[v], "freshness": "Current"}
+                        for v in ordered
+                    ],
+                }
+            )
+        return {
+            "kind": "APIGroupDiscoveryList",
+            "apiVersion": "apidiscovery.k8s.io/v2",
+            "metadata": {},
+            "items": items,
+        }
 
     def _group(self, name: str) -> dict[str, Any] | None:
         versions = self.registry.group_versions().get(name)

@@ -108,6 +108,35 @@ class ResourceType:
             out.append(entry)
         return out
 
+    def aggregated_entry(self) -> dict[str, Any]:
+        """This resource in aggregated discovery (APIResourceDiscovery)."""
+        entry: dict[str, Any] = {
+            "resource": self.plural,
+            "responseKind": {"group": self.group, "version": self.version, "kind": self.kind},
+            "scope": "Namespaced" if self.namespaced else "Cluster",
+            "singularResource": self.singular,
+            "verbs": list(self.verbs),
+        }
+        if self.short_names:
+            entry["shortNames"] = list(self.short_names)
+        if self.categories:
+            entry["categories"] = list(self.categories)
+        subs = []
+        for sub in self.subresources:
+            kind = (
+                {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+                if sub == "scale"
+                else {
+                    "group": self.group,
+                    "version": self.version,
+                    "kind": self.kind,
+                }
+            )
+            subs.append({"subresource": sub, "responseKind": kind, "verbs": list(VERBS_SUB)})
+        if subs:
+            entry["subresources"] = subs
+        return entry
+
     @classmethod
     def from_crd(cls, crd: dict[str, Any], version: dict[str, Any]) -> ResourceType:
         spec = crd["spec"]
