@@ -48,13 +48,14 @@ Emulated (checked against the Kubernetes API reference and the real kubectl 1.37
 - Auth: tokens ``admin``, ``readonly`` (get/list/watch), ``namespace-web`` (all verbs in namespace
   ``web`` only); unknown or missing token: 401.
 
-Not emulated: client certificates, real RBAC objects (Role/RoleBinding are stored, not
-enforced), admission webhooks,
-protobuf and CBOR (JSON only; protobuf request bodies are decoded for Namespace, ConfigMap, Secret
-and ServiceAccount, which ``kubectl create <generator>`` sends; other generators get 415), Pods/ReplicaSets created by controllers, scheduling, logs, exec,
-port-forward, conversion webhooks (CRD versions differ only by apiVersion), CEL validation rules,
-multiple versions of built-in groups (e.g. autoscaling/v1), quota and limit ranges, events emitted by controllers, ``kubectl
-explain`` beyond what the served OpenAPI gives.
+Not emulated: client certificates; RBAC objects (Role/RoleBinding are stored, not enforced:
+permissions come from the fixed tokens); admission webhooks; protobuf and CBOR responses (JSON
+only; protobuf request bodies are decoded for Namespace, ConfigMap, Secret and ServiceAccount,
+which ``kubectl create <generator>`` sends, other generators get 415); Pods and ReplicaSets made by
+controllers, scheduling, logs, exec, port-forward; Events; conversion webhooks (CRD versions
+differ only by apiVersion); CEL validation rules; several versions of one built-in group (e.g.
+autoscaling/v1); quota and limit ranges; an eventually consistent garbage collector (dependents
+go at once).
 """
 
 from __future__ import annotations
