@@ -59,12 +59,6 @@ def _container(c: Obj) -> None:
     if isinstance(c.get("image"), str):
         _set(c, "imagePullPolicy", _image_pull_policy(c["image"]))
     _set(c, "resources", {})
-    res = c["resources"]
-    # Limits without requests: requests default to the limits.
-    if isinstance(res, dict) and isinstance(res.get("limits"), dict):
-        req = res.setdefault("requests", {})
-        for k, v in res["limits"].items():
-            req.setdefault(k, v)
     for port in c.get("ports") or ():
         if isinstance(port, dict):
             _set(port, "protocol", "TCP")
@@ -211,6 +205,13 @@ def _default_CronJob(obj: Obj, old: Obj | None, alloc: Allocator) -> None:
 def _default_Pod(obj: Obj, old: Obj | None, alloc: Allocator) -> None:
     spec = obj.setdefault("spec", {})
     pod_spec(spec)
+    # SetDefaults_Pod (bare Pods only, not templates): requests default to the limits.
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        res = c.get("resources") if isinstance(c, dict) else None
+        if isinstance(res, dict) and isinstance(res.get("limits"), dict):
+            req = res.setdefault("requests", {})
+            for k, v in res["limits"].items():
+                req.setdefault(k, v)
     _set(spec, "enableServiceLinks", True)
     _set(spec, "preemptionPolicy", "PreemptLowerPriority")
     _set(spec, "priority", 0)
