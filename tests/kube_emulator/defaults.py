@@ -364,12 +364,6 @@ def _default_Ingress(obj: Obj, old: Obj | None, alloc: Allocator) -> None:
     obj.setdefault("status", {"loadBalancer": {}})
 
 
-def _default_PodDisruptionBudget(obj: Obj, old: Obj | None, alloc: Allocator) -> None:
-    spec = obj.setdefault("spec", {})
-    if spec.get("minAvailable") is None and spec.get("maxUnavailable") is None:
-        spec["minAvailable"] = 1
-
-
 def _default_CustomResourceDefinition(obj: Obj, old: Obj | None, alloc: Allocator) -> None:
     spec = obj.setdefault("spec", {})
     names = spec.setdefault("names", {})
