@@ -764,11 +764,13 @@ def test_watch_resumes_from_resource_version_with_selectors(kube_emulator: Emula
 
 def test_watch_sees_live_changes(kube_emulator: EmulatorServer) -> None:
     got: list[dict[str, Any]] = []
-    path = "/api/v1/namespaces/default/configmaps?watch=true&fieldSelector=metadata.name%3Dlive&timeoutSeconds=20"
+    conn = http.client.HTTPConnection("127.0.0.1", kube_emulator.port, timeout=30)
+    _, listing = _http(kube_emulator, conn, "GET", "/api/v1/namespaces/default/configmaps")
+    rv = listing["metadata"]["resourceVersion"]
+    path = f"/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&fieldSelector=metadata.name%3Dlive&timeoutSeconds=20"
     watcher = threading.Thread(target=lambda: got.extend(_watch(kube_emulator, path, 2)))
     watcher.start()
-    time.sleep(0.3)
-    conn = http.client.HTTPConnection("127.0.0.1", kube_emulator.port, timeout=30)
+    time.sleep(0.1)  # usually connected by now; resourceVersion makes it correct either way
     _http(
         kube_emulator,
         conn,
