@@ -172,6 +172,11 @@ def _default_Job(obj: Obj, old: Obj | None, alloc: Allocator) -> None:
     _set(spec, "completionMode", "NonIndexed")
     _set(spec, "suspend", False)
     _set(spec, "podReplacementPolicy", "TerminatingOrFailed")
+    # SetDefaults_Job: a Job without labels takes its template's (as written, before the
+    # generated controller-uid labels are added below).
+    tmpl_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels")
+    if tmpl_labels and not obj["metadata"].get("labels"):
+        obj["metadata"]["labels"] = dict(tmpl_labels)
     if not spec.get("manualSelector"):
         # The real server generates the selector from the Job's uid and labels the template.
         uid = obj["metadata"].get("uid") or (old or {}).get("metadata", {}).get("uid", "")
