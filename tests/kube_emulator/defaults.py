@@ -132,10 +132,12 @@ def _default_StatefulSet(obj: Obj, old: Obj | None, alloc: Allocator) -> None:
     _set(spec, "replicas", 1)
     _set(spec, "podManagementPolicy", "OrderedReady")
     us = spec.setdefault("updateStrategy", {})
-    _set(us, "type", "RollingUpdate")
-    if us["type"] == "RollingUpdate":
-        ru = us.setdefault("rollingUpdate", {})
-        _set(ru, "partition", 0)
+    if not us.get("type"):
+        # rollingUpdate is only added when the type itself was defaulted (SetDefaults_StatefulSet)
+        us["type"] = "RollingUpdate"
+        _set(us, "rollingUpdate", {})
+    if us["type"] == "RollingUpdate" and isinstance(us.get("rollingUpdate"), dict):
+        _set(us["rollingUpdate"], "partition", 0)
     _set(spec, "revisionHistoryLimit", 10)
     pr = spec.setdefault("persistentVolumeClaimRetentionPolicy", {})
     _set(pr, "whenDeleted", "Retain")
