@@ -76,8 +76,13 @@ def _volume(v: Obj) -> None:
     for src in ("secret", "configMap"):
         if isinstance(v.get(src), dict):
             _set(v[src], "defaultMode", 420)
+    if len(v) == 1 and "name" in v:
+        v["emptyDir"] = {}  # SetDefaults_Volume: no source at all means emptyDir
     if isinstance(v.get("projected"), dict):
         _set(v["projected"], "defaultMode", 420)
+        for src in v["projected"].get("sources") or ():
+            if isinstance(src, dict) and isinstance(src.get("serviceAccountToken"), dict):
+                _set(src["serviceAccountToken"], "expirationSeconds", 3600)
     if isinstance(v.get("downwardAPI"), dict):
         _set(v["downwardAPI"], "defaultMode", 420)
     if isinstance(v.get("hostPath"), dict):
@@ -264,10 +269,14 @@ def _default_Service(obj: Obj, old: Obj | None, alloc: Allocator) -> None:
         if svc_type in ("NodePort", "LoadBalancer") and not port.get("nodePort"):
             prev = old_ports.get((port.get("port"), port["protocol"]))
             port["nodePort"] = (prev or {}).get("nodePort") or alloc.allocate_node_port()
-    if svc_type in ("NodePort", "LoadBalancer"):
+    if svc_type in ("NodePort", "LoadBalancer") or (
+        svc_type == "ClusterIP" and spec.get("externalIPs")
+    ):
         _set(spec, "externalTrafficPolicy", "Cluster")
     if svc_type == "LoadBalancer":
         _set(spec, "allocateLoadBalancerNodePorts", True)
+    if spec.get("sessionAffinity") == "None":
+        spec.pop("sessionAffinityConfig", None)
     if spec.get("sessionAffinity") == "ClientIP":
         sac = spec.setdefault("sessionAffinityConfig", {}).setdefault("clientIP", {})
         _set(sac, "timeoutSeconds", 10800)
