@@ -905,3 +905,50 @@ def test_aggregated_discovery(c: Client) -> None:
     assert {s["subresource"] for s in deploy["subresources"]} == {"scale", "status"}
     _, legacy = c("GET", "/apis")
     assert legacy["kind"] == "APIGroupList"
+
+
+def test_defaulting_details_from_set_defaults_functions(c: Client) -> None:
+    d = dep()
+    d["spec"]["template"]["spec"]["volumes"] = [
+        {"name": "scratch"},
+        {"name": "cfg", "configMap": {"name": "x"}},
+    ]
+    d["spec"]["template"]["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "1"}}
+    _, out = c.apply(f"{DEP_PATH}/api", d)
+    pod = out["spec"]["template"]["spec"]
+    assert pod["volumes"] == [
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "cfg", "configMap": {"name": "x", "defaultMode": 420}},
+    ]
+    assert pod["containers"][0]["resources"] == {
+        "limits": {"cpu": "1"}
+    }  # requests only for bare Pods
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "j"},
+        "spec": {
+            "template": {
+                "metadata": {"labels": {"team": "x"}},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "j", "image": "b:1"}]},
+            }
+        },
+    }
+    _, j = c.apply("/apis/batch/v1/namespaces/default/jobs/j", job)
+    assert j["metadata"]["labels"] == {"team": "x"}
+    sts = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "s"},
+        "spec": {
+            "serviceName": "s",
+            "updateStrategy": {"type": "RollingUpdate"},
+            "selector": {"matchLabels": {"app": "s"}},
+            "template": {
+                "metadata": {"labels": {"app": "s"}},
+                "spec": {"containers": [{"name": "s", "image": "s:1"}]},
+            },
+        },
+    }
+    _, s = c.apply("/apis/apps/v1/namespaces/default/statefulsets/s", sts)
+    assert s["spec"]["updateStrategy"] == {"type": "RollingUpdate"}
