@@ -261,6 +261,16 @@ class Emulator:
             raise resource_not_found()
         except ApiError as err:
             return json_response(err.code, err.status())
+        except (
+            Exception
+        ) as exc:  # a bug here must still answer like a server, not drop the connection
+            import traceback
+
+            traceback.print_exc()
+            return json_response(
+                500,
+                ApiError(500, "InternalError", f"Internal error occurred: {exc!r}", {}).status(),
+            )
 
     # ---------------------------------------------------------------- discovery
     def _root_paths(self) -> list[str]:
@@ -410,7 +420,11 @@ class Emulator:
             "PATCH": "patch",
             "DELETE": "delete" if t.name else "deletecollection",
         }.get(method)
-        if verb is None:
+        if (
+            verb is None
+            or (verb in ("update", "patch") and t.name is None)
+            or (verb == "create" and t.name is not None)
+        ):
             raise method_not_allowed(method)
         if not user.allows(verb, namespace=t.namespace, namespaced=t.rt.namespaced):
             msg = forbidden_message(
