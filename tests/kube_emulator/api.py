@@ -160,11 +160,13 @@ class Emulator:
                 return rt
         raise KeyError(plural)
 
-    def _create_internal(self, rt: ResourceType, body: Obj) -> Obj:
+    def _create_internal(
+        self, rt: ResourceType, body: Obj, *, manager: str = "kube-apiserver"
+    ) -> Obj:
+        """Objects the cluster makes itself, owned by the component that makes them on a real one."""
         obj = clone(body)
         obj["apiVersion"] = rt.api_version
         obj["kind"] = rt.kind
-        manager = "kube-apiserver"
         prepared = self._prepare(rt, obj, None, namespace=obj["metadata"].get("namespace"))
         from . import merge
 
@@ -839,7 +841,11 @@ class Emulator:
         sa_rt = self.registry.lookup("", "v1", "serviceaccounts")
         cm_rt = self.registry.lookup("", "v1", "configmaps")
         assert sa_rt is not None and cm_rt is not None
-        self._create_internal(sa_rt, {"metadata": {"name": "default", "namespace": name}})
+        self._create_internal(
+            sa_rt,
+            {"metadata": {"name": "default", "namespace": name}},
+            manager="kube-controller-manager",
+        )
         self._create_internal(
             cm_rt,
             {
@@ -854,6 +860,7 @@ class Emulator:
                     "ca.crt": "-----BEGIN CERTIFICATE-----\nMIIBemulator\n-----END CERTIFICATE-----\n"
                 },
             },
+            manager="kube-controller-manager",
         )
 
     def _crd_changed(self, crd: Obj) -> None:
