@@ -87,8 +87,10 @@ class EmulatorServer:
         host: str = "127.0.0.1",
         port: int = 0,
         verbose: bool = False,
+        latency: float = 0.0,
     ) -> None:
         self.emulator = Emulator(controller_delay=controller_delay)
+        self._latency = latency
         self.controller = Controller(self.emulator, delay=controller_delay)
         self._host = host
         self._port = port
@@ -130,7 +132,9 @@ class EmulatorServer:
         if self._server is not None:
             return self
         self.emulator.stopping.clear()
-        self._server = make_server(self.emulator, self._host, self._port, verbose=self._verbose)
+        self._server = make_server(
+            self.emulator, self._host, self._port, verbose=self._verbose, latency=self._latency
+        )
         self.emulator.server_address = f"{self._host}:{self.port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever,

@@ -1,4 +1,4 @@
-"""Standalone emulator: ``python -m tests.kube_emulator --port PORT --kubeconfig PATH [--controller-delay S]``.
+"""Standalone emulator: ``python -m tests.kube_emulator --port PORT --kubeconfig PATH [--controller-delay S] [--latency-ms MS]``.
 
 Writes an admin kubeconfig pointing at itself, prints the URL and the tokens, and serves until
 SIGINT or SIGTERM.
@@ -25,9 +25,19 @@ def main(argv: list[str] | None = None) -> int:
         "--controller-delay", type=float, default=0.2, help="seconds before workloads become ready"
     )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="answer each request after this many milliseconds (a real API server's etcd round "
+        "trip; sleeping costs no CPU)",
+    )
     args = parser.parse_args(argv)
     server = EmulatorServer(
-        controller_delay=args.controller_delay, port=args.port, verbose=args.verbose
+        controller_delay=args.controller_delay,
+        port=args.port,
+        verbose=args.verbose,
+        latency=args.latency_ms / 1000,
     )
     server.start()
     if args.kubeconfig:

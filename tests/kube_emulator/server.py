@@ -10,6 +10,7 @@ import select
 import socket
 import ssl
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -25,9 +26,20 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 128
 
-    def __init__(self, addr: tuple[str, int], emulator: Emulator, *, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        addr: tuple[str, int],
+        emulator: Emulator,
+        *,
+        verbose: bool = False,
+        latency: float = 0.0,
+    ) -> None:
         self.emulator = emulator
         self.verbose = verbose
+        # Seconds each request waits before it is served: a real API server answers after an
+        # etcd round trip and admission, a delay that costs no CPU. Sleeping (not working)
+        # keeps the emulator's own CPU per request unchanged.
+        self.latency = latency
         super().__init__(addr, _Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
@@ -70,6 +82,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         body = self._read_body()
+        if self.server.latency:
+            time.sleep(self.server.latency)
         headers = {k.lower(): v for k, v in self.headers.items()}
         resp = self.server.emulator.handle(self.command, self.path, headers, body)
         if self.server.verbose:
@@ -140,5 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
 
-def make_server(emulator: Emulator, host: str, port: int, *, verbose: bool = False) -> _Server:
-    return _Server((host, port), emulator, verbose=verbose)
+def make_server(
+    emulator: Emulator, host: str, port: int, *, verbose: bool = False, latency: float = 0.0
+) -> _Server:
+    return _Server((host, port), emulator, verbose=verbose, latency=latency)
