@@ -1,6 +1,7 @@
 """Benchmark of the cluster engine against the real kubectl, on the same local API emulator.
 
-Run: ``.venv/bin/python bench/cluster.py [--objects 1000] [--large 10000] [--concurrency 16]``
+Run: ``.venv/bin/python bench/cluster.py [--objects 1000] [--large 10000] [--concurrency 16]
+[--latency-ms 5]``
 
 1. Starts the Kubernetes API emulator in a subprocess (so it does not share our GIL).
 2. Generates N objects (ConfigMaps, Deployments, Services) in a directory, applies them with
@@ -8,7 +9,10 @@ Run: ``.venv/bin/python bench/cluster.py [--objects 1000] [--large 10000] [--con
    ``kubectl diff --server-side -f DIR`` (same field manager, kubectl's discovery cache warm).
 3. Times the bot's apply against ``kubectl apply --server-side -f DIR``, each into a fresh
    namespace (the bot also labels for its ApplySet and prunes; no health wait on either side).
-4. With ``--large``: applies that many objects, changes 10%, and runs the bot's preview in a
+4. With ``--latency-ms``: the same comparison on a second emulator that answers each request
+   after that delay (sleeping, not working), as a real API server answers after its etcd round
+   trip; on the plain emulator both tools are bound by the emulator's own CPU per write.
+5. With ``--large``: applies that many objects, changes 10%, and runs the bot's preview in a
    separate process, reporting its wall time and peak RSS.
 
 Prints one line per figure and the ratios (target: the bot at least 3x faster than kubectl on
@@ -18,20 +22,16 @@ both; large preview under 60 s and under 1 GB).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
@@ -47,7 +47,7 @@ KUBECTL = str(ROOT / ".venv" / "bin" / "kubectl")
 EMULATOR_SNIPPET = """
 import sys
 from tests.kube_emulator import EmulatorServer
-server = EmulatorServer(controller_delay=0.5)
+server = EmulatorServer(controller_delay=0.5, latency=float(sys.argv[2]) / 1000)
 server.start()
 server.write_kubeconfig(sys.argv[1])
 print(server.url, flush=True)
@@ -116,70 +116,20 @@ def make_objects(count: int, *, variant: int = 0, changed_every: int = 10) -> li
     return objs
 
 
-class LatencyProxy:
-    """A TCP relay adding ``delay`` seconds to every chunk in each direction: a round trip
-    then costs about 2 x delay, like a real network between the bot and the API server."""
-
-    def __init__(self, target_port: int, delay: float) -> None:
-        self.delay = delay
-        self.target_port = target_port
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while chunk := src.recv(65536):
-                time.sleep(self.delay)
-                dst.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.server.close()
-
-
-def with_latency(
-    kubeconfig: Path, delay_ms: float, out: Path
-) -> tuple[Path, subprocess.Popen[str]]:
-    """A copy of ``kubeconfig`` whose server goes through a :class:`LatencyProxy` running in
-    its own process (so its work does not share the bot's interpreter lock)."""
-    config = yaml.safe_load(kubeconfig.read_text())
-    server = config["clusters"][0]["cluster"]["server"]
-    parts = urlsplit(server)
-    proxy = subprocess.Popen(
-        [sys.executable, __file__, "--proxy", str(parts.port or 443), str(delay_ms / 2000)],
+def start_emulator(
+    kubeconfig: Path, *, latency_ms: float = 0.0
+) -> tuple[subprocess.Popen[str], str]:
+    """The emulator in its own process (so it does not share our interpreter lock), with an
+    admin kubeconfig written to ``kubeconfig``; stops when its stdin is closed."""
+    emulator = subprocess.Popen(
+        [sys.executable, "-c", EMULATOR_SNIPPET, str(kubeconfig), str(latency_ms)],
+        cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert proxy.stdout is not None
-    port = int(proxy.stdout.readline())
-    config["clusters"][0]["cluster"]["server"] = f"{parts.scheme}://127.0.0.1:{port}"
-    out.write_text(yaml.safe_dump(config))
-    return out, proxy
-
-
-def serve_proxy(target_port: int, delay: float) -> None:
-    """Child process: run a LatencyProxy until stdin closes."""
-    proxy = LatencyProxy(target_port, delay)
-    print(proxy.port, flush=True)
-    sys.stdin.read()
-    proxy.close()
+    assert emulator.stdout is not None
+    return emulator, emulator.stdout.readline().strip()
 
 
 def write_dir(directory: Path, objs: list[dict[str, Any]], per_file: int = 100) -> None:
@@ -265,14 +215,11 @@ def main() -> None:
         "--latency-ms",
         type=float,
         default=0.0,
-        help="also run the 1,000-object comparison through a relay adding this round-trip time",
+        help="also run the comparison on a second emulator that answers each request after "
+        "this many milliseconds, as a real API server does after its etcd round trip",
     )
     parser.add_argument("--child-preview", nargs=3, metavar=("KUBECONFIG", "NS", "DIR"))
-    parser.add_argument("--proxy", nargs=2, metavar=("PORT", "DELAY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.proxy:
-        serve_proxy(int(args.proxy[0]), float(args.proxy[1]))
-        return
     if args.child_preview:
         kubeconfig, namespace, directory = args.child_preview
         child_preview(kubeconfig, namespace, directory, args.concurrency)
@@ -282,16 +229,8 @@ def main() -> None:
         tmp = Path(tmp_name)
         kubeconfig = tmp / "kubeconfig"
         cache = tmp / "kubectl-cache"
-        emulator = subprocess.Popen(
-            [sys.executable, "-c", EMULATOR_SNIPPET, str(kubeconfig)],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        emulator, url = start_emulator(kubeconfig)
         try:
-            assert emulator.stdout is not None
-            url = emulator.stdout.readline().strip()
             args.server_pid = emulator.pid
             print(f"emulator: {url}")
             run(args, kubeconfig, cache, tmp)
@@ -394,13 +333,23 @@ def run(args: argparse.Namespace, kubeconfig: Path, cache: Path, tmp: Path) -> N
     write_dir(tmp / "v1", make_objects(args.objects, variant=1))
     compare(args, kubeconfig, cache, tmp, label="direct", suffix="")
     if args.latency_ms:
-        slow, proxy = with_latency(kubeconfig, args.latency_ms, tmp / "kubeconfig-latency")
+        slow_config = tmp / "kubeconfig-latency"
+        slow, _ = start_emulator(slow_config, latency_ms=args.latency_ms)
+        direct_pid, args.server_pid = args.server_pid, slow.pid
         try:
-            compare(args, slow, cache, tmp, label=f"{args.latency_ms:g} ms RTT", suffix="-latency")
+            compare(
+                args,
+                slow_config,
+                tmp / "kubectl-cache-latency",
+                tmp,
+                label=f"{args.latency_ms:g} ms API latency",
+                suffix="-latency",
+            )
         finally:
-            assert proxy.stdin is not None
-            proxy.stdin.close()
-            proxy.wait(timeout=10)
+            args.server_pid = direct_pid
+            assert slow.stdin is not None
+            slow.stdin.close()
+            slow.wait(timeout=30)
 
     # -- large preview ------------------------------------------------------------------------
     large = args.large
