@@ -490,6 +490,11 @@ def _change(ref: ObjectRef, change: Change, diff: str, source: Source | None) ->
 MIN_REDACT_LENGTH = 4  # shorter values ("1", "yes") would blank out ordinary words
 
 
+def rendered_secret_values(manifests: Iterable[Manifest]) -> list[str]:
+    """Every Secret value declared in ``manifests`` (for :func:`redact_values`)."""
+    return [value for m in manifests if is_secret(m.obj) for value in secret_values(m.obj)]
+
+
 def redact_values(
     result: RunResult, values: Iterable[str], *, min_length: int = MIN_REDACT_LENGTH
 ) -> RunResult:

@@ -18,6 +18,7 @@ from bot.cluster.drift import drift_app
 from bot.cluster.plan import AppSpecLike
 from bot.cluster.preview import DEFAULT_FIELD_MANAGER, preview_app
 from bot.cluster.targets import Targets
+from bot.diff import redact_values, rendered_secret_values
 from bot.errors import ClusterError
 from bot.model import AppResult, Manifest, Mode, ObjectError, RunResult
 
@@ -122,7 +123,8 @@ def _run(
         result.errors[:0] = errors
         result.notes[:0] = list(app.notes)
         run.apps.append(result)
-    return run
+    # Server errors and controller messages can quote what was sent, Secret values included.
+    return redact_values(run, rendered_secret_values(m for app in rendered for m in app.manifests))
 
 
 def run_preview(

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bot.diff import diff_app
+from bot.diff import diff_app, redact_values, rendered_secret_values
 from bot.errors import ConfigError
 from bot.manifests.changes import affected_apps
 from bot.manifests.config import ConfigProblems, RepoConfig, load_config
@@ -111,7 +111,9 @@ def offline_preview(
     say("diffing")
     for name in names:
         result.apps.append(_diff_one(name, old.get(name), new.get(name), head_sha, base_note))
-    return result
+    # Validation messages (kubernetes-validate, YAML errors) can quote a Secret's value.
+    declared = [m for rendered in (*new.values(), *old.values()) for m in rendered.manifests]
+    return redact_values(result, rendered_secret_values(declared))
 
 
 def _diff_one(

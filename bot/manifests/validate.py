@@ -18,6 +18,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from bot.diff import REDACTED
 from bot.manifests.scopes import crd_scopes, group_of, is_cluster_scoped
 from bot.model import Manifest, Obj, ObjectError, ObjectRef, Source
 
@@ -223,9 +224,15 @@ def schema_problem(obj: Obj, version: str = KUBE_VERSION) -> str | None:
     if not found:
         return None
     problems = []
+    secret = obj.get("kind") == "Secret"
     for error in found[:MAX_SCHEMA_PROBLEMS]:
         path = ".".join(str(p) for p in error.absolute_path)
-        problems.append(f"{path}: {error.message}" if path else error.message)
+        message = error.message
+        if secret:
+            # jsonschema quotes the offending value ("'s3cret' is not of type ..."): for a
+            # Secret that value may be the secret itself, and no secret value is ever printed.
+            message = message.replace(repr(error.instance), REDACTED)
+        problems.append(f"{path}: {message}" if path else message)
     more = len(found) - MAX_SCHEMA_PROBLEMS
     if more > 0:
         problems.append(f"and {more} more")
