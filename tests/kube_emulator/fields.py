@@ -37,29 +37,64 @@ def _resolve(schema: Obj, defs: dict[str, Obj]) -> Obj:
     return schema
 
 
-def _walk(value: Any, schema: Obj, path: str, defs: dict[str, Obj], out: list[str]) -> None:
-    schema = _resolve(schema, defs)
+# Per schema node (long-lived: the definitions are loaded once): its resolved properties,
+# additionalProperties and items, so a walk does no $ref resolution per value.
+_Node = tuple[dict[str, Obj] | None, Obj | None, Obj | None]
+_NODES: dict[int, tuple[Obj, _Node]] = {}
+
+
+def _node(schema: Obj, defs: dict[str, Obj]) -> _Node:
+    cached = _NODES.get(id(schema))
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    resolved = _resolve(schema, defs)
+    props = resolved.get("properties")
+    addl = resolved.get("additionalProperties")
+    items = resolved.get("items")
+    node: _Node = (
+        props if isinstance(props, dict) else None,
+        addl if isinstance(addl, dict) else None,
+        items if isinstance(items, dict) else None,
+    )
+    # the schema is kept in the entry, so its id cannot be reused while cached
+    _NODES[id(schema)] = (schema, node)
+    return node
+
+
+def _path(parent: Any) -> str:
+    """A path from the (parent, step) chain the walk builds (steps: names or [index])."""
+    steps: list[str] = []
+    while parent is not None:
+        parent, step = parent
+        steps.append(step)
+    text = ""
+    for step in reversed(steps):
+        text += step if step.startswith("[") or not text else "." + step
+    return text
+
+
+def _walk(value: Any, schema: Obj, path: Any, defs: dict[str, Obj], out: list[str]) -> None:
+    props, addl, items = _node(schema, defs)
     if isinstance(value, dict):
-        props = schema.get("properties")
-        addl = schema.get("additionalProperties")
         if props is None:
-            if isinstance(addl, dict):
+            if addl is not None:
                 for k, v in value.items():
-                    _walk(v, addl, f"{path}.{k}" if path else k, defs, out)
+                    if isinstance(v, dict | list):
+                        _walk(v, addl, (path, k), defs, out)
             return  # free-form object (RawExtension, FieldsV1, ...)
         for k, v in value.items():
-            child = f"{path}.{k}" if path else k
             if k in props:
-                _walk(v, props[k], child, defs, out)
-            elif isinstance(addl, dict):
-                _walk(v, addl, child, defs, out)
+                if isinstance(v, dict | list):
+                    _walk(v, props[k], (path, k), defs, out)
+            elif addl is not None:
+                if isinstance(v, dict | list):
+                    _walk(v, addl, (path, k), defs, out)
             else:
-                out.append(child)
-    elif isinstance(value, list):
-        items = schema.get("items")
-        if isinstance(items, dict):
-            for i, v in enumerate(value):
-                _walk(v, items, f"{path}[{i}]", defs, out)
+                out.append(_path((path, k)))
+    elif isinstance(value, list) and items is not None:
+        for i, v in enumerate(value):
+            if isinstance(v, dict | list):
+                _walk(v, items, (path, f"[{i}]"), defs, out)
 
 
 def unknown_fields(rt: ResourceType, obj: Obj) -> list[str]:
@@ -75,7 +110,7 @@ def unknown_fields(rt: ResourceType, obj: Obj) -> list[str]:
         return []
     defs = _definitions(_PREFIX)
     found: list[str] = []
-    _walk(obj, defs[name], "", defs, found)
+    _walk(obj, defs[name], None, defs, found)
     return found
 
 

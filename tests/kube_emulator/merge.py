@@ -42,7 +42,7 @@ Every function is pure: inputs are never mutated and results never share structu
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Final
@@ -485,7 +485,7 @@ def _collect(node: Mapping[str, Any], prefix: Path, out: set[Path]) -> None:
             out.add((*prefix, element))
 
 
-def _with_named_fields(paths: set[Path]) -> set[Path]:
+def _with_named_fields(paths: Set[Path]) -> set[Path]:
     """EnsureNamedFieldsAreMembers: a struct field with owned children counts as owned itself."""
     out = set(paths)
     for path in paths:
@@ -656,7 +656,12 @@ def _duplicate_message(elements: list[str], path: Path) -> str:
 
 
 class _Comparison:
-    """typed.Compare: which paths were added, modified and removed from ``old`` to ``new``."""
+    """typed.Compare: which paths were added, modified and removed from ``old`` to ``new``.
+
+    A ``trie`` (see ``_path_tree``) restricts the walk to the paths in it and their ancestors:
+    the sets then hold exactly the paths of the full comparison that lie on those walks, which
+    is all an apply needs to update the other managers' fields (it never looks at the rest).
+    """
 
     __slots__ = ("added", "modified", "removed", "schema")
 
@@ -666,7 +671,14 @@ class _Comparison:
         self.modified: set[Path] = set()
         self.removed: set[Path] = set()
 
-    def leaf(self, old: JSON, new: JSON, path: Path, names: tuple[str, ...] = ()) -> None:
+    def leaf(
+        self,
+        old: JSON,
+        new: JSON,
+        path: Path,
+        names: tuple[str, ...] = (),
+        trie: Mapping[str, Any] | None = None,
+    ) -> None:
         if old is _MISSING:
             self.added.add(path)
         elif new is _MISSING:
@@ -674,7 +686,14 @@ class _Comparison:
         elif not _equal(old, new):
             self.modified.add(path)
 
-    def node(self, old: JSON, new: JSON, path: Path, names: tuple[str, ...]) -> None:
+    def node(
+        self,
+        old: JSON,
+        new: JSON,
+        path: Path,
+        names: tuple[str, ...],
+        trie: Mapping[str, Any] | None = None,
+    ) -> None:
         probe = new if new is not _MISSING and new is not None else old
         if isinstance(probe, dict) and not self.schema.atomic_map(names):
             old_map = old if isinstance(old, dict) else None
@@ -687,12 +706,13 @@ class _Comparison:
             if not old_map and not new_map:
                 self.leaf(old, new, path)  # empty maps are leaves (emptyPromoteToLeaf)
                 return
-            self.maps(old_map or {}, new_map or {}, path, names)
+            if old_map is not new_map:  # the very same map has no differences
+                self.maps(old_map or {}, new_map or {}, path, names, trie)
             self.post(old, new, path)
             return
         if isinstance(probe, list):
             list_type = self.schema.list_type(names)
-            if list_type != _ATOMIC and self.lists(old, new, path, names, list_type):
+            if list_type != _ATOMIC and self.lists(old, new, path, names, list_type, trie):
                 self.post(old, new, path)
                 return
         self.leaf(old, new, path)
@@ -705,8 +725,23 @@ class _Comparison:
             self.removed.add(path)
 
     def maps(
-        self, old: Mapping[str, Any], new: Mapping[str, Any], path: Path, names: tuple[str, ...]
+        self,
+        old: Mapping[str, Any],
+        new: Mapping[str, Any],
+        path: Path,
+        names: tuple[str, ...],
+        trie: Mapping[str, Any] | None = None,
     ) -> None:
+        if trie is not None:
+            for element, sub in trie.items():
+                if element[:2] != "f:":
+                    continue
+                key = element[2:]
+                old_value = old.get(key, _MISSING)
+                new_value = new.get(key, _MISSING)
+                if old_value is not _MISSING or new_value is not _MISSING:
+                    self.node(old_value, new_value, (*path, element), (*names, key), sub)
+            return
         for key, old_value in old.items():
             self.node(old_value, new.get(key, _MISSING), (*path, "f:" + key), (*names, key))
         for key, new_value in new.items():
@@ -714,7 +749,13 @@ class _Comparison:
                 self.node(_MISSING, new_value, (*path, "f:" + key), (*names, key))
 
     def lists(
-        self, old: JSON, new: JSON, path: Path, names: tuple[str, ...], list_type: ListType
+        self,
+        old: JSON,
+        new: JSON,
+        path: Path,
+        names: tuple[str, ...],
+        list_type: ListType,
+        trie: Mapping[str, Any] | None = None,
     ) -> bool:
         old_items = old if isinstance(old, list) else []
         new_items = new if isinstance(new, list) else []
@@ -733,6 +774,13 @@ class _Comparison:
         if len(old_by) != len(old_items) or len(new_by) != len(new_items):
             return False  # duplicates: compare the list as a whole
         visit = self.leaf if self.schema.atomic_items(names) else self.item
+        if trie is not None:
+            for element, sub in trie.items():
+                old_item = old_by.get(element, _MISSING)
+                new_item = new_by.get(element, _MISSING)
+                if old_item is not _MISSING or new_item is not _MISSING:
+                    visit(old_item, new_item, (*path, element), names, sub)
+            return True
         for element, old_item in old_by.items():
             new_item = new_by.get(element, _MISSING)
             visit(old_item, new_item, (*path, element), names)
@@ -741,7 +789,14 @@ class _Comparison:
                 visit(_MISSING, new_item, (*path, element), names)
         return True
 
-    def item(self, old: JSON, new: JSON, path: Path, names: tuple[str, ...]) -> None:
+    def item(
+        self,
+        old: JSON,
+        new: JSON,
+        path: Path,
+        names: tuple[str, ...],
+        trie: Mapping[str, Any] | None = None,
+    ) -> None:
         probe = new if new is not _MISSING else old
         if isinstance(probe, dict):
             self.maps(
@@ -749,15 +804,21 @@ class _Comparison:
                 new if isinstance(new, dict) else {},
                 path,
                 names,
+                trie,
             )
             self.post(old, new, path)
         else:
             self.leaf(old, new, path)
 
 
-def _compare(old: Mapping[str, Any], new: Mapping[str, Any], schema: _Schema) -> _Comparison:
+def _compare(
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    schema: _Schema,
+    trie: Mapping[str, Any] | None = None,
+) -> _Comparison:
     comparison = _Comparison(schema)
-    comparison.maps(old, new, (), ())
+    comparison.maps(old, new, (), (), trie)
     return comparison
 
 
@@ -923,6 +984,19 @@ def _identifier(manager: str, operation: str, api_version: str, subresource: str
     return json.dumps(ident, separators=(",", ":"), ensure_ascii=False)
 
 
+class _EncodedEntry(dict[str, Any]):
+    """A managedFields entry as ``_Entry.encode`` writes it, remembering the field set its
+    ``fieldsV1`` encodes, so the next write to the object need not decode (nor, if the set is
+    unchanged, re-encode) it. Written objects are never mutated (the store's rule), so the
+    ``fieldsV1`` value is shared between an object and its successors; a copy of the entry
+    (a plain dict) is simply decoded again."""
+
+    __slots__ = ("fields_v1", "paths")
+
+    fields_v1: Any
+    paths: frozenset[Path]
+
+
 @dataclass
 class _Entry:
     manager: str
@@ -930,7 +1004,9 @@ class _Entry:
     api_version: str
     time: str | None
     subresource: str
-    fields: set[Path] = field(default_factory=set)
+    fields: set[Path] | frozenset[Path] = field(default_factory=set)
+    # The fieldsV1 this entry was read from and the set it decodes to, reused while unchanged.
+    source: tuple[Any, frozenset[Path]] | None = None
 
     def same_owner(self, manager: str, operation: str, api_version: str, subresource: str) -> bool:
         if (self.manager, self.operation, self.subresource) != (manager, operation, subresource):
@@ -938,15 +1014,19 @@ class _Entry:
         return operation == "Apply" or self.api_version == api_version
 
     def encode(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "manager": self.manager,
-            "operation": self.operation,
-            "apiVersion": self.api_version,
-        }
+        out = _EncodedEntry(
+            manager=self.manager, operation=self.operation, apiVersion=self.api_version
+        )
         if self.time is not None:
             out["time"] = self.time
         out["fieldsType"] = "FieldsV1"
-        out["fieldsV1"] = encode_fields(self.fields)
+        source = self.source
+        if source is not None and (self.fields is source[1] or self.fields == source[1]):
+            out["fieldsV1"], out.paths = source
+        else:
+            out.paths = frozenset(self.fields)
+            out["fieldsV1"] = encode_fields(out.paths)
+        out.fields_v1 = out["fieldsV1"]
         if self.subresource:
             out["subresource"] = self.subresource
         return out
@@ -958,6 +1038,11 @@ def _decode_entries(obj: Mapping[str, Any] | None) -> list[_Entry]:
     for raw in metadata.get("managedFields") or []:
         if not isinstance(raw, dict):
             continue
+        fields_v1 = raw.get("fieldsV1")
+        if isinstance(raw, _EncodedEntry) and raw.fields_v1 is fields_v1:
+            paths = raw.paths
+        else:
+            paths = frozenset(decode_fields(fields_v1))
         entries.append(
             _Entry(
                 manager=str(raw.get("manager", "")),
@@ -965,7 +1050,8 @@ def _decode_entries(obj: Mapping[str, Any] | None) -> list[_Entry]:
                 api_version=str(raw.get("apiVersion", "")),
                 time=raw.get("time"),
                 subresource=str(raw.get("subresource") or ""),
-                fields=decode_fields(raw.get("fieldsV1")),
+                fields=paths,
+                source=(fields_v1, paths),
             )
         )
     return entries
@@ -1085,9 +1171,17 @@ def apply(
         if to_remove:
             _remove_paths(merged, _path_tree(to_remove), (), schema)
 
-    comparison = _compare(live_obj, merged, schema)
-    changed = _strip_ignored(comparison.added | comparison.modified)
-    removed = comparison.removed
+    # What changed matters only where other managers own fields (their conflicts, and the
+    # fields they lose): compare just those paths, and nothing when nobody else owns any.
+    owned_by_others: set[Path] = set()
+    for entry in others:
+        owned_by_others |= entry.fields
+    if owned_by_others:
+        comparison = _compare(live_obj, merged, schema, _path_tree(owned_by_others))
+        changed = _strip_ignored(comparison.added | comparison.modified)
+        removed = comparison.removed
+    else:
+        changed, removed = set(), set()
 
     clashes: list[tuple[_Entry, Path]] = []
     for entry in others:
