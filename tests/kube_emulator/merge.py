@@ -458,6 +458,13 @@ def encode_fields(paths: Iterable[Path]) -> dict[str, Any]:
     return _emit(root, members)
 
 
+@lru_cache(maxsize=4096)
+def _encode_shared(paths: frozenset[Path]) -> dict[str, Any]:
+    """``encode_fields`` for managedFields entries, cached: objects of one shape (the same
+    labels, keys and containers) share one FieldsV1 value, which nothing ever mutates."""
+    return encode_fields(paths)
+
+
 def _emit(node: dict[str, Any], members: set[int]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if node and id(node) in members:
@@ -1025,7 +1032,7 @@ class _Entry:
             out["fieldsV1"], out.paths = source
         else:
             out.paths = frozenset(self.fields)
-            out["fieldsV1"] = encode_fields(out.paths)
+            out["fieldsV1"] = _encode_shared(out.paths)
         out.fields_v1 = out["fieldsV1"]
         if self.subresource:
             out["subresource"] = self.subresource
@@ -1214,7 +1221,8 @@ def apply(
         if changed or removed:
             entry.fields = entry.fields - changed - removed
 
-    object_changed = not _equal(live_obj, merged)
+    # == settles most cases in C; _equal then only tells booleans from numbers
+    object_changed = not (live_obj == merged and _equal(live_obj, merged))
     if mine is None:
         mine = _Entry(manager, "Apply", api_version, now, sub, config_set)
         entries.append(mine)
@@ -1376,13 +1384,20 @@ def track_update(
         # until its first apply.
         return _copy(new_obj)  # type: ignore[no-any-return]
     base = _without_managed_fields(old) if old is not None else _zero_object(new_obj, schema)
-    comparison = _compare(base, new_obj, schema)
+    if sub == "status":
+        # The status subresource resets everything but .status; only that is tracked (and
+        # compared: the comparison of the root map's "status" member alone).
+        comparison = _Comparison(schema)
+        comparison.node(
+            base.get("status", _MISSING),
+            new_obj.get("status", _MISSING),
+            ("f:status",),
+            ("status",),
+        )
+    else:
+        comparison = _compare(base, new_obj, schema)
     changed = _strip_ignored(comparison.added | comparison.modified)
     removed = comparison.removed
-    if sub == "status":
-        # The status subresource resets everything but .status; only that is tracked.
-        changed = {path for path in changed if path[:1] == ("f:status",)}
-        removed = {path for path in removed if path[:1] == ("f:status",)}
 
     for entry in entries:
         entry.fields = entry.fields - changed - removed
