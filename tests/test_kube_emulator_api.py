@@ -952,3 +952,55 @@ def test_defaulting_details_from_set_defaults_functions(c: Client) -> None:
     }
     _, s = c.apply("/apis/apps/v1/namespaces/default/statefulsets/s", sts)
     assert s["spec"]["updateStrategy"] == {"type": "RollingUpdate"}
+
+
+def test_scale_records_a_scale_subresource_entry_and_dry_run_changes_nothing(c: Client) -> None:
+    c.apply(f"{DEP_PATH}/api", dep())
+    code, scale = c(
+        "PATCH",
+        f"{DEP_PATH}/api/scale?dryRun=All&fieldManager=kubectl",
+        {"spec": {"replicas": 5}},
+        ctype="application/merge-patch+json",
+    )
+    assert code == 200 and scale["spec"]["replicas"] == 5
+    assert c("GET", f"{DEP_PATH}/api")[1]["spec"]["replicas"] == 1
+    code, scale = c(
+        "PATCH",
+        f"{DEP_PATH}/api/scale?fieldManager=kubectl",
+        {"spec": {"replicas": 5}},
+        ctype="application/merge-patch+json",
+    )
+    assert code == 200 and scale["spec"]["replicas"] == 5
+    entries = c("GET", f"{DEP_PATH}/api")[1]["metadata"]["managedFields"]
+    scaler = [e for e in entries if e["manager"] == "kubectl"]
+    assert len(scaler) == 1
+    assert scaler[0]["operation"] == "Update"
+    assert scaler[0]["subresource"] == "scale"
+    assert scaler[0]["apiVersion"] == "apps/v1"
+    assert scaler[0]["fieldsV1"] == {"f:spec": {"f:replicas": {}}}
+
+
+def test_json_patch_sees_and_may_reset_managed_fields(c: Client) -> None:
+    c.apply(f"{DEP_PATH}/api", dep())
+    jp = "application/json-patch+json"
+    code, out = c(
+        "PATCH",
+        f"{DEP_PATH}/api",
+        [
+            {"op": "test", "path": "/metadata/managedFields/0/manager", "value": "test"},
+            {"op": "add", "path": "/metadata/labels", "value": {"app": "api", "x": "1"}},
+        ],
+        ctype=jp,
+    )
+    assert code == 200, out
+    # untouched managedFields: the patch is tracked as usual
+    assert {e["manager"] for e in out["metadata"]["managedFields"]} == {"test", "unknown"}
+    code, out = c(
+        "PATCH",
+        f"{DEP_PATH}/api",
+        [{"op": "replace", "path": "/metadata/managedFields", "value": [{}]}],
+        ctype=jp,
+    )
+    assert code == 200, out
+    assert "managedFields" not in out["metadata"]
+    assert "managedFields" not in c("GET", f"{DEP_PATH}/api")[1]["metadata"]

@@ -543,3 +543,32 @@ def test_rollout_status_of_statefulsets_daemonsets_and_job_completion(kubectl: K
     job = kubectl("wait", "--for=condition=complete", "job/migrate", "-n", "web", "--timeout=60s")
     assert job.returncode == 0, job.stderr
     assert "job.batch/migrate condition met" in job.stdout
+
+
+def test_managed_fields_reset_scale_entry_and_csa_to_ssa_migration(kubectl: Kubectl) -> None:
+    kubectl.ok("apply", "-f", "-", stdin=NAMESPACE)
+    first = APP.split("---")[0]
+    kubectl.ok("apply", "-f", "-", stdin=first)  # client-side: kubectl-client-side-apply
+    # kubectl's one-time migration of client-side ownership is a JSON patch of managedFields
+    upgraded = kubectl("apply", "--server-side", "-f", "-", stdin=first)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "does not apply" not in upgraded.stderr
+    entries = kubectl.get("deployment", "api", "-n", "web", "--show-managed-fields")["metadata"][
+        "managedFields"
+    ]
+    assert "kubectl-client-side-apply" not in {e["manager"] for e in entries}
+
+    kubectl.ok("scale", "deployment/api", "-n", "web", "--replicas=3")
+    entries = kubectl.get("deployment", "api", "-n", "web", "--show-managed-fields")["metadata"][
+        "managedFields"
+    ]
+    scaler = [e for e in entries if e.get("subresource") == "scale"]
+    assert [(e["manager"], e["operation"]) for e in scaler] == [("kubectl", "Update")]
+    assert scaler[0]["fieldsV1"] == {"f:spec": {"f:replicas": {}}}
+
+    # the documented reset: a JSON patch setting managedFields to [{}]
+    reset = '[{"op":"replace","path":"/metadata/managedFields","value":[{}]}]'
+    kubectl.ok("patch", "deployment/api", "-n", "web", "--type=json", "-p", reset)
+    dep = kubectl.get("deployment", "api", "-n", "web", "--show-managed-fields")
+    assert "managedFields" not in dep["metadata"]
+    assert dep["spec"]["replicas"] == 3

@@ -1063,7 +1063,11 @@ class Emulator:
         query: dict[str, str],
         headers: dict[str, str],
         manager: str | None = None,
+        track_subresource: str | None = None,
     ) -> Response:
+        """Write ``obj`` over ``old``; ``track_subresource`` names the subresource the
+        managedFields entry records when it differs from ``t.sub`` (scale writes the main
+        resource)."""
         from . import merge
 
         rt = t.rt
@@ -1092,7 +1096,7 @@ class Emulator:
                 obj,
                 manager=manager or self._manager(query, headers, "Update"),
                 now=now_iso(),
-                subresource=t.sub,
+                subresource=track_subresource or t.sub,
                 list_types=rt.list_types,
             )
         code, out = self._finish(rt, obj, old, query, 201)
@@ -1133,8 +1137,9 @@ class Emulator:
                 return self._apply(t, patch, old, query)
             if old is None:
                 raise not_found(rt, t.name)
+            # The whole object is patched, managedFields included: changed ones replace the
+            # recorded ones (``[{}]`` clears them), as kube-apiserver's field manager does.
             target = clone(old)
-            target["metadata"].pop("managedFields", None)
             try:
                 if ctype == JSONPATCH:
                     if not isinstance(patch, list):
@@ -1234,9 +1239,9 @@ class Emulator:
             new["metadata"].pop("managedFields", None)
             new.setdefault("spec", {})["replicas"] = (scale.get("spec") or {}).get("replicas", 0)
             main = Target(rt, t.namespace, t.name, None)
-            self._write_update(main, new, obj, query, headers)
-            stored = self.store.get(rt.key, t.namespace or "", t.name) or new
-            return json_response(200, _scale_of(stored))
+            written = self._write_update(main, new, obj, query, headers, track_subresource="scale")
+            # the written object (not the stored one: a dry run stores nothing)
+            return json_response(200, _scale_of(loads(written.body)))
 
     # ---------------------------------------------------------------- delete
     def _delete_options(self, body: bytes, query: dict[str, str]) -> dict[str, Any]:
