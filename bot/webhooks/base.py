@@ -288,10 +288,16 @@ def _encodable(text: str) -> bool:
 def printable(text: str, *, limit: int = 200) -> str:
     """``text`` safe to echo in a reason, a log line or a metric label: control characters and
     lone surrogates escaped, length capped."""
-    escaped = "".join(
-        ch if ch.isprintable() and _encodable(ch) else ch.encode("unicode_escape").decode("ascii")
-        for ch in text[: limit + 1]
-    )
+    head = text[: limit + 1]
+    if head.isprintable() and _encodable(head):
+        escaped = head  # the common case, checked whole rather than per character
+    else:
+        escaped = "".join(
+            ch
+            if ch.isprintable() and _encodable(ch)
+            else ch.encode("unicode_escape").decode("ascii")
+            for ch in head
+        )
     return escaped if len(escaped) <= limit else escaped[: limit - 1] + "…"
 
 
@@ -326,7 +332,9 @@ def require_url(payload: Mapping[str, Any], path: str) -> str:
 
 
 def _is_http_url(value: str) -> bool:
-    if any(ch.isspace() or not ch.isprintable() for ch in value):
+    # str.isprintable() is False for every control and line-break character; the only
+    # printable whitespace is the space itself.
+    if not value.isprintable() or " " in value:
         return False
     try:
         parts = urlsplit(value)
