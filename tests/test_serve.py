@@ -32,11 +32,13 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path, *args: str) -> None:
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        extra_env = env
         env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
         env.update(GITHUB_WEBHOOK_SECRET=SECRET, GITOPS_DATA_DIR=str(data_dir))
+        env.update(extra_env or {})
         self.log = data_dir.parent / f"serve-{self.port}.log"
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
@@ -131,3 +133,25 @@ def test_a_restart_loses_no_queued_job(data_dir: Path) -> None:
         assert second.deliver("restart-1").json()["action"] == "duplicate"
     finally:
         second.stop()
+
+
+def test_a_chunked_body_over_the_limit_is_refused_unread(data_dir: Path) -> None:
+    """No Content-Length to refuse up front: the body is read only up to the limit."""
+    server = Server(data_dir, "--no-workers", env={"GITOPS_MAX_BODY_BYTES": "1000"})
+    try:
+
+        def chunks() -> Iterator[bytes]:
+            for _ in range(100):
+                yield b"x" * 1000
+
+        response = requests.post(
+            f"{server.url}/webhooks/github",
+            data=chunks(),  # a generator: requests sends it chunked
+            headers={"X-GitHub-Event": "push", "Content-Type": "application/json"},
+            timeout=30,
+        )
+        assert response.status_code == 413
+        assert response.json()["action"] == "rejected"
+        assert requests.get(f"{server.url}/healthz", timeout=5).status_code == 200
+    finally:
+        server.stop()
