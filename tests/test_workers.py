@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -99,3 +100,59 @@ def test_worker_without_redis_url_says_what_to_do(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "REDIS_URL is not set" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_job_whose_worker_process_is_killed_runs_again(redis_url: str, tmp_path: Path) -> None:
+    """acks_late + reject_on_worker_lost: a job is acknowledged only when it finished, so when
+    the process running it dies (OOM kill, SIGKILL) the job goes back on the queue and runs
+    again; nothing is lost. (A whole worker host lost mid-job is covered by the visibility
+    timeout: its unacknowledged job is handed out again after GITOPS_JOB_TIMEOUT x 2 + 300 s.)"""
+    env = dict(os.environ, REDIS_URL=redis_url)
+    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery_app:app",
+            "worker",
+            "--queues",
+            "previews",
+            "--concurrency",
+            "1",
+            "--include",
+            "tests.worker_tasks",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=env,
+        stdout=log,
+        stderr=log,
+        cwd=Path(__file__).parents[1],
+    )
+    client = redis.Redis.from_url(redis_url)
+    queue = JobQueue(redis_client(redis_url, timeout=2), delivery_ttl=60)
+    message = queue.celery_message(
+        task_name="gitops.test.slow",
+        task_id="slow-1",
+        args=("k", 60),
+        queue="previews",
+        summary="slow",
+    )
+    client.lpush("previews", message)
+    try:
+        deadline = time.monotonic() + 60
+        while client.get("k:pid:1") is None:
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()
+            time.sleep(0.1)
+        os.kill(int(client.get("k:pid:1") or 0), signal.SIGKILL)
+        while client.get("k:done") is None:
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()
+            time.sleep(0.1)
+        assert client.get("k:done") == b"2"  # the second attempt finished the job
+        assert client.llen("previews") == 0
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
