@@ -1418,7 +1418,13 @@ class Emulator:
                 new["metadata"]["annotations"] = dict(
                     cur["metadata"].get("annotations") or {}, **annotations
                 )
-                new = merge.track_update(cur, new, manager="kube-controller-manager", now=now_iso())
+                new = merge.track_update(
+                    cur,
+                    new,
+                    manager="kube-controller-manager",
+                    now=now_iso(),
+                    scope=("metadata", "annotations"),
+                )
                 if not _same(new, cur):
                     cur = self.store.put(rt.key, new, event_type="MODIFIED", old=cur)
             if cur.get("status") == status:

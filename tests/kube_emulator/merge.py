@@ -521,13 +521,10 @@ _IGNORED_PATHS: Final[frozenset[Path]] = frozenset(
 )
 
 
-def _strip_ignored(paths: set[Path]) -> set[Path]:
-    return {
-        path
-        for path in paths
-        if path not in _IGNORED_PATHS
-        and not (len(path) > 2 and path[:2] == ("f:metadata", "f:managedFields"))
-    }
+def _strip_ignored(paths: Set[Path]) -> set[Path]:
+    # Every caller walks objects stripped of metadata.managedFields (_without_managed_fields),
+    # so no path lies below it: the set difference is all there is to do.
+    return set(paths - _IGNORED_PATHS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -538,9 +535,9 @@ def _strip_ignored(paths: set[Path]) -> set[Path]:
 def _copy(value: JSON) -> JSON:
     """A deep copy of a JSON value (much faster than copy.deepcopy)."""
     if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
+        return {k: _copy(v) if isinstance(v, dict | list) else v for k, v in value.items()}
     if isinstance(value, list):
-        return [_copy(v) for v in value]
+        return [_copy(v) if isinstance(v, dict | list) else v for v in value]
     return value
 
 
@@ -594,8 +591,10 @@ def _fields_of_map(
     strict: bool,
 ) -> None:
     for key, value in obj.items():
-        child_names = (*names, key)
-        _fields_of_value(value, (*path, "f:" + key), child_names, schema, out, strict)
+        if isinstance(value, dict | list):
+            _fields_of_value(value, (*path, "f:" + key), (*names, key), schema, out, strict)
+        else:  # a scalar is a leaf (the common case: no call, no names)
+            out.add((*path, "f:" + key))
 
 
 def _fields_of_value(
@@ -829,6 +828,34 @@ def _compare(
     return comparison
 
 
+def _compare_within(
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    schema: _Schema,
+    scope: tuple[str, ...] | None,
+) -> _Comparison:
+    """``_compare`` of the field at ``scope`` alone (the whole objects without a scope): the
+    paths the full comparison finds there, and none elsewhere."""
+    if not scope:
+        return _compare(old, new, schema)
+    old_parent: Any = old
+    new_parent: Any = new
+    for name in scope[:-1]:
+        old_parent = old_parent.get(name) if isinstance(old_parent, dict) else None
+        new_parent = new_parent.get(name) if isinstance(new_parent, dict) else None
+        if not isinstance(old_parent, dict) or not isinstance(new_parent, dict):
+            return _compare(old, new, schema)  # a parent appears or goes: compare it all
+    last = scope[-1]
+    comparison = _Comparison(schema)
+    comparison.node(
+        old_parent.get(last, _MISSING),
+        new_parent.get(last, _MISSING),
+        tuple("f:" + name for name in scope),
+        scope,
+    )
+    return comparison
+
+
 def _merge_value(live: JSON, config: JSON, names: tuple[str, ...], schema: _Schema) -> JSON:
     """TypedValue.Merge: the configuration wins; granular maps and lists merge recursively."""
     if isinstance(config, dict) and not schema.atomic_map(names):
@@ -845,15 +872,25 @@ def _merge_value(live: JSON, config: JSON, names: tuple[str, ...], schema: _Sche
 def _merge_maps(
     live: Mapping[str, Any], config: Mapping[str, Any], names: tuple[str, ...], schema: _Schema
 ) -> dict[str, Any]:
+    # Scalars (most values) are taken as they are, without a call.
     out: dict[str, Any] = {}
     for key, value in live.items():
         if key not in config:
-            out[key] = _copy(value)
-        elif config[key] is not None:
-            out[key] = _merge_value(value, config[key], (*names, key), schema)
+            out[key] = _copy(value) if isinstance(value, dict | list) else value
+        else:
+            wanted = config[key]
+            if wanted is None:
+                continue
+            if isinstance(wanted, dict | list):
+                out[key] = _merge_value(value, wanted, (*names, key), schema)
+            else:
+                out[key] = wanted
     for key, value in config.items():
-        if key not in live and value is not None:
-            out[key] = _merge_value(_MISSING, value, (*names, key), schema)
+        if value is not None and key not in live:
+            if isinstance(value, dict | list):
+                out[key] = _merge_value(_MISSING, value, (*names, key), schema)
+            else:
+                out[key] = value
     return out
 
 
@@ -1364,13 +1401,16 @@ def track_update(
     now: str,
     subresource: str | None = None,
     list_types: Mapping[str, ListType] | None = None,
+    scope: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Record a non-apply write (create, update, patch) of ``new`` by ``manager``.
 
     Returns a copy of ``new`` whose managedFields say: the manager (operation Update) owns what
     it changed or added, other managers lose those fields, removed fields leave every manager.
     With ``subresource="status"`` only ``.status`` is tracked and the entry carries it.
-    ``managedFields`` in ``new`` are ignored.
+    ``managedFields`` in ``new`` are ignored. ``scope`` (field names, e.g.
+    ``("metadata", "annotations")``) is the caller's word that nothing outside that field
+    changed: only it is compared (the result is the same, for less work).
     """
     if not isinstance(new, dict):
         raise PatchError("object must be an object")
@@ -1387,15 +1427,8 @@ def track_update(
     if sub == "status":
         # The status subresource resets everything but .status; only that is tracked (and
         # compared: the comparison of the root map's "status" member alone).
-        comparison = _Comparison(schema)
-        comparison.node(
-            base.get("status", _MISSING),
-            new_obj.get("status", _MISSING),
-            ("f:status",),
-            ("status",),
-        )
-    else:
-        comparison = _compare(base, new_obj, schema)
+        scope = ("status",)
+    comparison = _compare_within(base, new_obj, schema, scope)
     changed = _strip_ignored(comparison.added | comparison.modified)
     removed = comparison.removed
 

@@ -1621,3 +1621,36 @@ def test_smp_without_lists_or_directives_is_a_json_merge_patch(
     target: dict[str, Any], patch: dict[str, Any]
 ) -> None:
     assert strategic_merge_patch(target, patch) == json_merge_patch(target, patch)
+
+
+@pytest.mark.parametrize(
+    "annotations",
+    [None, {}, {"a": "1"}, {"a": "2", "b": "x"}],
+    ids=["none", "empty", "same", "changed"],
+)
+def test_track_update_scope_gives_the_full_comparison_result(
+    annotations: dict[str, str] | None,
+) -> None:
+    live = apply(
+        None,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "d", "annotations": {"a": "1", "c": "3"}},
+            "spec": {"replicas": 2},
+        },
+        manager="owner",
+        force=False,
+        now=T0,
+    )
+    live = track_update(live, copy.deepcopy(live), manager="other", now=T0)
+    new = copy.deepcopy(live)
+    if annotations is None:
+        del new["metadata"]["annotations"]
+    else:
+        new["metadata"]["annotations"] = annotations
+    full = track_update(live, new, manager="controller", now=T1)
+    scoped = track_update(
+        live, new, manager="controller", now=T1, scope=("metadata", "annotations")
+    )
+    assert scoped == full
