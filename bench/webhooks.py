@@ -110,6 +110,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds per figure (medians shown)"
+    )
     parser.add_argument("--generator", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generator:
@@ -150,22 +153,30 @@ def main() -> None:
             print(f"{'endpoint':<28}{'conc':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
             results: dict[tuple[str, int], dict[str, float]] = {}
             for concurrency in (8, 32):
+                rounds: dict[str, list[dict[str, float]]] = {"webhook": [], "healthz": []}
+                # Alternating rounds, medians: a shared machine's noise hits both alike.
+                for _ in range(args.rounds):
+                    for which in ("webhook", "healthz"):
+                        out = subprocess.run(
+                            [
+                                sys.executable,
+                                __file__,
+                                "--generator",
+                                str(port),
+                                str(concurrency),
+                                str(args.requests),
+                                which,
+                            ],
+                            capture_output=True,
+                            text=True,
+                            check=True,
+                        )
+                        rounds[which].append(json.loads(out.stdout))
                 for which in ("webhook", "healthz"):
-                    out = subprocess.run(
-                        [
-                            sys.executable,
-                            __file__,
-                            "--generator",
-                            str(port),
-                            str(concurrency),
-                            str(args.requests),
-                            which,
-                        ],
-                        capture_output=True,
-                        text=True,
-                        check=True,
-                    )
-                    figures = json.loads(out.stdout)
+                    figures = {
+                        key: statistics.median(r[key] for r in rounds[which])
+                        for key in ("rps", "p50_ms", "p99_ms")
+                    }
                     results[(which, concurrency)] = figures
                     name = "POST /webhooks/github" if which == "webhook" else "GET /healthz"
                     print(
