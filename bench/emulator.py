@@ -1,8 +1,10 @@
 """Benchmark of the kube emulator: single-client server-side-apply throughput.
 
-Prints dry-run applies per second over one keep-alive HTTP connection (plain HTTP, and TLS as
-kubectl and the Python client use it), through the official Python client, and real (stored)
-applies per second; then the memory taken by 10,000 stored objects.
+Prints the emulator's own CPU per server-side apply (``Emulator.handle`` in-process, no HTTP:
+the figure that bounds every benchmark run against the emulator), dry-run applies per second
+over one keep-alive HTTP connection (plain HTTP, and TLS as kubectl and the Python client use
+it), through the official Python client, and real (stored) applies per second; then the memory
+taken by 10,000 stored objects.
 Target (issue 3): at least 500 dry-run applies per second from a single client.
 
     python -m bench.emulator [--count N]
@@ -21,6 +23,7 @@ import tracemalloc
 from typing import Any
 
 from tests.kube_emulator import EmulatorServer
+from tests.kube_emulator.api import Emulator
 
 MANAGER = "bench"
 
@@ -86,6 +89,45 @@ def run_http(
     return len(docs) / (time.perf_counter() - start)
 
 
+def handle_cpu(docs: list[dict[str, Any]]) -> dict[str, float]:
+    """CPU milliseconds per apply of ``Emulator.handle`` alone, by kind of apply."""
+    emulator = Emulator(controller_delay=0.0)
+    headers = {
+        "authorization": f"Bearer {emulator.tokens['admin']}",
+        "content-type": "application/apply-patch+yaml",
+    }
+    requests = []
+    changed = []
+    for doc in docs:
+        plural = "deployments" if doc["kind"] == "Deployment" else "configmaps"
+        base = "/apis/apps/v1" if doc["kind"] == "Deployment" else "/api/v1"
+        path = f"{base}/namespaces/default/{plural}/{doc['metadata']['name']}"
+        requests.append((path, json.dumps(doc).encode()))
+        other = json.loads(json.dumps(doc))
+        other["metadata"]["labels"]["changed"] = "yes"
+        changed.append((path, json.dumps(other).encode()))
+    warm_up = "/api/v1/namespaces/kube-public/configmaps/warm-up?fieldManager=w&dryRun=All"
+    emulator.handle("PATCH", warm_up, headers, json.dumps(configmap(0)).encode())
+    out: dict[str, float] = {}
+    for label, batch, query in (
+        ("dry-run create", requests, "&dryRun=All"),
+        ("create", requests, ""),
+        ("dry-run no-op", requests, "&dryRun=All"),
+        ("no-op", requests, ""),
+        ("dry-run update", changed, "&dryRun=All"),
+        ("update", changed, ""),
+    ):
+        start = time.process_time()
+        for path, body in batch:
+            resp = emulator.handle(
+                "PATCH", f"{path}?fieldManager={MANAGER}&force=true{query}", headers, body
+            )
+            if resp.code not in (200, 201):
+                raise RuntimeError(f"apply failed: {resp.code} {resp.body[:200]!r}")
+        out[label] = (time.process_time() - start) / len(batch) * 1000
+    return out
+
+
 def run_client(server: EmulatorServer, docs: list[dict[str, Any]]) -> float:
     from kubernetes import config, dynamic
 
@@ -119,6 +161,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     docs = [deployment(i) if i % 2 == 0 else configmap(i) for i in range(args.count)]
+    for label, ms in handle_cpu(docs).items():
+        print(f"emulator CPU per apply, in-process, {label + ':':16} {ms:8.3f} ms")
     with EmulatorServer() as server:
         token = server.tokens["admin"]
         plain = http.client.HTTPConnection("127.0.0.1", server.port)

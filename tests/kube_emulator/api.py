@@ -94,9 +94,9 @@ def now_iso() -> str:
 def clone(value: Any) -> Any:
     """Fast deep copy of JSON-like data (dict/list/scalars)."""
     if isinstance(value, dict):
-        return {k: clone(v) for k, v in value.items()}
+        return {k: clone(v) if isinstance(v, dict | list) else v for k, v in value.items()}
     if isinstance(value, list):
-        return [clone(v) for v in value]
+        return [clone(v) if isinstance(v, dict | list) else v for v in value]
     return value
 
 

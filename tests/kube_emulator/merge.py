@@ -36,7 +36,15 @@ conversion, unions, and patchStrategy ``replace`` on maps are not emulated. Rese
 subresource is partly left to the caller: ``apply(..., reset_status=True)`` for the main resource
 of a kind with a status subresource, ``subresource="status"`` for status writes.
 
-Every function is pure: inputs are never mutated and results never share structure with them.
+Every function is pure: inputs are never mutated and results never share structure with them,
+with one exception: the ``fieldsV1`` values of managedFields entries are shared (between an
+object, its successors, and objects whose field sets are alike) and must be treated as read-only.
+
+Speed (the emulator's CPU per write bounds every benchmark run against it): an apply compares
+live and merged objects only at the paths other managers own (nothing at all when there are
+none), entries remember their decoded field sets (``_EncodedEntry``) and re-use their encoding
+while unchanged, encodings of equal field sets are cached, and status or annotation writes of
+``track_update`` compare just that field (``scope``).
 """
 
 from __future__ import annotations
