@@ -1004,3 +1004,46 @@ def test_json_patch_sees_and_may_reset_managed_fields(c: Client) -> None:
     assert code == 200, out
     assert "managedFields" not in out["metadata"]
     assert "managedFields" not in c("GET", f"{DEP_PATH}/api")[1]["metadata"]
+
+
+def _raw_exchange(server: EmulatorServer, data: bytes) -> bytes:
+    """Send raw bytes, read until the server closes the connection."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_hand_parsed_http_requests(kube_emulator: EmulatorServer) -> None:
+    token = kube_emulator.tokens["admin"]
+    # a malformed request line: 400 and the connection is closed
+    assert _raw_exchange(kube_emulator, b"NONSENSE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    # an unknown method: 501
+    assert _raw_exchange(kube_emulator, b"BREW / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 501 ")
+    # HTTP/1.0 without keep-alive: one answer, then the server closes (recv returns)
+    reply = _raw_exchange(kube_emulator, b"GET /version HTTP/1.0\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 200 ") and b'"gitVersion"' in reply
+    # a chunked body, header names in any case, two requests on one connection
+    body = json.dumps(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "chunked"}}
+    ).encode()
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    request = (
+        b"POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\n"
+        b"authorization: Bearer " + token.encode() + b"\r\n"
+        b"CONTENT-TYPE: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked
+    )
+    closing = (
+        b"GET /api/v1/namespaces/default/configmaps/chunked HTTP/1.1\r\n"
+        b"Authorization: Bearer " + token.encode() + b"\r\nConnection: close\r\n\r\n"
+    )
+    reply = _raw_exchange(kube_emulator, request + closing)
+    assert reply.startswith(b"HTTP/1.1 201 ")
+    assert reply.count(b"HTTP/1.1 200 ") == 1 and reply.count(b'"name":"chunked"') == 2

@@ -48,6 +48,13 @@ Emulated (checked against the Kubernetes API reference and the real kubectl 1.37
 - Auth: tokens ``admin``, ``readonly`` (get/list/watch), ``namespace-web`` (all verbs in namespace
   ``web`` only); unknown or missing token: 401.
 
+Speed: benchmarks are bound by the emulator's CPU per write, so the hot path is kept lean
+(``bench/emulator.py`` prints it: about 0.12-0.16 ms per server-side apply in-process on the
+project's machine, plus roughly 0.06 ms of HTTP/TLS per request): hand-parsed HTTP headers,
+``orjson`` for JSON when it is installed (a test-only dependency; the standard library
+otherwise), apply comparisons limited to fields other managers own, cached managedFields
+encodings (see merge.py).
+
 Not emulated: client certificates; RBAC objects (Role/RoleBinding are stored, not enforced:
 permissions come from the fixed tokens); admission webhooks; protobuf and CBOR responses (JSON
 only; protobuf request bodies are decoded for Namespace, ConfigMap, Secret and ServiceAccount,
