@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from bot.settings import Settings
@@ -110,11 +111,15 @@ class Supervisor:
                 signal.signal(sig, handler)
 
 
-def prometheus_dir() -> str:
-    """Set up prometheus-client's multiprocess directory (before it is imported by workers)."""
+def prometheus_dir(default: Path) -> str:
+    """Set up prometheus-client's multiprocess directory before any web worker imports it.
+
+    Without ``PROMETHEUS_MULTIPROC_DIR`` it is ``default``, emptied first: files left by a
+    previous run's processes would otherwise be added to this run's counters."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not path:
-        path = tempfile.mkdtemp(prefix="gitops-bot-metrics-")
+        shutil.rmtree(default, ignore_errors=True)
+        path = str(default)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     os.makedirs(path, exist_ok=True)
     return path
@@ -122,7 +127,7 @@ def prometheus_dir() -> str:
 
 def run_gunicorn(settings: Settings, *, host: str, port: int) -> None:
     """Serve the Flask app under gunicorn in this process until SIGTERM/SIGINT."""
-    prometheus_dir()
+    prometheus_dir(settings.data_dir / "metrics")
     from gunicorn.app.base import BaseApplication
 
     from bot import gunicorn_conf

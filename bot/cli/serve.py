@@ -53,7 +53,7 @@ def serve(host: str, port: int, workers: bool | None) -> None:
             click.echo(f"embedded Redis running, data in {embedded.data_dir}", err=True)
         if workers is None:
             workers = embedded is not None
-        prometheus_dir()
+        prometheus_dir(settings.data_dir / "metrics")
         if workers:
             supervisor = Supervisor(worker_commands(settings, queues=QUEUES)).start()
         click.echo(f"gitops-bot listening on http://{host}:{port}", err=True)
