@@ -7,6 +7,7 @@ and immutable fields. ``validate`` returns a list of FieldError; the caller answ
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -104,19 +105,36 @@ def _label_errors(labels: Any, path: str = "metadata.labels") -> list[FieldError
     if not isinstance(labels, dict):
         return errs
     for k, v in labels.items():
-        name = k.rsplit("/", 1)[-1]
-        prefix = k[: -len(name) - 1] if "/" in k else ""
-        if not name or len(name) > 63 or not QUALIFIED_NAME.match(name):
-            errs.append(invalid(path, k, MSG_QUALIFIED))
-        elif prefix and not DNS1123_SUBDOMAIN.match(prefix):
-            errs.append(invalid(path, k, "prefix part " + MSG_SUBDOMAIN))
+        problem = _label_key_problem(k)
+        if problem is not None:
+            errs.append(invalid(path, k, problem))
         if not isinstance(v, str):
             continue
-        if len(v) > 63:
-            errs.append(invalid(path, v, "must be no more than 63 characters"))
-        elif not LABEL_VALUE.match(v):
-            errs.append(invalid(path, v, MSG_LABEL_VALUE))
+        problem = _label_value_problem(v)
+        if problem is not None:
+            errs.append(invalid(path, v, problem))
     return errs
+
+
+# Label keys and values repeat across objects and writes: each is checked once.
+@functools.lru_cache(maxsize=8192)
+def _label_key_problem(k: str) -> str | None:
+    name = k.rsplit("/", 1)[-1]
+    prefix = k[: -len(name) - 1] if "/" in k else ""
+    if not name or len(name) > 63 or not QUALIFIED_NAME.match(name):
+        return MSG_QUALIFIED
+    if prefix and not DNS1123_SUBDOMAIN.match(prefix):
+        return "prefix part " + MSG_SUBDOMAIN
+    return None
+
+
+@functools.lru_cache(maxsize=8192)
+def _label_value_problem(v: str) -> str | None:
+    if len(v) > 63:
+        return "must be no more than 63 characters"
+    if not LABEL_VALUE.match(v):
+        return MSG_LABEL_VALUE
+    return None
 
 
 def _go_selector(sel: Any) -> str:
