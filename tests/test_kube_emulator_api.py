@@ -1047,3 +1047,19 @@ def test_hand_parsed_http_requests(kube_emulator: EmulatorServer) -> None:
     reply = _raw_exchange(kube_emulator, request + closing)
     assert reply.startswith(b"HTTP/1.1 201 ")
     assert reply.count(b"HTTP/1.1 200 ") == 1 and reply.count(b'"name":"chunked"') == 2
+
+
+@pytest.mark.parametrize("managed", [[], [{"manager": "x", "operation": "Apply"}]])
+def test_apply_with_managed_fields_is_refused_like_a_real_server(
+    c: Client, managed: list[dict[str, Any]]
+) -> None:
+    body = dep()
+    body["metadata"]["managedFields"] = managed
+    code, out = c.apply(f"{DEP_PATH}/api", body)
+    assert (code, out["reason"], out["message"]) == (
+        400,
+        "BadRequest",
+        "metadata.managedFields must be nil",
+    )
+    body["metadata"]["managedFields"] = None
+    assert c.apply(f"{DEP_PATH}/api", body)[0] == 201

@@ -74,6 +74,7 @@ MERGE = "application/merge-patch+json"
 JSONPATCH = "application/json-patch+json"
 FOREGROUND = "foregroundDeletion"
 DEFAULT_WATCH_TIMEOUT = 1800.0
+MANAGED_FIELDS_IN_APPLY = "metadata.managedFields must be nil"
 
 
 _NOW: tuple[int, str] = (0, "")
@@ -1168,7 +1169,10 @@ class Emulator:
         rt = t.rt
         assert t.name is not None
         config = self._check_object(rt, config, t)
-        config["metadata"].pop("managedFields", None)
+        if config["metadata"].pop("managedFields", None) is not None:
+            # kube-apiserver's field manager refuses an apply that carries managedFields (an
+            # empty list too; only null or absent will do)
+            raise bad_request(MANAGED_FIELDS_IN_APPLY)
         warn = self._unknown_fields(rt, config, query, apply=True) if t.sub is None else {}
         rv = config["metadata"].get("resourceVersion")
         if old is None:
