@@ -20,6 +20,7 @@ Timestamps stay strings, as Kubernetes reads them.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -95,6 +96,19 @@ _STRING_TAGS = frozenset({_STR, "tag:yaml.org,2002:timestamp", "tag:yaml.org,200
 _BOOLS = {"yes": True, "true": True, "on": True, "no": False, "false": False, "off": False}
 _IMPLICIT = _KubeResolver.yaml_implicit_resolvers
 _SCALAR_CONSTRUCTORS = SafeConstructor.yaml_constructors
+MSG_BAD_SCALAR = "the value does not fit its tag {tag}"
+MSG_BINARY = (
+    "!!binary values cannot be sent to Kubernetes (objects travel as JSON): write the base64 "
+    "text as a plain string, e.g. under a Secret's or ConfigMap's data/binaryData"
+)
+MSG_NOT_FINITE = "NaN and infinite numbers cannot be sent to Kubernetes (objects travel as JSON)"
+
+
+def _short_tag(tag: str) -> str:
+    prefix = "tag:yaml.org,2002:"
+    return "!!" + tag[len(prefix) :] if tag.startswith(prefix) else tag
+
+
 _NO_KEY = object()
 _PLAIN_CACHE: dict[str, Any] = {}
 """Plain scalar text -> its (immutable) value; shared by all loads, bounded in size."""
@@ -167,9 +181,19 @@ class _Builder:
         if tag == _MERGE:
             return _MERGE_KEY
         make = _SCALAR_CONSTRUCTORS.get(tag)
+        line = event.start_mark.line + 1
         if make is None or tag in (_MAP, _SEQ):
-            raise _Limited(f"unsupported YAML tag {tag!r}", event.start_mark.line + 1)
-        return make(self._constructor, ScalarNode(tag, value, event.start_mark, event.end_mark))
+            raise _Limited(f"unsupported YAML tag {tag!r}", line)
+        try:
+            made = make(self._constructor, ScalarNode(tag, value, event.start_mark, event.end_mark))
+        except (ValueError, TypeError):
+            # Python's message would quote the value, and the value may be a secret.
+            raise _Limited(MSG_BAD_SCALAR.format(tag=_short_tag(tag)), line) from None
+        if isinstance(made, bytes):
+            raise _Limited(MSG_BINARY, line)
+        if isinstance(made, float) and not math.isfinite(made):
+            raise _Limited(MSG_NOT_FINITE, line)
+        return made
 
     def documents(self, parser: Any) -> Iterator[Document]:
         # Hot loop: event classes and limits live in locals, and line numbers are computed
@@ -398,8 +422,8 @@ def iter_documents(text: str, *, name: str, limits: Limits = DEFAULT_LIMITS) -> 
         ) from None
     except yaml.YAMLError as exc:
         raise RenderError(f"invalid YAML: {exc}", file=name) from None
-    except (ValueError, TypeError) as exc:  # a scalar its tag cannot construct (!!int abc)
-        raise RenderError(f"invalid YAML value: {exc}", file=name) from None
+    except (ValueError, TypeError):  # never quote Python's text: it may carry a secret value
+        raise RenderError("invalid YAML value", file=name) from None
     finally:
         parser.dispose()
 

@@ -27,12 +27,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.diff import REDACTED, secret_values
 from bot.errors import RenderError
 from bot.manifests.config import AppSpec, RepoConfig
 from bot.manifests.kustomize import MSG_REMOTE, find_kustomization, references
@@ -475,6 +476,13 @@ def _render_kustomize(
         return []
     try:
         out = tool.output()
+    except RenderError as exc:
+        # kustomize quotes its input when it fails (a bad secretGenerator literal, a whole
+        # patch "with config: ..."): never let that carry a secret value into a report.
+        message = scrub_renderer_output(exc.message, secret_candidates(root, refs.files))
+        result.errors.append(ObjectError(message, file=kustomization, reason="RenderError"))
+        return []
+    try:
         docs = load_documents(
             out, name=f"{kustomization} (kustomize output)", limits=RENDERED_LIMITS
         )
@@ -490,6 +498,67 @@ def _render_kustomize(
         if isinstance(doc.data, dict):
             items.append((doc.data, Source(file=kustomization, document=doc.index)))
     return items
+
+
+KUSTOMIZATION_NAMES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
+CONFIG_NOT_SHOWN = "(configuration not shown: it may hold secret values)"
+_ECHOED_CONFIG = re.compile(r"with config:.*", re.S)
+
+
+def secret_candidates(root: Path, files: Iterable[str]) -> set[str]:
+    """Values that may be secret among the files a Kustomize app reads: every Secret's
+    data/stringData values (decoded too), secretGenerator literals, and the contents (whole and
+    line by line, the value after ``=`` too) of the files and env files secretGenerators read."""
+    found: set[str] = set()
+    for rel in sorted(files):
+        try:
+            docs = load_documents(read_text(root, rel), name=rel)
+        except (RenderError, OSError, UnicodeDecodeError):
+            continue
+        for doc in docs:
+            data = doc.data
+            if not isinstance(data, dict):
+                continue
+            found.update(secret_values(data))
+            if os.path.basename(rel) not in KUSTOMIZATION_NAMES:
+                continue
+            for gen in data.get("secretGenerator") or []:
+                if isinstance(gen, dict):
+                    found.update(_generator_values(root, os.path.dirname(rel), gen))
+    return {value for value in found if len(value.strip()) >= 3}
+
+
+def _generator_values(root: Path, base: str, gen: dict[str, Any]) -> set[str]:
+    values: set[str] = set()
+    for literal in gen.get("literals") or []:
+        if isinstance(literal, str):
+            # a malformed literal ("KEY: value") is echoed whole in kustomize's error
+            values.add(literal.strip())
+            values.add(literal.partition("=")[2].strip().strip("'\""))
+    sources = [*(gen.get("files") or []), *(gen.get("envs") or [])]
+    if isinstance(gen.get("env"), str):
+        sources.append(gen["env"])
+    for source in sources:
+        if not isinstance(source, str):
+            continue
+        path = os.path.normpath(os.path.join(base, source.rpartition("=")[2]))
+        try:
+            text = read_text(root, path)
+        except (RenderError, OSError, UnicodeDecodeError):
+            continue
+        values.add(text.strip())
+        for line in text.splitlines():
+            values.add(line.strip())
+            values.add(line.partition("=")[2].strip())
+    return values
+
+
+def scrub_renderer_output(text: str, candidates: Iterable[str]) -> str:
+    """``text`` with every candidate secret value replaced and echoed configurations cut."""
+    text = _ECHOED_CONFIG.sub(CONFIG_NOT_SHOWN, text)
+    for value in sorted(candidates, key=len, reverse=True):
+        text = text.replace(value, REDACTED)
+    return text
 
 
 _HELM_SOURCE = re.compile(r"^# Source: ([^\n]+)$", re.M)
