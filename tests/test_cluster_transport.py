@@ -9,6 +9,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s_client
@@ -292,3 +293,61 @@ def test_nested_map_does_not_starve_for_pool_threads() -> None:
     with make_cluster(2) as cluster:
         inner: Callable[[int], list[int]] = lambda n: list(cluster.map(lambda m: n * m, range(5)))  # noqa: E731
         assert list(cluster.map(inner, range(8))) == [[n * m for m in range(5)] for n in range(8)]
+
+
+def test_request_head_and_body_are_what_http_client_would_send(
+    server: RawServer, transport: Transport
+) -> None:
+    server.answers = [(length_answer(b"{}"), False), (length_answer(b""), False)]
+    transport.request(
+        "PATCH",
+        "/api/v1/namespaces/a/configmaps/b",
+        query=[("fieldManager", "bot"), ("force", "true")],
+        body=b'{"k":"v"}',
+        headers={"Accept": "application/json", "Content-Type": "application/apply-patch+yaml"},
+    )
+    transport.request("DELETE", "/api/v1/x", query=None, body=None, headers={"Accept": "y"})
+    assert server.requests[0] == (
+        b"PATCH /api/v1/namespaces/a/configmaps/b?fieldManager=bot&force=true HTTP/1.1\r\n"
+        + f"Host: 127.0.0.1:{server.port}\r\n".encode()
+        + b"Accept-Encoding: identity\r\n"
+        b"Accept: application/json\r\n"
+        b"Content-Type: application/apply-patch+yaml\r\n"
+        b"Authorization: Bearer secret-token\r\n"
+        b"Content-Length: 9\r\n\r\n"
+        b'{"k":"v"}'
+    )
+    assert b"Content-Length" not in server.requests[1]
+
+
+def test_line_breaks_in_the_url_or_a_header_are_refused(
+    server: RawServer, transport: Transport
+) -> None:
+    with pytest.raises(http.client.InvalidURL):
+        transport.request("GET", "/api/v1/x y", query=None, body=None, headers={})
+    with pytest.raises(ValueError, match="line break"):
+        transport.request("GET", "/", query=None, body=None, headers={"X": "a\r\nEvil: 1"})
+    assert server.requests == []
+
+
+def test_tls_is_verified_against_the_kubeconfig_ca(kube_emulator: Any) -> None:
+    import ssl
+
+    configuration = k8s_client.Configuration()
+    configuration.host = kube_emulator.https_url
+    configuration.ssl_ca_cert = kube_emulator.ca_file
+    trusted = Transport(configuration, timeout=5)
+    try:
+        status, _reason, body, _headers = trusted.request(
+            "GET", "/version", query=None, body=None, headers={"Accept": "application/json"}
+        )
+        assert status == 200 and b"gitVersion" in body
+    finally:
+        trusted.close()
+    configuration.ssl_ca_cert = None  # the system CAs did not sign the emulator's certificate
+    untrusted = Transport(configuration, timeout=5)
+    try:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            untrusted.request("GET", "/version", query=None, body=None, headers={})
+    finally:
+        untrusted.close()
