@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -295,3 +296,23 @@ def test_every_schema_key_is_documented() -> None:
         if f"`{name}" not in docs and f".{name}`" not in docs
     )
     assert missing == []
+
+
+def test_app_names_are_dns_labels_so_no_two_apps_share_an_applyset() -> None:
+    """`team-app` and `Team_App` would both name the parent `gitops-bot.team-app`."""
+    for bad in ("Team_App", "team.app", "-x", "x-"):
+        with pytest.raises(ConfigError, match="name"):
+            parse_config(f"version: 1\napps:\n  - name: {bad}\n    path: a\n")
+    assert parse_config("version: 1\napps:\n  - name: team-app\n    path: a\n").names
+
+
+def test_discovered_names_are_valid_and_unique(tmp_path: Path) -> None:
+    for rel in ("deploy/My_App", "deploy/my-app", "deploy/other"):
+        (tmp_path / rel).mkdir(parents=True)
+        (tmp_path / rel / "cm.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"
+        )
+    names = [app.name for app in discover_apps(tmp_path)]
+    assert len(set(names)) == 3
+    assert all(re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", n) for n in names), names
+    assert "other" in names

@@ -10,12 +10,16 @@ The rule, applied in this order (documented in docs/gitops-yaml.md):
    (at any depth) is an app.
 
 Directories and files starting with '.' are ignored. An app's name is its directory's name,
-or its path with '/' replaced by '-' when two directories share a name. Discovered apps use
+or its path with '/' replaced by '-' when two directories share a name, lower-cased with every
+run of other characters than a-z, 0-9 and '-' made one '-' (names are DNS labels); names that
+still collide get a short hash of their path. Discovered apps use
 target ``default``, no default namespace and prune on.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -50,9 +54,20 @@ def _names(paths: list[str]) -> list[AppSpec]:
     for path, name in zip(paths, base, strict=True):
         if base.count(name) > 1:
             name = path.replace("/", "-")
-        name = re.sub(r"[^A-Za-z0-9._-]", "-", name).strip("-._")[:63] or "app"
+        # app names are DNS labels (they name the ApplySet parent and are typed in /sync)
+        name = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-") or "app"
         apps.append(AppSpec(name=name, path=path))
-    return apps
+    seen = [app.name for app in apps]
+    return [
+        dataclasses.replace(app, name=_unique(app, seen)) if seen.count(app.name) > 1 else app
+        for app in apps
+    ]
+
+
+def _unique(app: AppSpec, names: list[str]) -> str:
+    """Directories that differ only in case or punctuation get a short hash of their path."""
+    digest = hashlib.sha256(app.path.encode()).hexdigest()[:6]
+    return f"{app.name[:56].strip('-')}-{digest}"
 
 
 def discover_apps(root: Path) -> list[AppSpec]:
