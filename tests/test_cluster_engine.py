@@ -558,9 +558,9 @@ def test_app_with_render_errors_is_not_deployed_and_previews_no_prune(
     with Clusters(targets) as clusters:
         preview = run_preview([broken], clusters).apps[0]
         deploy = run_apply([broken], clusters, commit="c2").apps[0]
-    assert by_name(preview) == {"web": Change.UNCHANGED, "a": Change.UPDATE}
-    assert [e.reason for e in preview.errors] == ["RenderError"]
-    assert any("render errors" in n for n in preview.notes)
+    # the preview shows what the deploy does with such an app: nothing
+    assert not preview.changes and [e.reason for e in preview.errors] == ["RenderError"]
+    assert any("does not render cleanly" in n for n in preview.notes)
     assert not deploy.changes and [e.reason for e in deploy.errors] == ["RenderError"]
     assert get(cluster, "v1", "ConfigMap", "web", "b") is not None
     assert get(cluster, "v1", "ConfigMap", "web", "a")["data"] == {}

@@ -440,3 +440,25 @@ def test_aggregated_discovery_document_maps_kinds_to_resources() -> None:
     assert deploy is not None and deploy.version == "v1"  # the preferred (first) version
     assert deploy.collection("web") == "/apis/apps/v1/namespaces/web/deployments"
     assert mapper.lookup("apps/v2", "Deployment") is None
+
+
+def test_an_unexpected_error_costs_one_app_not_the_run() -> None:
+    from bot.cluster.runner import _run
+    from bot.manifests import AppSpec, RenderedApp
+    from bot.model import AppResult, Mode
+
+    class Clusters:
+        def get(self, name: str) -> object:
+            return object()
+
+    def one(cluster: object, app: RenderedApp) -> AppResult:
+        if app.spec.name == "bad":
+            raise TypeError("Object of type bytes is not JSON serializable")
+        return AppResult(name=app.spec.name, target="default")
+
+    apps = [RenderedApp(spec=AppSpec(name=n, path=n)) for n in ("bad", "good")]
+    run = _run(apps, Clusters(), Mode.DEPLOY, one, skip_on_render_errors=True)  # type: ignore[arg-type]
+    bad, good = run.apps
+    assert [e.reason for e in bad.errors] == ["Internal"]
+    assert "TypeError" in bad.errors[0].message
+    assert good.errors == [] and good.name == "good"

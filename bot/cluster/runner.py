@@ -7,6 +7,8 @@ target, a render error or an unreachable cluster ends up in that app's result.
 
 from __future__ import annotations
 
+import logging
+import traceback
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Protocol
@@ -22,11 +24,15 @@ from bot.diff import redact_values, rendered_secret_values
 from bot.errors import ClusterError
 from bot.model import AppResult, Manifest, Mode, ObjectError, RunResult
 
-NOT_DEPLOYABLE_NOTE = (
-    "prune not previewed: the app has render errors, and the deploy skips an app that does "
-    "not render cleanly"
-)
 RENDER_FAILED_NOTE = "not sent to the cluster: the app did not render cleanly"
+NOT_DEPLOYABLE_NOTE = (
+    "not previewed: a deploy does not apply an app that does not render cleanly, so this "
+    "change would apply nothing of it; fix the errors above to see its diff"
+)
+UNEXPECTED = "unexpected error ({kind}) while handling this app: {error}"
+
+
+log = logging.getLogger("gitops_bot.cluster")
 
 
 class RenderedLike(Protocol):
@@ -98,6 +104,7 @@ def _run(
     *,
     target_override: str | None = None,
     skip_on_render_errors: bool,
+    skipped_note: str = RENDER_FAILED_NOTE,
 ) -> RunResult:
     run = RunResult(mode=mode)
     for app in rendered:
@@ -105,7 +112,7 @@ def _run(
         errors = _render_errors(app)
         if errors and skip_on_render_errors:
             result = AppResult(name=app.spec.name, target=target, errors=errors)
-            result.notes.extend([*app.notes, RENDER_FAILED_NOTE])
+            result.notes.extend([*app.notes, skipped_note])
             run.apps.append(result)
             continue
         try:
@@ -118,6 +125,22 @@ def _run(
                     message=str(exc),
                     reason="UnknownTarget" if "unknown target" in str(exc) else None,
                     transient=bool(getattr(exc, "transient", False)),
+                )
+            )
+        except Exception as exc:
+            # A bug must cost one app its result, not the whole run its report (the other
+            # apps may already be applied).
+            # The stack, not the message: a message may quote a value from a manifest.
+            log.error(
+                "unexpected %s in app %s:\n%s",
+                type(exc).__name__,
+                app.spec.name,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+            result = AppResult(name=app.spec.name, target=target)
+            result.errors.append(
+                ObjectError(
+                    UNEXPECTED.format(kind=type(exc).__name__, error=exc), reason="Internal"
                 )
             )
         result.errors[:0] = errors
@@ -141,27 +164,24 @@ def run_preview(
     app to that target (the CLI's ``--kubeconfig``)."""
 
     def one(cluster: Cluster, app: RenderedLike) -> AppResult:
-        clean = not app.errors
-        result = preview_app(
+        return preview_app(
             cluster,
             app.spec,
             app.manifests,
             field_manager=field_manager,
             commit=head,
             tooling=tooling,
-            prune=None if clean else False,
         )
-        if not clean and app.spec.prune:
-            result.notes.append(NOT_DEPLOYABLE_NOTE)
-        return result
 
+    # An app with render errors is previewed as the deploy treats it: nothing of it is applied.
     run = _run(
         rendered,
         clusters,
         Mode.LIVE,
         one,
         target_override=target_override,
-        skip_on_render_errors=False,
+        skip_on_render_errors=True,
+        skipped_note=NOT_DEPLOYABLE_NOTE,
     )
     run.head, run.base = head, base
     return run
