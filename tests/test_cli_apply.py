@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -271,3 +272,56 @@ def test_drift_is_measured_against_the_deployed_commit(repo: Path, kubeconfig: P
     assert app.commit == first and not app.errors
     changes = {c.ref.name: c.change.value for c in app.changes}
     assert changes == {"web": "unchanged", "a": "updated", "b": "unchanged"}
+
+
+def test_removed_app_is_previewed_as_the_deploy_treats_it(repo: Path, kubeconfig: Path) -> None:
+    """Removing an app from .gitops.yaml deletes nothing; the live preview must not say so."""
+    two_apps = GITOPS_YAML + "- name: old\n  path: old\n  namespace: web\n"
+    first = commit(
+        repo,
+        {
+            ".gitops.yaml": two_apps,
+            "web/ns.yaml": NAMESPACE,
+            "web/a.yaml": configmap("a", "1"),
+            "old/gone.yaml": configmap("gone", "1"),
+        },
+        "two apps",
+    )
+    assert run_apply(repo, kubeconfig, "--ref", first).exit_code == EXIT_OK
+    second = commit(repo, {".gitops.yaml": GITOPS_YAML}, "remove the app old")
+    preview = CliRunner().invoke(
+        main,
+        [
+            "preview",
+            "--repo",
+            str(repo),
+            "--base",
+            first,
+            "--head",
+            second,
+            "--kubeconfig",
+            str(kubeconfig),
+            "--format",
+            "json",
+        ],
+        catch_exceptions=False,
+    )
+    apps = {app["name"]: app for app in json.loads(preview.stdout)["apps"]}
+    assert apps["old"]["deleted"] == []
+    assert "stay in the cluster" in apps["old"]["notes"][0]
+    assert run_apply(repo, kubeconfig, "--ref", second).exit_code == EXIT_OK
+    out = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("kubectl")),
+            "--kubeconfig",
+            str(kubeconfig),
+            "get",
+            "configmap",
+            "gone",
+            "-n",
+            "web",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0  # still there, as previewed

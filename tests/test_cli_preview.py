@@ -128,7 +128,10 @@ def test_app_only_at_head_or_base(repo: Path) -> None:
     code, data = as_json(repo, "--base", "HEAD~1")
     assert code == 0
     (app,) = data["apps"]
-    assert app["name"] == "web" and len(app["deleted"]) == 6 and not app["created"]
+    # the deploy never deletes the objects of an app removed from .gitops.yaml: neither does
+    # the preview, which says so
+    assert app["name"] == "web" and not app["deleted"] and not app["created"]
+    assert "stay in the cluster" in app["notes"][0]
     code, data = as_json(repo, "--base", "HEAD", "--head", "HEAD~1")
     (app,) = data["apps"]
     assert len(app["created"]) == 6 and not app["deleted"]
@@ -141,9 +144,8 @@ def test_removed_app_without_prune_leaves_objects(repo: Path) -> None:
     assert code == 0
     (app,) = data["apps"]
     assert app["name"] == "kz" and app["deleted"] == []
-    assert app["notes"] == [
-        "app 'kz' was removed with prune off: its 2 object(s) would be left in the cluster"
-    ]
+    assert len(app["notes"]) == 1
+    assert "app 'kz' was removed from .gitops.yaml: its 2 object(s) stay" in app["notes"][0]
 
 
 def test_object_removed_from_app_without_prune_is_not_deleted(repo: Path) -> None:
@@ -300,6 +302,20 @@ def test_broken_file_does_not_show_its_objects_as_deleted(repo: Path) -> None:
     code, data = as_json(repo, "--base", "HEAD~1")
     assert code == 2
     (app,) = data["apps"]
-    assert app["deleted"] == []
+    assert app["deleted"] == [] and app["created"] == [] and app["updated"] == []
     assert app["errors"][0]["file"] == "apps/web/list.yaml"
-    assert any("2 deletion(s) not shown" in note for note in app["notes"])
+    # the deploy applies nothing of an app that does not render cleanly; the preview agrees
+    assert any("does not render cleanly" in note for note in app["notes"])
+
+
+def test_namespace_change_does_not_preview_deletions_the_deploy_would_not_make(
+    repo: Path,
+) -> None:
+    config = (repo / ".gitops.yaml").read_text()
+    commit(repo, {".gitops.yaml": config.replace("namespace: web\n", "namespace: web2\n", 1)})
+    code, data = as_json(repo, "--base", "HEAD~1")
+    assert code == 0
+    (app,) = data["apps"]
+    assert app["deleted"] == []
+    assert app["created"]  # the objects that take the new namespace
+    assert any("namespace changed from 'web' to 'web2'" in note for note in app["notes"])

@@ -16,9 +16,9 @@ from bot.cluster.applyset import DEFAULT_TOOLING
 from bot.cluster.preview import DEFAULT_FIELD_MANAGER
 from bot.cluster.runner import Clusters, run_preview
 from bot.cluster.targets import Targets
+from bot.diff import redact_values, rendered_secret_values
 from bot.errors import ClusterError, ConfigError, GitopsError
 from bot.manifests import (
-    RenderedApp,
     RepoConfig,
     affected_apps,
     changed_files,
@@ -28,7 +28,7 @@ from bot.manifests import (
     render_apps,
     resolve_commit,
 )
-from bot.model import Mode, ObjectError, RunResult
+from bot.model import AppResult, Mode, ObjectError, RunResult
 
 UNKNOWN_APP = "unknown app {name!r}: not in .gitops.yaml at base or head"
 
@@ -85,9 +85,11 @@ def live_preview(
             )
         say(f"rendering {len(names)} app(s) at head {head_sha[:12]}")
         rendered = render_apps(head_root, config_new, apps=[n for n in names if n in known_new])
-    if config_old is not None:
-        removed = [s for s in config_old.apps if s.name in names and s.name not in known_new]
-        rendered.extend(RenderedApp(spec=spec) for spec in removed)
+    removed = (
+        [s for s in config_old.apps if s.name in names and s.name not in known_new]
+        if config_old is not None
+        else []
+    )
     target = context or "kubeconfig"
     targets = Targets.single(target, kubeconfig=kubeconfig, context=context)
     say(f"dry-running {sum(len(r.manifests) for r in rendered)} object(s) on the cluster")
@@ -102,8 +104,19 @@ def live_preview(
             target_override=target,
         )
     result.apps = live.apps
+    # What the deploy does with an app removed from .gitops.yaml: nothing; its objects stay.
+    for spec in removed:
+        app = AppResult(name=spec.name, target=target, commit=head_sha)
+        app.notes.append(REMOVED_APP.format(name=spec.name))
+        result.apps.append(app)
     return result
 
+
+REMOVED_APP = (
+    "app {name!r} was removed from .gitops.yaml: its objects stay in the cluster (a deploy "
+    "deletes only what an app it still deploys no longer declares); to delete them, first "
+    "merge the app with its directory emptied, then remove it"
+)
 
 NOT_AT_COMMIT = "{app} is not in .gitops.yaml at its deployed commit {commit}"
 
@@ -123,7 +136,6 @@ def drift_report(
     out once per distinct commit. Apps never deployed get a note and no changes."""
     from bot.cluster.apply import deployed_commit
     from bot.cluster.drift import NEVER_DEPLOYED, drift_app
-    from bot.model import AppResult
 
     tooling = tooling or DEFAULT_TOOLING
     head_sha = resolve_commit(repo, ref)
@@ -182,7 +194,11 @@ def drift_report(
                 )
                 drifted.errors[:0] = found.errors
                 drifted.notes[:0] = found.notes
-                result.apps[index] = drifted
+                # server messages can quote what was sent, Secret values included
+                result.apps[index] = redact_values(
+                    RunResult(mode=Mode.DRIFT, apps=[drifted]),
+                    rendered_secret_values(found.manifests),
+                ).apps[0]
     return result
 
 

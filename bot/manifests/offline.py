@@ -32,11 +32,17 @@ MSG_UNKNOWN_APP = "unknown app {name!r}: not in the configuration at base or hea
 MSG_BASE_CONFIG = "the base configuration could not be read ({error}); every app counts as affected"
 MSG_BASE_ERROR = "at base: {message}"
 MSG_LEFT_BEHIND = (
-    "app {name!r} was removed with prune off: its {count} object(s) would be left in the cluster"
+    "app {name!r} was removed from .gitops.yaml: its {count} object(s) stay in the cluster (a "
+    "deploy deletes only what an app it still deploys no longer declares); to delete them, "
+    "first merge the app with its directory emptied, then remove it"
 )
-MSG_DELETIONS_HIDDEN = (
-    "{count} deletion(s) not shown: the app has errors, so objects that failed to render "
-    "would look deleted; fix the errors to see the real deletions"
+MSG_NOT_DEPLOYABLE = (
+    "not previewed: a deploy does not apply an app that does not render cleanly, so this "
+    "change would apply nothing of it; fix the errors above to see its diff"
+)
+MSG_NAMESPACE_MOVED = (
+    "namespace changed from {old!r} to {new!r}: the app's ApplySet moves with it, so the "
+    "{count} object(s) left in {old!r} are not deleted by the deploy"
 )
 MSG_TARGET_MOVED = (
     "target changed from {old!r} to {new!r}: objects are created on {new!r}; the bot does not "
@@ -125,13 +131,17 @@ def _diff_one(
 ) -> AppResult:
     old_objects = before.manifests if before else []
     if after is None:
+        # What the deploy does with a removed app: nothing. Its objects stay.
         assert before is not None
         spec = before.spec
-        app = diff_app(
-            app=name, target=spec.target, old=old_objects, new=[], commit=commit, prune=spec.prune
-        )
-        if not spec.prune:
-            app.notes = [MSG_LEFT_BEHIND.format(name=name, count=len(old_objects))]
+        app = AppResult(name=name, target=spec.target, commit=commit)
+        app.notes = [MSG_LEFT_BEHIND.format(name=name, count=len(old_objects))]
+    elif after.errors:
+        # What the deploy does with an app that does not render cleanly: nothing.
+        spec = after.spec
+        app = AppResult(name=name, target=spec.target, commit=commit)
+        app.errors.extend(after.errors)
+        app.notes.extend([*after.notes, MSG_NOT_DEPLOYABLE])
     else:
         spec = after.spec
         moved = before is not None and before.spec.target != spec.target
@@ -143,13 +153,20 @@ def _diff_one(
             commit=commit,
             prune=spec.prune,
         )
-        app.errors.extend(after.errors)
         app.notes.extend(after.notes)
-        if after.errors and app.deleted:
-            # objects of a file that failed to render would look deleted: never show that
-            hidden = len(app.deleted)
-            app.changes = [c for c in app.changes if c.change is not Change.DELETE]
-            app.notes.append(MSG_DELETIONS_HIDDEN.format(count=hidden))
+        old_namespace = before.spec.namespace if before is not None else None
+        if before is not None and not moved and old_namespace != spec.namespace:
+            # the deploy prunes through the ApplySet parent, which lives in the app's namespace
+            left = [c for c in app.changes if c.change is Change.DELETE]
+            if left:
+                app.changes = [c for c in app.changes if c.change is not Change.DELETE]
+                app.notes.append(
+                    MSG_NAMESPACE_MOVED.format(
+                        old=old_namespace or "default",
+                        new=spec.namespace or "default",
+                        count=len(left),
+                    )
+                )
         if moved:
             assert before is not None
             app.notes.append(MSG_TARGET_MOVED.format(old=before.spec.target, new=spec.target))
