@@ -407,6 +407,11 @@ def test_older_commit_is_refused_and_deployed_commit_recorded(cluster: Cluster) 
     assert [e.reason for e in result.errors] == ["OlderCommit"]
     assert "older than new" in result.errors[0].message
     assert get(cluster, "v1", "ConfigMap", "web", "a")["data"] == {"v": "2"}
+    # a dry run shows what the real run would do: the same refusal, not a diff
+    dry = apply_app(
+        cluster, app, older, commit="old", dry_run=True, is_ancestor=lambda a, b: (a, b) in history
+    )
+    assert [e.reason for e in dry.errors] == ["OlderCommit"] and not dry.changes
     # the same commit again, or a newer one, is fine
     again = apply_app(cluster, app, objs, commit="new", is_ancestor=lambda a, b: (a, b) in history)
     assert not again.errors

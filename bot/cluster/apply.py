@@ -135,11 +135,8 @@ def apply_app(
 
     ``dry_run`` applies nothing: the result is the live preview (every object dry-run on the
     server, prunes listed). ``is_ancestor`` enables the older-commit refusal: when the parent
-    records commit L and ``is_ancestor(commit, L)`` with ``commit != L``, nothing is applied."""
-    if dry_run:
-        return preview_app(
-            cluster, spec, manifests, field_manager=field_manager, commit=commit, tooling=tooling
-        )
+    records commit L and ``is_ancestor(commit, L)`` with ``commit != L``, nothing is applied
+    (and a dry run says so too: it shows what the real run would do)."""
     report = progress or _noop
     result = AppResult(name=spec.name, target=cluster.target.name, commit=commit)
     applyset = ApplySet.for_app(spec.name, app_namespace(spec), tooling=tooling)
@@ -163,6 +160,10 @@ def apply_app(
     except ClusterError as exc:
         result.errors.append(_app_error(exc))
         return result
+    if dry_run:
+        return preview_app(
+            cluster, spec, manifests, field_manager=field_manager, commit=commit, tooling=tooling
+        )
 
     prepared = prepare(cluster, spec, manifests, applyset)
     result.errors.extend(prepared.errors)
