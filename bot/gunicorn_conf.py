@@ -17,7 +17,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 _settings = Settings.from_env()  # malformed values stop gunicorn here, naming the variable
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
+bind = f"0.0.0.0:{_settings.port}"
 workers = _settings.web_workers
 worker_class = "gthread"
 threads = _settings.web_threads

@@ -156,6 +156,13 @@ class Settings:
         "Worker processes for deploy jobs (queue `deploys`, never behind previews).",
         default=1,
     )
+    port: int = _setting(
+        "PORT",
+        _parse_positive_int,
+        "Port the web process listens on under the Procfile's gunicorn line (platforms such as "
+        "Heroku set it); `gitops-bot serve` takes --port instead.",
+        default=8080,
+    )
     web_workers: int = _setting(
         "GITOPS_WEB_WORKERS",
         _parse_positive_int,

@@ -59,7 +59,7 @@ def exit_code(result: RunResult, *, changes_fail: bool) -> int:
     type=click.Choice(["markdown", "json", "text"]),
     default="text",
     show_default=True,
-    help="Report format; json is the stable structure documented in docs/gitops-yaml.md.",
+    help="Report format; json is the stable structure documented in docs/report.md.",
 )
 @click.option(
     "--kubeconfig",
