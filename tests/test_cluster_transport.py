@@ -351,3 +351,16 @@ def test_tls_is_verified_against_the_kubeconfig_ca(kube_emulator: Any) -> None:
             untrusted.request("GET", "/version", query=None, body=None, headers={})
     finally:
         untrusted.close()
+
+
+@pytest.mark.parametrize(
+    "text", ["obj-00001", "a.b_c~d", "", "with space", "slash/and?query", "caf\u00e9", "a+b&c=d"]
+)
+def test_quoting_fast_path_matches_urllib(text: str) -> None:
+    from urllib.parse import quote, urlencode
+
+    from bot.cluster.transport import encode_query, quote_segment
+
+    assert quote_segment(text) == quote(text, safe="")
+    query = [("fieldManager", text), ("force", "true")]
+    assert encode_query(query) == urlencode(query)

@@ -27,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import urllib3
 from kubernetes import client as k8s_client
@@ -47,7 +46,7 @@ from bot.cluster.errors import (
     from_status,
 )
 from bot.cluster.targets import Target
-from bot.cluster.transport import Transport, encode
+from bot.cluster.transport import Transport, encode, quote_segment
 from bot.model import Obj, ObjectRef
 
 T = TypeVar("T")
@@ -81,11 +80,11 @@ class Resource:
     def collection(self, namespace: str | None) -> str:
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
         if self.namespaced and namespace:
-            return f"{base}/namespaces/{quote(namespace, safe='')}/{self.plural}"
+            return f"{base}/namespaces/{quote_segment(namespace)}/{self.plural}"
         return f"{base}/{self.plural}"
 
     def path(self, namespace: str | None, name: str) -> str:
-        return f"{self.collection(namespace)}/{quote(name, safe='')}"
+        return f"{self.collection(namespace)}/{quote_segment(name)}"
 
 
 class RestMapper:

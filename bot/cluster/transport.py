@@ -25,7 +25,7 @@ import re
 import ssl
 import threading
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from kubernetes import client as k8s_client
 
@@ -64,9 +64,23 @@ def parse_header_lines(lines: list[bytes]) -> http.client.HTTPMessage:
                 b"".join(lines).decode("iso-8859-1")
             )
         fields.append((name, value.lstrip(" \t").rstrip("\r\n")))
-    message = http.client.HTTPMessage()
+    message = _Headers()
     message._headers = fields  # type: ignore[attr-defined]  # what the email parser fills
+    message.first = {}
+    for name, value in fields:
+        message.first.setdefault(name.lower(), value)
     return message
+
+
+class _Headers(http.client.HTTPMessage):
+    """An ``HTTPMessage`` whose ``get`` is one dict lookup. The email package's ``get``
+    returns the first field of that name after its compat32 policy's sanitizing, which
+    changes nothing in text decoded from Latin-1 (no surrogates), so the answers are equal."""
+
+    first: dict[str, str]
+
+    def get(self, name: str, failobj: Any = None) -> Any:
+        return self.first.get(name.lower(), failobj)
 
 
 class _Response(http.client.HTTPResponse):
@@ -110,6 +124,23 @@ class _Response(http.client.HTTPResponse):
             self.length = 0
         if not self.will_close and not self.chunked and self.length is None:
             self.will_close = True  # no length, not chunked: the body ends when it closes
+
+
+# Characters that URL quoting leaves as they are (every Kubernetes name and query value the
+# engines send): such strings skip urllib's quoting, a tenth of a request's CPU otherwise.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
+
+
+def quote_segment(text: str) -> str:
+    """``urllib.parse.quote(text, safe="")``: one path segment."""
+    return text if _UNRESERVED(text) else quote(text, safe="")
+
+
+def encode_query(query: list[tuple[str, str]]) -> str:
+    """``urllib.parse.urlencode(query)``."""
+    if all(_UNRESERVED(k) and _UNRESERVED(v) for k, v in query):
+        return "&".join([f"{k}={v}" for k, v in query])
+    return urlencode(query)
 
 
 # What http.client refuses in a request target (control characters and spaces).
@@ -211,7 +242,7 @@ class Transport:
     ) -> tuple[int, str, bytes, dict[str, str]]:
         """(status, reason, body, headers) of one request; raises OSError/HTTPException when
         no answer came even after one reconnect."""
-        target = self._base + path + ("?" + urlencode(query) if query else "")
+        target = self._base + path + ("?" + encode_query(query) if query else "")
         if _URL_FORBIDDEN.search(target):  # as http.client refuses it: no request smuggling
             raise http.client.InvalidURL(f"URL can't contain control characters: {target!r}")
         token = self._config.get_api_key_with_prefix("BearerToken")
