@@ -22,6 +22,7 @@ from __future__ import annotations
 import email.parser
 import http.client
 import re
+import socket
 import ssl
 import threading
 from typing import Any
@@ -84,9 +85,13 @@ class _Headers(http.client.HTTPMessage):
 
 
 class _Response(http.client.HTTPResponse):
-    """``HTTPResponse`` with a cheaper header parse. :meth:`begin` is the standard library's
+    """``HTTPResponse`` with a cheaper header parse, reading from its connection's one
+    buffered reader (not a new one per answer). :meth:`begin` is the standard library's
     (Python 3.11-3.13) with :func:`parse_header_lines` in place of ``parse_headers``; reading
     the body (Content-Length, chunked, until close) is inherited unchanged."""
+
+    def _close_conn(self) -> None:
+        self.fp = None  # type: ignore[assignment]  # the connection owns the reader
 
     def begin(self) -> None:
         if self.headers is not None:
@@ -159,6 +164,34 @@ _STALE = (
 )
 
 
+class _Link:
+    """One kept-alive connection: ``http.client`` connects it (TCP, TLS) and closes it; one
+    buffered reader takes every answer from it."""
+
+    def __init__(self, conn: http.client.HTTPConnection) -> None:
+        self.conn = conn
+        self.reader: Any = None
+
+    def open(self) -> socket.socket:
+        """The connected socket, connecting first when needed."""
+        if self.reader is None:
+            self.conn.connect()
+            assert self.conn.sock is not None
+            self.reader = self.conn.sock.makefile("rb")
+        sock: socket.socket = self.conn.sock
+        return sock
+
+    def makefile(self, mode: str) -> Any:
+        """What ``HTTPResponse`` reads an answer from."""
+        return self.reader
+
+    def close(self) -> None:
+        reader, self.reader = self.reader, None
+        if reader is not None:
+            reader.close()
+        self.conn.close()
+
+
 class Transport:
     """Thread-safe: each thread gets its own connection."""
 
@@ -192,7 +225,7 @@ class Transport:
             netloc = f"{netloc}:{self._port}"
         self._host_line = f"Host: {netloc}"
         self._local = threading.local()
-        self._all: list[http.client.HTTPConnection] = []
+        self._all: list[_Link] = []
         self._all_lock = threading.Lock()
 
     @staticmethod
@@ -208,28 +241,29 @@ class Transport:
             and not configuration.password
         )
 
-    def _connection(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is None:
+    def _connection(self) -> _Link:
+        link: _Link | None = getattr(self._local, "link", None)
+        if link is None:
             if self._https:
-                conn = http.client.HTTPSConnection(
+                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
                     self._host, self._port, timeout=self._timeout, context=self._context
                 )
             else:
                 conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
-            self._local.conn = conn
+            link = _Link(conn)
+            self._local.link = link
             with self._all_lock:
-                self._all.append(conn)
-        return conn
+                self._all.append(link)
+        return link
 
     def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
+        link: _Link | None = getattr(self._local, "link", None)
+        if link is not None:
+            link.close()
             with self._all_lock:
-                if conn in self._all:
-                    self._all.remove(conn)
-        self._local.conn = None
+                if link in self._all:
+                    self._all.remove(link)
+        self._local.link = None
 
     def request(
         self,
@@ -260,15 +294,12 @@ class Transport:
         # head and body in one write: one TLS record, and no Nagle wait between the two
         message = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
         for attempt in (0, 1):
-            conn = self._connection()
-            reused = conn.sock is not None
+            link = self._connection()
+            reused = link.reader is not None
             try:
-                if not reused:
-                    conn.connect()
-                sock = conn.sock
-                assert sock is not None
+                sock = link.open()
                 sock.sendall(message)
-                response = _Response(sock, method=method)
+                response = _Response(link, method=method)  # type: ignore[arg-type]
                 response.begin()
                 data = response.read()
             except _STALE:
@@ -288,8 +319,8 @@ class Transport:
         """Close every thread's connection (call when no request is in flight)."""
         with self._all_lock:
             conns, self._all = self._all, []
-        for conn in conns:
-            conn.close()
+        for link in conns:
+            link.close()
 
 
 def encode(body: Any) -> bytes | None:
