@@ -364,3 +364,63 @@ def test_quoting_fast_path_matches_urllib(text: str) -> None:
     assert quote_segment(text) == quote(text, safe="")
     query = [("fieldManager", text), ("force", "true")]
     assert encode_query(query) == urlencode(query)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "caf\u00e9 \u2603", "n": "1"}},
+        {"spec": {"replicas": 3, "ratio": 0.1, "big": 2**63 - 1, "list": [True, False]}},
+        {"spec": {"nothing": None}},  # null: json writes it, as it would NaN
+        {"spec": {"nan": float("nan"), "inf": float("inf")}},
+        {1: "int key", "s": "x"},
+        {"huge": 2**70},
+    ],
+)
+@pytest.mark.parametrize("with_orjson", [True, False])
+def test_request_bodies_mean_what_json_dumps_says(
+    body: dict[Any, Any], with_orjson: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import bot.cluster.transport as transport_mod
+
+    if not with_orjson:
+        monkeypatch.setattr(transport_mod, "orjson", None)
+    expected = json.dumps(body, separators=(",", ":"))
+    data = transport_mod.encode(body)
+    assert data is not None
+    assert json.loads(data) == json.loads(expected) or "nan" in body.get("spec", {})
+    if "nan" in body.get("spec", {}) or 1 in body or "huge" in body:
+        assert data == expected.encode()  # json's own text: orjson would change the meaning
+    assert transport_mod.encode(None) is None
+
+
+def test_dates_are_refused_as_json_refuses_them() -> None:
+    import datetime
+
+    from bot.cluster.transport import encode
+
+    with pytest.raises(TypeError):
+        encode({"when": datetime.date(2024, 1, 1)})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"a":[1,2.5,"caf\\u00e9",null,true],"b":{"c":-0.0}}',
+        b'{"nan": NaN}',  # not JSON, but json.loads reads it: so must we
+        b'{"s": "\\ud800"}',  # a lone surrogate escape
+    ],
+)
+def test_answers_decode_as_json_loads_does(text: bytes) -> None:
+    import json
+    import math
+
+    from bot.cluster.transport import decode
+
+    ours, theirs = decode(text), json.loads(text)
+    if "nan" in theirs:
+        assert math.isnan(ours["nan"])
+    else:
+        assert ours == theirs

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import json
 import os
 import queue
 import threading
@@ -46,7 +45,7 @@ from bot.cluster.errors import (
     from_status,
 )
 from bot.cluster.targets import Target
-from bot.cluster.transport import Transport, encode, quote_segment
+from bot.cluster.transport import Transport, decode, encode, quote_segment
 from bot.model import Obj, ObjectRef
 
 T = TypeVar("T")
@@ -354,7 +353,7 @@ class Cluster:
             raise error
         if not data:
             return None
-        return json.loads(data)
+        return decode(data)
 
     def _request_generic(
         self,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import email.parser
 import http.client
+import json
 import re
 import socket
 import ssl
@@ -29,6 +30,11 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from kubernetes import client as k8s_client
+
+try:
+    import orjson
+except ImportError:  # optional: json gives the same results, slower
+    orjson = None  # type: ignore[assignment]
 
 # The standard library's limits on a response's header block.
 _MAX_LINE = 65536
@@ -324,7 +330,32 @@ class Transport:
 
 
 def encode(body: Any) -> bytes | None:
-    """The JSON body of a request (JSON is valid YAML, so apply patches too)."""
-    import json
+    """The JSON body of a request (JSON is valid YAML, so apply patches too).
 
-    return None if body is None else json.dumps(body, separators=(",", ":")).encode()
+    orjson when it is installed (a fifth of the CPU of ``json``); whenever its output could
+    differ in meaning from ``json.dumps`` (it writes NaN and infinities as ``null``, refuses
+    non-string keys, dates and integers beyond 64 bits), the body goes through ``json``."""
+    if body is None:
+        return None
+    if orjson is not None:
+        try:
+            data: bytes = orjson.dumps(body, option=orjson.OPT_PASSTHROUGH_DATETIME)
+        except TypeError:  # orjson.JSONEncodeError
+            pass
+        else:
+            if b"null" not in data:
+                return data
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def decode(data: bytes) -> Any:
+    """A JSON answer: orjson when installed, ``json`` for what orjson refuses (NaN literals,
+    escaped lone surrogates), so the result is what ``json.loads`` gives; but for integers
+    beyond 64 bits, which come back as floats, and which an API server never sends (it
+    decodes such numbers as float64 before storing them)."""
+    if orjson is not None:
+        try:
+            return orjson.loads(data)
+        except ValueError:  # orjson.JSONDecodeError
+            pass
+    return json.loads(data)
