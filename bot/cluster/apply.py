@@ -284,7 +284,7 @@ def _apply_one(
 ) -> tuple[Item, ObjectChange | None, Obj | None, ObjectError | None, str | None]:
     assert item.resource is not None
     before = live.get(item)
-    fetch_error = live.errors.get(item.ref.key)
+    fetch_error = live.errors.get(item.key)
     if fetch_error is not None:
         return item, None, None, item.error(fetch_error), None
     note = None
@@ -405,7 +405,7 @@ def _prune(
     report: Progress,
 ) -> bool:
     """Delete the set's members that Git no longer declares; returns whether all went."""
-    desired = {i.ref.key for i in items}
+    desired = {i.key for i in items}
     members, errors = list_members(
         cluster,
         applyset,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 from bot.cluster.applyset import ApplySet, group_kind
@@ -88,13 +89,20 @@ class Item:
     pending_kind: bool = False  # kind served only once a CRD of this change is applied
     pending_namespace: bool = False  # namespace created by this change, missing now
 
-    @property
+    # Computed once: the engines ask for these several times per object (ref and namespaced
+    # never change after prepare()).
+    @cached_property
     def phase(self) -> int:
         return phase_of(self.ref.api_version, self.ref.kind, namespaced=self.namespaced)
 
-    @property
+    @cached_property
     def group_kind(self) -> str:
         return group_kind(self.ref.api_version, self.ref.kind)
+
+    @cached_property
+    def key(self) -> tuple[str, str, str, str]:
+        """``ref.key``: identity independent of API version."""
+        return self.ref.key
 
     def error(self, exc: ClusterError | str, *, reason: str | None = None) -> ObjectError:
         source = self.manifest.source
@@ -113,7 +121,7 @@ class Prepared:
 
     @property
     def keys(self) -> set[tuple[str, str, str, str]]:
-        return {item.ref.key for item in self.items}
+        return {item.key for item in self.items}
 
     def namespaces(self) -> set[str]:
         return {item.ref.namespace for item in self.items if item.ref.namespace}
@@ -190,13 +198,14 @@ def prepare(
         prepared_obj = dict(obj)
         prepared_obj["metadata"] = new_meta
         ref = ObjectRef(api_version=api_version, kind=kind, namespace=namespace, name=name)
-        if ref.key in seen:
-            other = seen[ref.key].source
+        key = ref.key
+        if key in seen:
+            other = seen[key].source
             out.errors.append(
                 _error(manifest, f"{ref} is declared twice (also in {other.file})", "Duplicate")
             )
             continue
-        seen[ref.key] = manifest
+        seen[key] = manifest
         try:
             cluster.target.check(kind=kind, namespace=namespace, name=name, label=str(ref))
             prepared_obj = applyset.label_member(prepared_obj, ref=str(ref))
@@ -278,16 +287,16 @@ class LiveIndex:
             self._listed[key] = listed
             by_name = {str((o.get("metadata") or {}).get("name")): o for o in listed}
             for item in groups[key]:
-                self._objects[item.ref.key] = by_name.get(item.ref.name)
+                self._objects[item.key] = by_name.get(item.ref.name)
 
         def get_one(item: Item) -> None:
             assert item.resource is not None
             try:
-                self._objects[item.ref.key] = self.cluster.get(
+                self._objects[item.key] = self.cluster.get(
                     item.resource, item.ref.namespace, item.ref.name
                 )
             except ApiError as exc:
-                self.errors[item.ref.key] = exc
+                self.errors[item.key] = exc
 
         for _ in self.cluster.map(list_one, lists):
             pass
@@ -295,10 +304,10 @@ class LiveIndex:
             pass
 
     def get(self, item: Item) -> Obj | None:
-        return self._objects.get(item.ref.key)
+        return self._objects.get(item.key)
 
     def set(self, item: Item, obj: Obj | None) -> None:
-        self._objects[item.ref.key] = obj
+        self._objects[item.key] = obj
 
     def listed(self, res: Resource, namespace: str | None) -> list[Obj] | None:
         """A full LIST done earlier for this resource and namespace, if any."""

@@ -126,7 +126,7 @@ def preview_app(
     def one(item: Item) -> tuple[ObjectChange | None, ObjectError | None, str | None]:
         if item.pending_kind:
             return _as_created(item), None, PENDING_KIND_NOTE.format(ref=item.ref)
-        fetch_error = live.errors.get(item.ref.key)
+        fetch_error = live.errors.get(item.key)
         if fetch_error is not None:
             return None, item.error(fetch_error), None
         assert item.resource is not None

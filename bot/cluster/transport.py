@@ -20,6 +20,7 @@ generic path.
 from __future__ import annotations
 
 import email.parser
+import functools
 import http.client
 import json
 import re
@@ -89,6 +90,9 @@ class _Headers(http.client.HTTPMessage):
     def get(self, name: str, failobj: Any = None) -> Any:
         return self.first.get(name.lower(), failobj)
 
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._headers)  # type: ignore[attr-defined]
+
 
 class _Response(http.client.HTTPResponse):
     """``HTTPResponse`` with a cheaper header parse, reading from its connection's one
@@ -148,9 +152,12 @@ def quote_segment(text: str) -> str:
 
 
 def encode_query(query: list[tuple[str, str]]) -> str:
-    """``urllib.parse.urlencode(query)``."""
-    if all(_UNRESERVED(k) and _UNRESERVED(v) for k, v in query):
-        return "&".join([f"{k}={v}" for k, v in query])
+    """``urllib.parse.urlencode(query)``; the engines send a handful of distinct queries."""
+    return _encode_query(tuple(query))
+
+
+@functools.lru_cache(maxsize=256)
+def _encode_query(query: tuple[tuple[str, str], ...]) -> str:
     return urlencode(query)
 
 
