@@ -95,9 +95,13 @@ class EmulatorServer:
         port: int = 0,
         verbose: bool = False,
         latency: float = 0.0,
+        controller: bool = True,
     ) -> None:
         self.emulator = Emulator(controller_delay=controller_delay)
         self._latency = latency
+        # Off for benchmarks that wait for no rollout: on a real cluster controllers run in
+        # kube-controller-manager, not on the API server's CPU.
+        self._controller_enabled = controller
         self.controller = Controller(self.emulator, delay=controller_delay)
         self._host = host
         self._port = port
@@ -150,7 +154,8 @@ class EmulatorServer:
             daemon=True,
         )
         self._thread.start()
-        self.controller.start()
+        if self._controller_enabled:
+            self.controller.start()
         return self
 
     def stop(self) -> None:

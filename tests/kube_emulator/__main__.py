@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     parser.add_argument(
+        "--no-controller",
+        action="store_true",
+        help="do not progress workloads' status (benchmarks that wait for no rollout)",
+    )
+    parser.add_argument(
         "--latency-ms",
         type=float,
         default=0.0,
@@ -38,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         verbose=args.verbose,
         latency=args.latency_ms / 1000,
+        controller=not args.no_controller,
     )
     server.start()
     if args.kubeconfig:
