@@ -462,3 +462,15 @@ def test_an_unexpected_error_costs_one_app_not_the_run() -> None:
     assert [e.reason for e in bad.errors] == ["Internal"]
     assert "TypeError" in bad.errors[0].message
     assert good.errors == [] and good.name == "good"
+
+
+def test_a_kubeconfig_that_is_not_yaml_is_named_without_quoting_it(tmp_path: Path) -> None:
+    from bot.cluster import Cluster, Target
+    from bot.cluster.errors import TargetError
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("users:\n- user: {token: abc-secret-token\n")
+    with pytest.raises(TargetError) as info:
+        Cluster(Target(name="prod", kubeconfig=kubeconfig))
+    assert "not valid YAML" in str(info.value)
+    assert "abc-secret-token" not in str(info.value)

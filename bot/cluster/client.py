@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import urllib3
+import yaml
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -131,6 +132,13 @@ def _build_api_client(target: Target, concurrency: int) -> k8s_client.ApiClient:
                     client_configuration=configuration,
                     persist_config=False,
                 )
+    except yaml.YAMLError as exc:
+        # Not the parser's text: it quotes the file, and a kubeconfig holds tokens.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise TargetError(
+            f"target {target.name!r}: the kubeconfig is not valid YAML{where}"
+        ) from None
     except (ConfigException, OSError, TypeError, ValueError) as exc:
         raise TargetError(
             f"target {target.name!r}: cannot load cluster credentials: {exc}"
