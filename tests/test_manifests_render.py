@@ -543,3 +543,22 @@ def test_helm_chart_symlink_out_of_the_checkout_is_refused(
     app = render_app(repo, AppSpec(name="c", path="chart"))
     assert [e.file for e in app.errors] == ["chart/templates/leak.yaml"]
     assert not (bin_dir / "helm.args").exists()  # helm never ran
+
+
+def test_helm_errors_quoting_a_values_file_are_scrubbed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(BASIC, repo)
+    write(repo, {"charts/values-prod.yaml": "db:\n  password: hunter2-from-values\n"})
+    (repo / ".gitops.yaml").write_text(helm_config("        valuesFiles: [../values-prod.yaml]\n"))
+    bin_dir = tmp_path / "bin"
+    # what `{{ fail (printf "bad password %s" .Values.db.password) }}` makes helm print
+    fake_helm(
+        bin_dir, 'echo "Error: execution error: bad password hunter2-from-values" >&2\nexit 1\n'
+    )
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    demo = render_app(repo, load_config(repo).app("demo"))  # type: ignore[arg-type]
+    (error,) = demo.errors
+    assert "helm failed" in error.message and "bad password" in error.message
+    assert "hunter2-from-values" not in error.message

@@ -553,6 +553,31 @@ def _generator_values(root: Path, base: str, gen: dict[str, Any]) -> set[str]:
     return values
 
 
+def _values_strings(root: Path, files: Iterable[str]) -> set[str]:
+    """Every string (and number written as one) of at least 4 characters in Helm values files."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            text = str(value).strip()
+            if len(text) >= 4:
+                found.add(text)
+
+    for rel in files:
+        try:
+            for doc in load_documents(read_text(root, rel), name=rel):
+                walk(doc.data)
+        except (RenderError, OSError, UnicodeDecodeError):
+            continue
+    return found
+
+
 def scrub_renderer_output(text: str, candidates: Iterable[str]) -> str:
     """``text`` with every candidate secret value replaced and echoed configurations cut."""
     text = _ECHOED_CONFIG.sub(CONFIG_NOT_SHOWN, text)
@@ -650,7 +675,11 @@ def _render_helm(
     try:
         out = _run("helm", argv, root=root, timeout=timeout)
     except RenderError as exc:
-        result.errors.append(ObjectError(exc.message, file=chart_file, reason="RenderError"))
+        # a `required`/`fail` message or a template error may quote a value, and values files
+        # hold secrets: every string they hold is taken out of the message
+        values_files = [f"{spec.path}/values.yaml", *sorted(result.files)]
+        message = scrub_renderer_output(exc.message, _values_strings(root, values_files))
+        result.errors.append(ObjectError(message, file=chart_file, reason="RenderError"))
         return []
     items: list[tuple[Obj, Source]] = []
     # helm marks each document with "# Source: <chart>/templates/x.yaml": keep it as provenance
