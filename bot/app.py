@@ -82,7 +82,11 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
             delivery_ttl=settings.delivery_ttl,
         )
     metrics = WebMetrics()
-    options = IntakeOptions(preview_drafts=settings.preview_drafts, bot_logins=settings.bot_logins)
+    options = IntakeOptions(
+        preview_drafts=settings.preview_drafts,
+        bot_logins=settings.bot_logins,
+        max_body_bytes=settings.max_body_bytes,
+    )
     secrets = {"github": settings.github_webhook_secret, "gitlab": settings.gitlab_webhook_secret}
     app.extensions["gitops"] = {"queue": queue, "metrics": metrics, "settings": settings}
 

@@ -648,3 +648,14 @@ def test_flask_request_headers_are_accepted() -> None:
     )
     assert outcome.delivery_id == DELIVERY
     assert isinstance(outcome.event, PullRequestEvent)
+
+
+def test_the_body_limit_is_the_operators_setting() -> None:
+    """One limit, GITOPS_MAX_BODY_BYTES, passed in the options: no second, fixed one."""
+    body = b'{"zen": "a longer body than the limit"}'
+    headers = {"X-GitHub-Event": "ping", "Content-Type": "application/json"}
+    with pytest.raises(WebhookError) as info:
+        handle_github(
+            headers=headers, body=body, secret="s", options=IntakeOptions(max_body_bytes=10)
+        )
+    assert info.value.status == 413 and "10 bytes" in info.value.message

@@ -24,7 +24,7 @@ from bot.cluster.applyset import DEFAULT_TOOLING
 from bot.cluster.runner import Clusters, run_apply
 from bot.cluster.targets import Targets
 from bot.errors import GitopsError
-from bot.model import Health, RunResult
+from bot.model import RunResult
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_ERRORS = 0, 1, 2
 
@@ -33,13 +33,7 @@ def exit_code(result: RunResult) -> int:
     """0 all applied and healthy, 2 any error, 1 otherwise unhealthy."""
     if result.has_errors:
         return EXIT_ERRORS
-    bad = [
-        h
-        for app in result.apps
-        for h in app.health
-        if h.health not in (Health.HEALTHY, Health.UNKNOWN)
-    ]
-    return EXIT_UNHEALTHY if bad else EXIT_OK
+    return EXIT_OK if result.ok else EXIT_UNHEALTHY
 
 
 def git_is_ancestor(repo: Path) -> IsAncestor:

@@ -60,6 +60,9 @@ class IntakeOptions:
     #: Extra logins treated as bots (their comments never run commands), compared
     #: case-insensitively, besides GitHub ``type == "Bot"`` / ``[bot]`` logins and GitLab bot users.
     bot_logins: frozenset[str] = field(default_factory=frozenset)
+    #: Largest body accepted (``GITOPS_MAX_BODY_BYTES``); the web layer refuses larger ones
+    #: before reading them, this is the same limit for callers that hand over a body.
+    max_body_bytes: int = MAX_BODY_BYTES
 
     def is_bot_login(self, login: str) -> bool:
         """True if ``login`` is one of the configured bot logins."""
@@ -137,10 +140,10 @@ def delivery_id(headers: Headers, names: Iterable[str], body: bytes) -> str:
     return BODY_DIGEST_PREFIX + hashlib.sha256(body).hexdigest()
 
 
-def check_size(body: bytes) -> None:
-    """413 for bodies over :data:`MAX_BODY_BYTES`."""
-    if len(body) > MAX_BODY_BYTES:
-        raise WebhookError(413, f"body is larger than {MAX_BODY_BYTES} bytes")
+def check_size(body: bytes, limit: int = MAX_BODY_BYTES) -> None:
+    """413 for bodies over ``limit`` bytes."""
+    if len(body) > limit:
+        raise WebhookError(413, f"body is larger than {limit} bytes")
 
 
 # --- body --------------------------------------------------------------------------------

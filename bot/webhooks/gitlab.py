@@ -79,7 +79,7 @@ def handle_gitlab(
 
     Raises :class:`WebhookError` (400/401/413) for anything wrong with the request; never
     another exception for sender-controlled input."""
-    check_size(body)
+    check_size(body, options.max_body_bytes)
     hdrs = Headers(headers)
     verify_token(hdrs, secret)
     event_name = event_header(hdrs, EVENT_HEADER)
