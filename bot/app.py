@@ -26,16 +26,34 @@ from bot.errors import QueueUnavailable
 from bot.metrics import CONTENT_TYPE, WebMetrics
 from bot.queue import JobQueue, redis_client
 from bot.settings import Settings
-from bot.webhooks import IntakeOptions, Outcome, WebhookError, handle_github, handle_gitlab
+from bot.webhooks import (
+    IntakeOptions,
+    Outcome,
+    WebhookError,
+    github,
+    gitlab,
+    handle_github,
+    handle_gitlab,
+)
 
 log = logging.getLogger("gitops_bot.web")
 
 Handler = Callable[..., Outcome]
 
-PROVIDERS: Final[dict[str, tuple[str, str, str, Handler]]] = {
-    # provider: (event header, delivery header, secret setting, parser)
-    "github": ("X-GitHub-Event", "X-GitHub-Delivery", "GITHUB_WEBHOOK_SECRET", handle_github),
-    "gitlab": ("X-Gitlab-Event", "Idempotency-Key", "GITLAB_WEBHOOK_SECRET", handle_gitlab),
+PROVIDERS: Final[dict[str, tuple[str, tuple[str, ...], str, Handler]]] = {
+    # provider: (event header, delivery headers in order of preference, secret setting, parser)
+    "github": (
+        github.EVENT_HEADER,
+        (github.DELIVERY_HEADER,),
+        "GITHUB_WEBHOOK_SECRET",
+        handle_github,
+    ),
+    "gitlab": (
+        gitlab.EVENT_HEADER,
+        gitlab.DELIVERY_HEADERS,
+        "GITLAB_WEBHOOK_SECRET",
+        handle_gitlab,
+    ),
 }
 
 KNOWN_EVENTS: Final = frozenset(
@@ -94,8 +112,8 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
     def webhook(provider: str) -> tuple[Response, int]:
         if provider not in PROVIDERS:
             return jsonify(error=f"no webhook endpoint for {provider!r}"), 404
-        event_header, delivery_header, setting, handler = PROVIDERS[provider]
-        delivery = _delivery_hint(request.headers, provider, delivery_header)
+        event_header, delivery_headers, setting, handler = PROVIDERS[provider]
+        delivery = _delivery_hint(request.headers, delivery_headers)
         label = _event_label(request.headers.get(event_header))
         metrics.received.labels(provider, label).inc()
         secret = secrets[provider]
@@ -187,12 +205,10 @@ def _read_body(limit: int) -> bytes | None:
     return None if len(body) > limit else body
 
 
-def _delivery_hint(headers: Headers, provider: str, header: str) -> str:
+def _delivery_hint(headers: Headers, names: tuple[str, ...]) -> str:
     """The delivery id as the headers give it, for answers before the payload is parsed."""
-    value = headers.get(header) or (
-        headers.get("X-Gitlab-Event-UUID") if provider == "gitlab" else None
-    )
-    return (value or "")[:200]
+    value = next((headers[name] for name in names if headers.get(name)), "")
+    return value[:200]
 
 
 def _event_label(name: str | None) -> str:
