@@ -13,7 +13,10 @@ bytes into Python objects, with limits that make hostile input fail fast with a 
 * every path must resolve inside the checkout (symlinks escaping it are refused).
 
 The parser is libyaml's (``CParser``) when available; objects are built straight from its events
-in one loop so the limits are enforced per node (and faster than ``yaml.CSafeLoader``).
+in one loop so the limits are enforced per node (and faster than ``yaml.CSafeLoader``). Files
+without anchors, aliases, merge keys or tagged collections (nearly every manifest) take a leaner
+loop still; the moment a file needs more, or has a problem, the careful loop builds it again
+from the start, so both give the same objects, lines and errors (tests/test_manifests_loader.py).
 Timestamps stay strings, as Kubernetes reads them.
 """
 
@@ -62,6 +65,7 @@ MSG_EXPANSION = (
     "YAML aliases expand to more than {limit} nodes (a 'billion laughs' file?); refusing to load it"
 )
 MSG_MERGE_TYPE = "a merge key (<<) needs a mapping or a list of mappings"
+MSG_MERGE_POSITION = "a merge key (<<) can only be a mapping key; quote it ('<<') for the text"
 MSG_RECURSIVE = "recursive YAML alias (a node containing itself)"
 MSG_DUPLICATE_KEY = "duplicate key {key!r} (first on line {first})"
 MSG_OUTSIDE = "{path} resolves outside the repository checkout; refusing to read it"
@@ -263,10 +267,14 @@ class _Builder:
                                     parent.key_events.append(event)
                             elif key is merge_key:
                                 raise _Limited(MSG_MERGE_TYPE, _line(event))
+                            elif value is merge_key:
+                                raise _Limited(MSG_MERGE_POSITION, _line(event))
                             else:
                                 container[key] = value
                                 parent.key = no_key
                         else:
+                            if value is merge_key:
+                                raise _Limited(MSG_MERGE_POSITION, _line(event))
                             container.append(value)
                             if parent.lines is not None:
                                 parent.lines.append(_line(event))
@@ -337,6 +345,10 @@ class _Builder:
                     continue
                 if expanded > max_expanded:
                     raise _Limited(MSG_EXPANSION.format(limit=max_expanded), _line(start))
+                if value is merge_key and (
+                    not stack or not stack[-1].is_map or stack[-1].key is not no_key
+                ):
+                    raise _Limited(MSG_MERGE_POSITION, _line(start))
                 if not stack:
                     root = value
                     if kind is not map_end and kind is not seq_end:
@@ -368,6 +380,139 @@ class _Builder:
                     parent.container.append(value)
                     if parent.lines is not None:
                         parent.lines.append(_line(start))
+
+
+def _fast_documents(parser: Any, limits: Limits) -> list[Document] | None:
+    """The documents of a plain file, built with the least work per parser event; None (or an
+    exception) as soon as the file uses anything this loop does not handle itself.
+
+    It handles block and flow mappings and sequences of scalars, with the limits on depth and
+    expanded size, duplicate keys and every scalar type; anchors, aliases, merge keys, tagged
+    collections and collections used as keys go to the careful :class:`_Builder`, as does every
+    file where something is wrong, so that one place words the errors. The state of the
+    collection being built lives in locals (no per-collection object), and no line is kept but
+    the ones a :class:`Document` reports."""
+    scalar_event = yaml.ScalarEvent
+    map_start, seq_start = yaml.MappingStartEvent, yaml.SequenceStartEvent
+    map_end, seq_end = yaml.MappingEndEvent, yaml.SequenceEndEvent
+    document_start, document_end = yaml.DocumentStartEvent, yaml.DocumentEndEvent
+    stream_end = yaml.StreamEndEvent
+    get_event = parser.get_event
+    max_depth = limits.max_depth
+    max_expanded = limits.max_expanded_nodes
+    plain = _PLAIN_CACHE
+    no_key, merge_key = _NO_KEY, _MERGE_KEY
+    scalar = _Builder(limits).scalar
+    docs: list[Document] = []
+    expanded = 0  # nodes of the whole file, as the careful builder counts them
+    while True:
+        event = get_event()
+        kind = type(event)
+        if kind is stream_end:
+            return docs
+        if kind is not document_start:
+            continue
+        root: Any = None
+        root_line = event.start_mark.line + 1
+        items_lines: list[int] | None = None
+        # the collection being built: its container, whether a mapping, the key waiting for
+        # its value, the lines of its items (a top-level `items:` list only); the enclosing
+        # collections' states wait on the stack
+        container: Any = None
+        is_map = False
+        key: Any = no_key
+        lines: list[int] | None = None
+        stack: list[tuple[Any, bool, Any, list[int] | None]] = []
+        while True:
+            event = get_event()
+            kind = type(event)
+            if kind is scalar_event:
+                if event.anchor is not None:
+                    return None
+                if event.tag is not None:
+                    value = scalar(event)
+                elif event.implicit[0]:
+                    # plain scalars repeat a lot (keys, "true", "80"): resolve each once
+                    text = event.value
+                    try:
+                        value = plain[text]
+                    except KeyError:
+                        value = scalar(event)
+                        if len(plain) < _PLAIN_CACHE_MAX:
+                            plain[text] = value
+                else:
+                    value = event.value  # quoted: always a string
+                if value is merge_key:
+                    return None
+                expanded += 1
+                if is_map:
+                    if key is no_key:
+                        if value in container:
+                            return None
+                        key = value
+                    else:
+                        container[key] = value
+                        key = no_key
+                elif container is not None:
+                    container.append(value)
+                    if lines is not None:
+                        lines.append(event.start_mark.line + 1)
+                else:
+                    root = value
+                    root_line = event.start_mark.line + 1
+            elif kind is map_start or kind is seq_start:
+                if event.anchor is not None or event.tag is not None or len(stack) >= max_depth:
+                    return None
+                new_lines: list[int] | None = None
+                if is_map:
+                    if key is no_key:
+                        return None  # a collection as a mapping key
+                    if kind is seq_start and len(stack) == 1 and key == "items":
+                        new_lines = []
+                elif container is not None:
+                    if lines is not None:
+                        lines.append(event.start_mark.line + 1)
+                else:
+                    root_line = event.start_mark.line + 1
+                stack.append((container, is_map, key, lines))
+                is_map = kind is map_start
+                container = {} if is_map else []
+                key = no_key
+                lines = new_lines
+            elif kind is map_end or kind is seq_end:
+                expanded += 1
+                if expanded > max_expanded:
+                    return None
+                value = container
+                if lines is not None:
+                    items_lines = lines
+                container, is_map, key, lines = stack.pop()
+                if is_map:
+                    container[key] = value
+                    key = no_key
+                elif container is not None:
+                    container.append(value)
+                else:
+                    root = value
+            elif kind is document_end:
+                if expanded > max_expanded:
+                    return None
+                if items_lines is not None and not (
+                    isinstance(root, dict) and isinstance(root.get("items"), list)
+                ):
+                    items_lines = None
+                docs.append(
+                    Document(
+                        index=len(docs),
+                        line=root_line,
+                        data=root,
+                        node=None,
+                        item_lines=items_lines,
+                    )
+                )
+                break
+            else:  # an alias
+                return None
 
 
 def _line(event: Any) -> int:
@@ -408,7 +553,33 @@ class Document:
 
 
 def iter_documents(text: str, *, name: str, limits: Limits = DEFAULT_LIMITS) -> Iterator[Document]:
-    """Parse every document of ``text``; raises :class:`RenderError` naming ``name`` and the line."""
+    """Parse every document of ``text``; raises :class:`RenderError` naming ``name`` and the line.
+
+    The common file (no anchors, aliases, merge keys or collection tags, within the limits) is
+    built by :func:`_fast_documents`; anything else, and every file with a problem, by the
+    careful :class:`_Builder`, which alone produces errors (so they are the same either way)."""
+    fast = _fast_attempt(text, limits)
+    if fast is not None:
+        yield from fast
+        return
+    yield from _careful_documents(text, name=name, limits=limits)
+
+
+def _fast_attempt(text: str, limits: Limits) -> list[Document] | None:
+    """:func:`_fast_documents` of ``text``, or None when the careful builder must decide."""
+    parser = _Parser(text)
+    try:
+        return _fast_documents(parser, limits)
+    except Exception:  # any problem is the careful builder's to report, with its words
+        return None
+    finally:
+        parser.dispose()
+
+
+def _careful_documents(
+    text: str, *, name: str, limits: Limits = DEFAULT_LIMITS
+) -> Iterator[Document]:
+    """Every document of ``text`` through :class:`_Builder` (all features, exact errors)."""
     parser = _Parser(text)
     try:
         yield from _Builder(limits).documents(parser)

@@ -1,0 +1,332 @@
+"""The loader's fast path gives exactly what its careful builder gives: objects, lines, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.errors import RenderError
+from bot.manifests.loader import (
+    DEFAULT_LIMITS,
+    Limits,
+    _careful_documents,
+    _fast_attempt,
+    load_documents,
+)
+
+
+def typed(value: Any) -> Any:
+    """``value`` with every scalar's type spelled out: 1, 1.0 and True compare equal in Python."""
+    if isinstance(value, dict):
+        return ("map", [(typed(k), typed(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return ("seq", [typed(v) for v in value])
+    return (type(value).__name__, value)
+
+
+def outcome(load: Any, text: str, limits: Limits) -> Any:
+    """What loading ``text`` gives: each document in full, or the error's every field."""
+    try:
+        docs = list(load(text, name="f.yaml", limits=limits))
+    except RenderError as exc:
+        return ("error", exc.message, exc.file, exc.line)
+    return [(d.index, d.line, typed(d.data), d.item_lines) for d in docs]
+
+
+def assert_same(text: str, limits: Limits = DEFAULT_LIMITS) -> Any:
+    expected = outcome(_careful_documents, text, limits)
+    assert outcome(load_documents, text, limits) == expected
+    return expected
+
+
+TRICKY = [
+    "",
+    "# only a comment\n",
+    "---\n",
+    "---\n---\n",
+    "--- 5\n",
+    "a: 1\n...\n---\nb: 2\n",
+    "\n\n# c\n---\n\n  a: 1\n",
+    "- a\n- b: 1\n  c: [1, {d: e}]\n",
+    "a: {b: [1, 2, {c: d}], e: []}\n",
+    "d: 2024-01-01\nt: !!timestamp 2024-01-01\nts: 2001-12-14t21:59:43.10-05:00\n",
+    "b: yes\nc: No\nd: ON\ne: off\nf: y\ng: n\nh: true\n",
+    "n: ~\nm: null\nl: Null\nk:\ne: ''\n",
+    "i: 10\nj: -7\nk: +3\nl: 0\nm: 017\nn: 0o17\no: 0x1F\np: 0b101\nq: 1_000\nr: 1:30\n",
+    "f: 1.5\ng: 1e3\nh: 1.5e3\ni: -.5\nj: 1_0.5\nk: 6.8523015e+5\nl: 190:20:30.15\n",
+    "big: 123456789012345678901234567890\nneg: -98765432109876543210\n",
+    "s: !!str 1\nt: !!int '7'\nu: !!float '2'\nv: !!bool 'yes'\nw: !!null ''\nx: ! 12\n",
+    "q: '1'\nr: \"true\"\ns: 'a''b'\nt: \"\\t\\u00e9\"\n",
+    "lit: |\n  a\n  b\nfold: >-\n  c\n  d\n",
+    "1: a\n2.5: b\ntrue: c\n~: d\n",
+    "1: a\ntrue: b\n",  # 1 == True: a duplicate key, as dict membership sees it
+    "a: 1\na: 2\n",
+    "metadata:\n  name: a\n  name: b\n",
+    "a: &x 1\nb: *x\n",
+    "base: &b {x: 1, y: 2}\nuse:\n  <<: *b\n  y: 3\nlist: [*b, *b]\n",
+    "<<: {a: 1}\nb: 2\n",
+    "<<: [{a: 1}, {a: 2, b: 3}]\n",
+    "<<: 5\n",
+    "a: <<\n",
+    "- <<\n",
+    "&a [*a]\n",
+    "a: *nope\n",
+    "? [a]\n: 1\n",
+    "? {a: 1}\n: 1\n",
+    "!!map {a: 1}\n",
+    "!!seq [1]\n",
+    "! {a: 1}\n",
+    "!custom {a: 1}\n",
+    "a: !custom x\n",
+    "a: !!binary aGVsbG8=\n",
+    "a: .nan\n",
+    "a: -.inf\n",
+    "a: !!float x\n",
+    "a: !!int 0x\n",
+    "a: !!python/object:os.system x\n",
+    "a: b: c\n",
+    "a: [1, 2\n",
+    "a:\n\t- b\n",
+    "- a\nb: 1\n",
+    "%YAML 1.1\n---\na: 1\n",
+    "%TAG !e! tag:example.com,2000:\n---\na: !e!x 1\n",
+    "apiVersion: v1\nkind: List\nitems:\n  - kind: A\n  - kind: B\n    x: 1\n",
+    "kind: List\nitems:\n- a\n- [b]\n- {c: 1}\n-\n",
+    "kind: List\nitems: [{a: 1},\n  {b: 2}]\n",
+    "items:\n  - x\nitems2:\n  - y\n",
+    "a:\n  items:\n    - x\n",
+    "items: 5\n",
+    "- items:\n  - a\n",
+    "items:\n  - a\n---\nkind: List\nitems:\n  - b\n  - c\n",
+    "a: b\n--- [1, 2]\n--- x\n---\n...\n",
+]
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_tricky_inputs_agree(text: str) -> None:
+    assert_same(text)
+
+
+def test_a_plain_manifest_takes_the_fast_path() -> None:
+    text = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata: {k: '1', n: 2}\n---\nx: y\n"
+    )
+    fast = _fast_attempt(text, DEFAULT_LIMITS)
+    assert fast is not None
+    assert [(d.index, d.line, d.data) for d in fast] == [
+        (
+            0,
+            1,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "a"},
+                "data": {"k": "1", "n": 2},
+            },
+        ),
+        (1, 7, {"x": "y"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &x 1\nb: *x\n",
+        "<<: {a: 1}\n",
+        "a: 1\na: 2\n",
+        "!!map {a: 1}\n",
+        "? [a]\n: 1\n",
+        "a: [1\n",
+        "a: !!binary aGVsbG8=\n",
+    ],
+)
+def test_the_careful_builder_takes_over_for_features_and_problems(text: str) -> None:
+    assert _fast_attempt(text, DEFAULT_LIMITS) is None
+
+
+def test_merge_key_outside_a_mapping_key_is_an_error() -> None:
+    for text in ("a: <<\n", "- <<\n", "<<\n"):
+        with pytest.raises(RenderError, match="merge key"):
+            load_documents(text, name="f")
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        Limits(max_depth=2),
+        Limits(max_depth=3),
+        Limits(max_expanded_nodes=5),
+        Limits(max_expanded_nodes=9),
+        Limits(max_expanded_nodes=10),
+        Limits(max_aliases=1),
+    ],
+)
+def test_limits_agree(limits: Limits) -> None:
+    texts = [
+        "a:\n  b:\n    c: 1\n",
+        "a: [1, 2, 3]\nb: {c: [4, 5]}\n",
+        "- 1\n- 2\n---\n- 3\n- 4\n---\n- 5\n",
+        "a: &x [1, 2]\nb: [*x, *x]\n",
+        "--- 1\n--- 2\n--- 3\n--- 4\n--- 5\n--- 6\n",
+    ]
+    for text in texts:
+        assert_same(text, limits)
+
+
+def test_deep_nesting_agrees() -> None:
+    result = assert_same("[" * 300 + "]" * 300)
+    assert result[0] == "error" and "deeper than 100" in result[1]
+    assert_same("a:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 99)) + "  " * 99 + "v\n")
+
+
+# Random texts from fragments that reach every branch of both builders: most are valid YAML,
+# many are not, and some use the features only the careful builder handles.
+_FRAGMENTS = [
+    "a: 1",
+    "b: yes",
+    "c: 2024-01-01",
+    "d: '007'",
+    "e: 0o17",
+    "f: 1.5",
+    "g: ~",
+    "h:",
+    "- x",
+    "- 1",
+    "- [1, 2]",
+    "- {k: v}",
+    "items:",
+    "kind: List",
+    "name: n",
+    "a: &x v",
+    "b: *x",
+    "<<: {m: 1}",
+    "? k",
+    ": v",
+    "---",
+    "...",
+    "!!str 3",
+    "k: !!int '5'",
+    "k: !!binary aGk=",
+    "k: .nan",
+    "[a, b]",
+    "{a: 1, a: 2}",
+    "k: |",
+    "  text",
+    "# comment",
+    "",
+    "k: 'q",
+]
+_texts = st.lists(
+    st.tuples(st.sampled_from(["", "  ", "    ", "- "]), st.sampled_from(_FRAGMENTS)),
+    max_size=12,
+).map(lambda lines: "".join(indent + frag + "\n" for indent, frag in lines))
+
+
+@given(text=_texts)
+@settings(max_examples=400, deadline=None)
+def test_random_texts_agree(text: str) -> None:
+    assert_same(text)
+
+
+# Well-formed block YAML whose keys and scalars are raw YAML tokens: the structure is always
+# valid, the tokens bring types, anchors, aliases, merges, tags and duplicate keys.
+_TOKENS = [
+    "v",
+    "yes",
+    "Off",
+    "~",
+    "",
+    "10",
+    "017",
+    "0o17",
+    "0x1F",
+    "1_000",
+    "1:30",
+    "1.5",
+    "1e3",
+    "2024-01-01",
+    "'q'",
+    '"d"',
+    "'007'",
+    "!!str 3",
+    "!!int '5'",
+    "!!binary aGk=",
+    ".nan",
+    "&x v",
+    "*x",
+    "<<",
+    "[a, 1]",
+    "{k: v}",
+    "[]",
+    "{}",
+    "|\n  text",
+    "!custom t",
+]
+_KEYS = ["a", "b", "a", "items", "kind", "1", "true", "<<", "'a'", "&k c", "*k", "? q"]
+_PLAIN_TOKENS = [t for t in _TOKENS if t[:1] not in "&*<!.?"]
+_trees = st.recursive(
+    st.sampled_from(_TOKENS) | st.sampled_from(_PLAIN_TOKENS),
+    lambda inner: (
+        st.lists(inner, min_size=1, max_size=3)
+        | st.lists(st.tuples(st.sampled_from(_KEYS), inner), min_size=1, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+def _block(tree: Any, indent: int) -> str:
+    pad = " " * indent
+    if isinstance(tree, str):
+        return f"{pad}{tree}\n"
+    out = []
+    for item in tree:
+        if isinstance(item, tuple):
+            key, value = item
+            out.append(
+                f"{pad}{key}: {value}\n"
+                if isinstance(value, str)
+                else f"{pad}{key}:\n" + _block(value, indent + 2)
+            )
+        else:
+            out.append(
+                f"{pad}- {item}\n"
+                if isinstance(item, str)
+                else f"{pad}-\n" + _block(item, indent + 2)
+            )
+    return "".join(out)
+
+
+@given(trees=st.lists(_trees, min_size=1, max_size=3))
+@settings(max_examples=400, deadline=None)
+def test_random_documents_agree(trees: list[Any]) -> None:
+    assert_same("---\n".join(_block(tree, 0) for tree in trees))
+
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**20), max_value=10**20)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+    | st.sampled_from(["yes", "no", "on", "0o17", "017", "1_000", "1:30", "2024-01-01", "<<", "~"])
+)
+_data = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(min_size=1, max_size=6) | st.integers(0, 5), inner, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+@given(docs=st.lists(_data, min_size=1, max_size=3), flow=st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_dumped_data_agrees_and_round_trips(docs: list[object], flow: bool) -> None:
+    text = yaml.safe_dump_all(docs, default_flow_style=flow, sort_keys=False)
+    result = assert_same(text)
+    assert [data for _, _, data, _ in result] == [typed(d) for d in yaml.safe_load_all(text)]
