@@ -33,6 +33,7 @@ from bot.cluster.errors import (
     OlderCommitError,
 )
 from bot.cluster.plan import (
+    CRD_KIND,
     LIST_THRESHOLD,
     PHASE_CLUSTER,
     PHASE_FOUNDATION,
@@ -170,39 +171,83 @@ def apply_app(
     failed = len(prepared.errors)
     items = prepared.items
     live = LiveIndex(cluster)
-    applied: list[tuple[Item, Obj]] = []
+    applied: list[tuple[Item, Obj | None]] = []  # None: a creation's answer, never read
 
     def run_phase(phase: int, phase_items: list[Item]) -> int:
         if not phase_items:
             return 0
         live.fetch([i for i in phase_items if i.resource is not None])
         label = f"applying {PHASE_NAMES[phase]}"
-        total, errors = len(phase_items), 0
+        total = len(phase_items)
         report(label, 0, total)
-        for done, (item, change, obj, error, note) in enumerate(
-            cluster.map(
-                lambda it: _apply_one(cluster, it, live, field_manager, spec.force_conflicts),
-                phase_items,
-            ),
-            start=1,
-        ):
+        outcomes: list[_Outcome | None] = [None] * total
+        done = 0
+
+        def settle(position: int, outcome: _Outcome) -> None:
+            nonlocal done
+            outcomes[position] = outcome
+            done += 1
+            if done == total or done % 50 == 0:
+                report(label, done, total)
+
+        sending: list[tuple[int, Item, Obj | None]] = []
+        jobs: list[tuple[Resource, Obj]] = []
+        for position, item in enumerate(phase_items):
+            assert item.resource is not None
+            fetch_error = live.errors.get(item.key)
+            if fetch_error is not None:
+                settle(position, (None, False, None, item.error(fetch_error), None))
+            else:
+                sending.append((position, item, live.get(item)))
+                jobs.append((item.resource, item.obj))
+        recreate: list[tuple[int, Item, Obj | None]] = []
+        answers = cluster.apply_many(
+            jobs,
+            field_manager=field_manager,
+            force=spec.force_conflicts,
+            # a creation's answer is read only for a CRD (its Established condition)
+            want=lambda n: sending[n][2] is not None or sending[n][1].ref.kind == CRD_KIND,
+        )
+        for (position, item, before), answer in zip(sending, answers, strict=True):
+            if isinstance(answer, ApiError):
+                if answer.immutable and recreate_allowed(item.obj):
+                    recreate.append((position, item, before))
+                    continue
+                err = item.error(answer)
+                err.message = describe(answer)
+                settle(position, (None, False, None, err, None))
+            else:
+                settle(position, _applied(item, before, answer, None))
+
+        def again(job: tuple[int, Item, Obj | None]) -> tuple[int, _Outcome]:
+            position, item, before = job
+            try:
+                after = _recreate(cluster, item, field_manager, spec.force_conflicts)
+            except ApiError as exc:
+                return position, (None, False, None, item.error(exc), None)
+            return position, _applied(item, before, after, RECREATED_NOTE.format(ref=item.ref))
+
+        for position, outcome in cluster.map(again, recreate):
+            settle(position, outcome)
+        errors = 0
+        for item, slot in zip(phase_items, outcomes, strict=True):
+            assert slot is not None
+            change, ok, obj, error, note = slot
             if change is not None:
                 result.changes.append(change)
-            if obj is not None:
+            if ok:
                 applied.append((item, obj))
             if error is not None:
                 result.errors.append(error)
                 errors += 1
             if note:
                 result.notes.append(note)
-            if done == total or done % 50 == 0:
-                report(label, done, total)
         return errors
 
     # Phase 0: namespaces and CRDs, then wait for the CRDs to serve their kinds.
     foundation = [i for i in items if i.phase == PHASE_FOUNDATION]
     failed += run_phase(PHASE_FOUNDATION, foundation)
-    crds = [obj for item, obj in applied if item.ref.kind == "CustomResourceDefinition"]
+    crds = [obj for item, obj in applied if item.ref.kind == CRD_KIND and obj is not None]
     if crds:
         failed += _wait_established(cluster, crds, items, result)
         cluster.invalidate_discovery()
@@ -279,34 +324,18 @@ def _app_error(exc: ClusterError, message: str | None = None) -> ObjectError:
     return ObjectError(message=message or str(exc), reason=reason)
 
 
-def _apply_one(
-    cluster: Cluster, item: Item, live: LiveIndex, field_manager: str, force: bool
-) -> tuple[Item, ObjectChange | None, Obj | None, ObjectError | None, str | None]:
-    assert item.resource is not None
-    before = live.get(item)
-    fetch_error = live.errors.get(item.key)
-    if fetch_error is not None:
-        return item, None, None, item.error(fetch_error), None
-    note = None
-    try:
-        after = cluster.apply(item.resource, item.obj, field_manager=field_manager, force=force)
-    except ApiError as exc:
-        if not (exc.immutable and recreate_allowed(item.obj)):
-            err = item.error(exc)
-            err.message = describe(exc)
-            return item, None, None, err, None
-        try:
-            after = _recreate(cluster, item, field_manager, force)
-        except ApiError as exc2:
-            return item, None, None, item.error(exc2), None
-        note = RECREATED_NOTE.format(ref=item.ref)
+_Outcome = tuple[ObjectChange | None, bool, Obj | None, ObjectError | None, str | None]
+"""(change, applied, answer when read, error, note) of one object."""
+
+
+def _applied(item: Item, before: Obj | None, after: Obj | None, note: str | None) -> _Outcome:
     # A creation's content is what the preview showed; dumping every created object again
     # would double the deploy's CPU for a diff nobody needs (see docs/clusters.md).
-    diff = "" if before is None else object_diff(before, after, ref=item.ref)
+    diff = "" if before is None or after is None else object_diff(before, after, ref=item.ref)
     change = Change.CREATE if before is None else Change.UPDATE if diff else Change.UNCHANGED
     return (
-        item,
         ObjectChange(ref=item.ref, change=change, diff=diff, source=item.manifest.source),
+        True,
         after,
         None,
         note,

@@ -16,12 +16,13 @@ transport does not cover.
 from __future__ import annotations
 
 import contextlib
+import http
 import http.client
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,15 @@ from bot.cluster.errors import (
     from_status,
 )
 from bot.cluster.targets import Target
-from bot.cluster.transport import Transport, decode, encode, quote_segment
+from bot.cluster.transport import (
+    CurlBatch,
+    Job,
+    Transport,
+    decode,
+    encode,
+    encode_query,
+    quote_segment,
+)
 from bot.model import Obj, ObjectRef
 
 T = TypeVar("T")
@@ -194,6 +203,26 @@ def _default_kubeconfig_exists() -> bool:
     return any(Path(p).exists() for p in paths.split(os.pathsep) if p)
 
 
+_Headers = list[str]  # (``list`` is a method name inside Cluster)
+
+
+def _apply_query(field_manager: str, force: bool, dry_run: bool) -> list[tuple[str, str]]:
+    query = [("fieldManager", field_manager)]
+    if force:
+        query.append(("force", "true"))
+    if dry_run:
+        query.append(("dryRun", "All"))
+    return query
+
+
+def _phrase(status: int) -> str:
+    """The standard reason phrase (libcurl does not hand the server's own one over)."""
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
 class Cluster:
     """A connection to one target, shared by every app of a job on that target.
 
@@ -221,6 +250,9 @@ class Cluster:
         self._transport = (
             Transport(configuration) if fast and Transport.usable(configuration) else None
         )
+        self._batching = fast and CurlBatch.usable(configuration)
+        self._batch: CurlBatch | None = None
+        self._batch_lock = threading.Lock()
 
     @classmethod
     def connect(
@@ -237,6 +269,10 @@ class Cluster:
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self._transport is not None:
             self._transport.close()
+        with self._batch_lock:
+            if self._batch is not None:
+                self._batch.close()
+                self._batch = None
         self.api_client.close()  # type: ignore[no-untyped-call]
 
     def __enter__(self) -> Cluster:
@@ -546,19 +582,143 @@ class Cluster:
     ) -> Obj:
         """Server-side apply of ``obj`` (``dryRun=All`` when ``dry_run``)."""
         meta = obj.get("metadata") or {}
-        query = [("fieldManager", field_manager)]
-        if force:
-            query.append(("force", "true"))
-        if dry_run:
-            query.append(("dryRun", "All"))
         result: Obj = self.request(
             "PATCH",
             res.path(meta.get("namespace") if res.namespaced else None, str(meta.get("name"))),
-            query=query,
+            query=_apply_query(field_manager, force, dry_run),
             body=obj,
             content_type=APPLY_PATCH,
         )
         return result
+
+    def apply_many(
+        self,
+        jobs: Sequence[tuple[Resource, Obj]],
+        *,
+        field_manager: str,
+        force: bool = False,
+        dry_run: bool = False,
+        want: Callable[[int], bool] | None = None,
+    ) -> Iterator[Obj | ApiError | None]:
+        """Server-side apply of every ``(resource, object)`` as :meth:`apply` does one, at
+        most :attr:`concurrency` at a time, retried as :meth:`request` retries. Yields, in
+        input order, each answer, or the :class:`ApiError` the object ended with; None for a
+        success when ``want(index)`` is false (the caller does not read that answer, so it is
+        not decoded).
+
+        With pycurl installed, the calling thread drives every request through one
+        :class:`~bot.cluster.transport.CurlBatch` (no worker threads); otherwise the objects
+        go through :meth:`map`."""
+        if not jobs:
+            return
+        query = encode_query(_apply_query(field_manager, force, dry_run))
+        batch, shared = self._take_batch()
+        if batch is None:
+
+            def one(job: tuple[Resource, Obj]) -> Obj | ApiError:
+                try:
+                    return self.apply(
+                        job[0], job[1], field_manager=field_manager, force=force, dry_run=dry_run
+                    )
+                except ApiError as exc:
+                    return exc
+
+            yield from self.map(one, jobs)
+            return
+        try:
+            yield from self._apply_batch(batch, jobs, query, want)
+        finally:
+            if shared:
+                self._batch_lock.release()
+            else:
+                batch.close()
+
+    def _take_batch(self) -> tuple[CurlBatch | None, bool]:
+        """The cluster's batch (kept, with its connections, for the next phase) when no
+        other thread drives it; else a batch of its own for this call (True: shared)."""
+        if not self._batching:
+            return None, False
+        if self._batch_lock.acquire(blocking=False):
+            if self._batch is None:
+                self._batch = CurlBatch(self.api_client.configuration, connections=self.concurrency)
+            return self._batch, True
+        return CurlBatch(self.api_client.configuration, connections=self.concurrency), False
+
+    def _batch_headers(self) -> _Headers:
+        token = self.api_client.configuration.get_api_key_with_prefix("BearerToken")
+        if token and ("\r" in token or "\n" in token):  # as http.client refuses it
+            raise ValueError("Invalid header value: it contains a line break")
+        headers = [f"Accept: {JSON}", f"Content-Type: {APPLY_PATCH}", "Expect:"]
+        if token:
+            headers.append(f"Authorization: {token}")
+        return headers
+
+    def _apply_batch(
+        self,
+        batch: CurlBatch,
+        jobs: Sequence[tuple[Resource, Obj]],
+        query: str,
+        want: Callable[[int], bool] | None,
+    ) -> Iterator[Obj | ApiError | None]:
+        base = str(self.api_client.configuration.host).rstrip("/")
+        headers = self._batch_headers()
+        renewed = time.monotonic()
+
+        def source() -> Iterator[Job]:
+            nonlocal headers, renewed
+            for index, (res, obj) in enumerate(jobs):
+                if time.monotonic() - renewed > REFRESH_EVERY:  # the token hook's own pace
+                    headers, renewed = self._batch_headers(), time.monotonic()
+                meta = obj.get("metadata") or {}
+                namespace = meta.get("namespace") if res.namespaced else None
+                url = f"{base}{res.path(namespace, str(meta.get('name')))}?{query}"
+                yield Job(
+                    index,
+                    "PATCH",
+                    url,
+                    encode(obj),
+                    headers,
+                    want=want(index) if want is not None else True,
+                )
+
+        force_refresh = getattr(self.api_client.configuration, "force_refresh", None)
+        ready: dict[int, Obj | ApiError | None] = {}
+        wanted = 0
+        for job, answer in batch.stream(source()):
+            self.requests += 1
+            error: ApiError | None = None
+            if isinstance(answer, OSError | http.client.HTTPException):
+                error = connection_error(answer, server=self.server)
+            else:
+                status, data, retry_after = answer
+                if 200 <= status <= 299:
+                    ready[job.index] = decode(data) if job.want and data else None
+                else:
+                    error = from_status(status, data, http_reason=_phrase(status))
+                    if isinstance(error, TransientApiError):
+                        error.retry_after = retry_after
+            if error is not None:
+                if error.status == 401 and not job.refreshed and force_refresh is not None:
+                    # an expiring token may have lapsed between two throttled refreshes
+                    job.refreshed = True
+                    force_refresh()
+                    headers, renewed = self._batch_headers(), time.monotonic()
+                    job.headers = headers
+                    batch.later(job, 0)
+                    continue
+                if isinstance(error, TransientApiError) and job.attempts < RETRIES:
+                    wait = (
+                        BACKOFF * 2**job.attempts
+                        if error.retry_after is None
+                        else error.retry_after
+                    )
+                    job.attempts += 1
+                    batch.later(job, min(wait, MAX_RETRY_AFTER))
+                    continue
+                ready[job.index] = error
+            while wanted in ready:
+                yield ready.pop(wanted)
+                wanted += 1
 
     def delete(
         self, res: Resource, namespace: str | None, name: str, *, dry_run: bool = False

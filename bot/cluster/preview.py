@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.cluster.applyset import DEFAULT_TOOLING, RECREATE_ANNOTATION, ApplySet, ParentState
-from bot.cluster.client import Cluster
+from bot.cluster.client import Cluster, Resource
 from bot.cluster.errors import IMMUTABLE_HINT, ApiError, ApplySetError, ConflictError, NotFoundError
 from bot.cluster.plan import (
     PENDING_KIND_NOTE,
@@ -123,26 +123,16 @@ def preview_app(
     live.fetch(prepared.items)
     do_force = spec.force_conflicts if force is None else force
 
-    def one(item: Item) -> tuple[ObjectChange | None, ObjectError | None, str | None]:
-        if item.pending_kind:
-            return _as_created(item), None, PENDING_KIND_NOTE.format(ref=item.ref)
-        fetch_error = live.errors.get(item.key)
-        if fetch_error is not None:
-            return None, item.error(fetch_error), None
-        assert item.resource is not None
-        try:
-            dry = cluster.apply(
-                item.resource, item.obj, field_manager=field_manager, force=do_force, dry_run=True
-            )
-        except NotFoundError as exc:
+    def settle(item: Item, dry: Obj | ApiError | None) -> _Outcome:
+        if isinstance(dry, NotFoundError):
             namespace = item.ref.namespace
             if namespace and namespace in created_namespaces:
                 item.pending_namespace = True
                 note = PENDING_NAMESPACE_NOTE.format(ref=item.ref, namespace=namespace)
                 return _as_created(item), None, note
-            return None, item.error(exc), None
-        except ApiError as exc:
-            if exc.immutable and recreate_allowed(item.obj) and live.get(item) is not None:
+            return None, item.error(dry), None
+        if isinstance(dry, ApiError):
+            if dry.immutable and recreate_allowed(item.obj) and live.get(item) is not None:
                 change = ObjectChange(
                     ref=item.ref, change=Change.UPDATE, source=item.manifest.source
                 )
@@ -150,15 +140,34 @@ def preview_app(
                     change,
                     None,
                     RECREATE_NOTE.format(
-                        ref=item.ref, message=exc.message, annotation=RECREATE_ANNOTATION
+                        ref=item.ref, message=dry.message, annotation=RECREATE_ANNOTATION
                     ),
                 )
-            err = item.error(exc)
-            err.message = describe(exc)
+            err = item.error(dry)
+            err.message = describe(dry)
             return None, err, None
-        return _changed(item, live.get(item), dry), None, None
+        return _changed(item, live.get(item), dry or {}), None, None
 
-    for change, error, note in cluster.map(one, prepared.items):
+    outcomes: list[_Outcome | None] = [None] * len(prepared.items)
+    sending: list[tuple[int, Item]] = []
+    jobs: list[tuple[Resource, Obj]] = []
+    for position, item in enumerate(prepared.items):
+        fetch_error = live.errors.get(item.key)
+        if item.pending_kind:
+            outcomes[position] = (_as_created(item), None, PENDING_KIND_NOTE.format(ref=item.ref))
+        elif fetch_error is not None:
+            outcomes[position] = (None, item.error(fetch_error), None)
+        else:
+            assert item.resource is not None
+            sending.append((position, item))
+            jobs.append((item.resource, item.obj))
+    answers = cluster.apply_many(jobs, field_manager=field_manager, force=do_force, dry_run=True)
+    for (position, item), answer in zip(sending, answers, strict=True):
+        outcomes[position] = settle(item, answer)
+
+    for outcome in outcomes:
+        assert outcome is not None
+        change, error, note = outcome
         if change is not None:
             result.changes.append(change)
         if error is not None:
@@ -174,6 +183,10 @@ def preview_app(
             _preview_prune(cluster, applyset, parent, prepared, live, result)
     result.changes.sort(key=lambda c: c.ref)
     return result
+
+
+_Outcome = tuple[ObjectChange | None, ObjectError | None, str | None]
+"""(change, error, note) of one object's dry run."""
 
 
 def _as_created(item: Item) -> ObjectChange:

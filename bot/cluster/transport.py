@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import email.parser
 import functools
+import heapq
 import http.client
 import json
 import re
 import socket
 import ssl
 import threading
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -36,6 +39,11 @@ try:
     import orjson
 except ImportError:  # optional: json gives the same results, slower
     orjson = None  # type: ignore[assignment]
+
+try:
+    import pycurl  # type: ignore[import-untyped,unused-ignore]
+except ImportError:  # optional: without it, batches run on Transport's threads
+    pycurl = None
 
 # The standard library's limits on a response's header block.
 _MAX_LINE = 65536
@@ -366,3 +374,235 @@ def decode(data: bytes) -> Any:
         except ValueError:  # orjson.JSONDecodeError
             pass
     return json.loads(data)
+
+
+# -- many requests from one thread ----------------------------------------------------------
+
+
+class CurlFailure(OSError):
+    """A request that got no HTTP answer (refused, reset, TLS refused, timed out), as libcurl
+    reported it."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.strerror} (curl error {self.code})"
+
+
+class Job:
+    """One request of a batch. The caller builds it; :class:`CurlBatch` sends it and fills in
+    nothing but the connection it ran on."""
+
+    __slots__ = ("attempts", "body", "headers", "index", "method", "refreshed", "url", "want")
+
+    def __init__(
+        self,
+        index: int,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: list[str],
+        *,
+        want: bool = True,
+    ) -> None:
+        self.index = index
+        self.method = method
+        self.url = url
+        self.body = body
+        self.headers = headers
+        self.want = want  # whether the caller reads the answer's body
+        self.attempts = 0
+        self.refreshed = False
+
+
+Answer = tuple[int, bytes, float | None]
+"""(status, body, Retry-After seconds when the server sent one on a 429/5xx)."""
+Outcome = Answer | CurlFailure | http.client.InvalidURL
+
+
+class CurlBatch:
+    """Many requests to one API server from the calling thread, over up to ``connections``
+    kept-alive connections driven by libcurl's multi interface (pycurl).
+
+    Why: with one blocking connection per worker thread, each answer is a GIL hand-off
+    between threads and a Python-level HTTP parse; here libcurl parses, encrypts and multiplexes
+    in C, and the only Python work per request is a few ``setopt`` calls. Connecting honours
+    the same Configuration fields as :class:`Transport` (CA bundle or the system's, client
+    certificate, ``verify_ssl``, ``assert_hostname``); environment proxies are ignored, as the
+    official client ignores them. Not thread-safe: one thread drives a batch at a time.
+
+    :meth:`stream` sends jobs as connections free up and yields each answer as it arrives;
+    :meth:`later` puts a job back (a retry) while the stream runs."""
+
+    def __init__(
+        self, configuration: k8s_client.Configuration, *, connections: int, timeout: float = 60
+    ) -> None:
+        self._config = configuration
+        self._connections = max(1, connections)
+        self._timeout = timeout
+        self._multi = pycurl.CurlMulti()
+        self._multi.setopt(pycurl.M_MAX_HOST_CONNECTIONS, self._connections)
+        self._multi.setopt(pycurl.M_MAXCONNECTS, self._connections)
+        self._handles: list[Any] = []
+        self._idle: list[Any] = []
+        self._retries: list[tuple[float, int, Job]] = []
+        self._order = 0
+
+    @staticmethod
+    def usable(configuration: k8s_client.Configuration) -> bool:
+        """Whether pycurl is installed and this path honours the configuration (the same
+        cases as :meth:`Transport.usable`)."""
+        return pycurl is not None and Transport.usable(configuration)
+
+    def _new_handle(self) -> Any:
+        config = self._config
+        handle = pycurl.Curl()
+        handle.setopt(pycurl.NOSIGNAL, 1)
+        handle.setopt(pycurl.PROXY, "")  # never an environment proxy: the kubeconfig decides
+        handle.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        handle.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
+        handle.setopt(pycurl.PATH_AS_IS, 1)  # the path exactly as quoted, as http.client sends it
+        handle.setopt(pycurl.TIMEOUT_MS, int(self._timeout * 1000))
+        handle.setopt(pycurl.CONNECTTIMEOUT_MS, int(self._timeout * 1000))
+        if str(config.host).startswith("https"):
+            if config.ssl_ca_cert:
+                handle.setopt(pycurl.CAINFO, config.ssl_ca_cert)
+            else:  # what ssl.create_default_context() trusts
+                paths = ssl.get_default_verify_paths()
+                if paths.cafile:
+                    handle.setopt(pycurl.CAINFO, paths.cafile)
+                if paths.capath:
+                    handle.setopt(pycurl.CAPATH, paths.capath)
+            if not config.verify_ssl:
+                handle.setopt(pycurl.SSL_VERIFYPEER, 0)
+                handle.setopt(pycurl.SSL_VERIFYHOST, 0)
+            elif config.assert_hostname is False:
+                handle.setopt(pycurl.SSL_VERIFYHOST, 0)
+            if config.cert_file:
+                handle.setopt(pycurl.SSLCERT, config.cert_file)
+                if config.key_file:
+                    handle.setopt(pycurl.SSLKEY, config.key_file)
+        handle.chunks = []
+        handle.setopt(pycurl.WRITEFUNCTION, handle.chunks.append)
+        handle.job = None
+        handle.headers = None
+        self._handles.append(handle)
+        return handle
+
+    def later(self, job: Job, delay: float) -> None:
+        """Send ``job`` again after ``delay`` seconds (during :meth:`stream`)."""
+        self._order += 1
+        heapq.heappush(self._retries, (time.monotonic() + delay, self._order, job))
+
+    def _start(self, handle: Any, job: Job) -> http.client.InvalidURL | None:
+        if _URL_FORBIDDEN.search(job.url):  # as http.client refuses it: no request smuggling
+            return http.client.InvalidURL(f"URL can't contain control characters: {job.url!r}")
+        handle.job = job
+        handle.setopt(pycurl.URL, job.url)
+        handle.setopt(pycurl.CUSTOMREQUEST, job.method)
+        if job.body is not None:
+            handle.setopt(pycurl.POSTFIELDS, job.body)
+        elif job.method in _BODY_METHODS:
+            handle.setopt(pycurl.POSTFIELDS, b"")
+        else:
+            handle.setopt(pycurl.HTTPGET, 1)
+        if handle.headers is not job.headers:
+            handle.setopt(pycurl.HTTPHEADER, job.headers)
+            handle.headers = job.headers
+        self._multi.add_handle(handle)
+        return None
+
+    def stream(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Outcome]]:
+        """Send every job (and every job put back with :meth:`later`), at most
+        ``connections`` at a time; yield each one's answer, or the failure that left it
+        without one, in the order they finish."""
+        source = iter(jobs)
+        exhausted = False
+        active = 0
+        multi = self._multi
+        finished: list[tuple[Job, Outcome]] = []
+        try:
+            while True:
+                # Fill every free connection before handing answers out, so the server works
+                # on the next requests while the caller looks at the last answers.
+                while active < self._connections:
+                    job: Job | None = None
+                    if self._retries and self._retries[0][0] <= time.monotonic():
+                        job = heapq.heappop(self._retries)[2]
+                    elif not exhausted:
+                        job = next(source, None)
+                        exhausted = job is None
+                    if job is None:
+                        break
+                    handle = self._idle.pop() if self._idle else self._new_handle()
+                    refused = self._start(handle, job)
+                    if refused is not None:
+                        self._idle.append(handle)
+                        finished.append((job, refused))
+                    else:
+                        active += 1
+                if finished:
+                    if active:  # send the new requests before the caller takes its time
+                        while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+                            pass
+                    yield from finished
+                    finished.clear()
+                    continue
+                if not active:
+                    if self._retries:
+                        time.sleep(max(0.0, self._retries[0][0] - time.monotonic()))
+                        continue
+                    if exhausted:
+                        return
+                while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+                    pass
+                while True:
+                    queued, ok, failed = multi.info_read()
+                    for handle in ok:
+                        finished.append((handle.job, self._answer(handle)))
+                    for handle, code, message in failed:
+                        finished.append((handle.job, CurlFailure(code, message)))
+                        handle.chunks.clear()
+                    for handle, *_ in (*((h,) for h in ok), *failed):
+                        multi.remove_handle(handle)
+                        handle.job = None
+                        self._idle.append(handle)
+                        active -= 1
+                    if not queued:
+                        break
+                if finished:
+                    continue  # refill first, then hand them out (above)
+                wait = 1.0
+                if self._retries:
+                    wait = min(wait, max(0.0, self._retries[0][0] - time.monotonic()))
+                multi.select(wait)
+        finally:
+            if active:  # abandoned mid-way: drop what is in flight, keep the handles
+                for handle in self._handles:
+                    if handle.job is not None:
+                        multi.remove_handle(handle)
+                        handle.job = None
+                        handle.chunks.clear()
+                        self._idle.append(handle)
+            self._retries.clear()
+
+    @staticmethod
+    def _answer(handle: Any) -> Answer:
+        status: int = handle.getinfo(pycurl.RESPONSE_CODE)
+        chunks: list[bytes] = handle.chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        retry_after: float | None = None
+        if status == 429 or status >= 500:
+            seconds = handle.getinfo(pycurl.RETRY_AFTER)
+            retry_after = float(seconds) if seconds > 0 else None
+        return status, data, retry_after
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.close()
+        self._handles.clear()
+        self._idle.clear()
+        self._multi.close()
