@@ -118,6 +118,25 @@ def test_invalid_namespace_value() -> None:
     assert "invalid metadata.namespace" in errors[0].message
 
 
+def test_every_object_namespace_is_checked_also_after_a_valid_one() -> None:
+    manifests, errors = run(
+        (obj("ConfigMap", "a", meta={"namespace": "ok"}), src("a", 1)),
+        (obj("ConfigMap", "b", meta={"namespace": "ok"}), src("a", 2)),
+        (obj("ConfigMap", "c", meta={"namespace": ["not", "a", "string"]}), src("a", 3)),
+        (obj("ConfigMap", "d", meta={"namespace": 7}), src("a", 4)),
+        (obj("ConfigMap", "e", meta={"namespace": "Not-OK"}), src("a", 5)),
+        (obj("ConfigMap", "f"), src("a", 6)),
+        namespace="ok",
+    )
+    assert [m.ref.name for m in manifests] == ["a", "b", "f"]
+    assert [(e.line, e.ref.namespace if e.ref else None) for e in errors] == [
+        (3, ["not", "a", "string"]),
+        (4, 7),
+        (5, "Not-OK"),
+    ]
+    assert all("invalid metadata.namespace" in e.message for e in errors)
+
+
 def test_crd_in_same_app_sets_scope() -> None:
     crd = obj(
         "CustomResourceDefinition",

@@ -123,10 +123,12 @@ def validate_objects(
     default_ns = namespace or DEFAULT_NAMESPACE
     seen: dict[tuple[str, str, str, str], Source] = {}
     manifests: list[Manifest] = []
+    good_namespaces: set[str] = set()  # an app's objects share a few namespaces: check each once
     for obj, source in valid:
         api_version: str = obj["apiVersion"]
         kind: str = obj["kind"]
         meta: dict[str, Any] = obj["metadata"]
+        name: str = meta["name"]
         group = group_of(api_version)
         if is_cluster_scoped(group, kind, crds):
             if "namespace" in meta:
@@ -135,10 +137,18 @@ def validate_objects(
         elif not meta.get("namespace"):
             meta = {**meta, "namespace": default_ns}
             obj = {**obj, "metadata": meta}
-        ref = ObjectRef.of(obj)
-        problem = name_problem(group, kind, meta["name"], obj)
-        if problem is None and ref.namespace is not None:
-            problem = _namespace_problem(meta["namespace"])
+        # ObjectRef.of(obj), without its conversions: the shape check made these strings
+        ref_namespace = meta.get("namespace") or None
+        ref = ObjectRef(api_version, kind, ref_namespace, name)
+        problem = name_problem(group, kind, name, obj)
+        if (
+            problem is None
+            and ref_namespace is not None
+            and not (isinstance(ref_namespace, str) and ref_namespace in good_namespaces)
+        ):
+            problem = _namespace_problem(ref_namespace)
+            if problem is None:
+                good_namespaces.add(ref_namespace)
         if problem is None and schema:
             problem = schema_problem(obj, kube_version)
         if problem:
@@ -146,7 +156,8 @@ def validate_objects(
                 ObjectError(problem, ref=ref, file=source.file, line=source.line, reason="Invalid")
             )
             continue
-        first = seen.get(ref.key)
+        key = (group, kind, ref_namespace or "", name)  # ref.key
+        first = seen.get(key)
         if first is not None:
             errors.append(
                 ObjectError(
@@ -158,7 +169,7 @@ def validate_objects(
                 )
             )
             continue
-        seen[ref.key] = source
+        seen[key] = source
         manifests.append(Manifest(app=app, obj=obj, source=source))
     return manifests, errors
 
