@@ -12,9 +12,12 @@ from hypothesis import strategies as st
 from bot.errors import RenderError
 from bot.manifests.loader import (
     DEFAULT_LIMITS,
+    PARSED_FILES,
     Limits,
+    ParsedFiles,
     _careful_documents,
     _fast_attempt,
+    iter_documents,
     load_documents,
 )
 
@@ -39,7 +42,8 @@ def outcome(load: Any, text: str, limits: Limits) -> Any:
 
 def assert_same(text: str, limits: Limits = DEFAULT_LIMITS) -> Any:
     expected = outcome(_careful_documents, text, limits)
-    assert outcome(load_documents, text, limits) == expected
+    assert outcome(iter_documents, text, limits) == expected  # fast path (or its fallback)
+    assert outcome(load_documents, text, limits) == expected  # the same through the cache
     return expected
 
 
@@ -330,3 +334,52 @@ def test_dumped_data_agrees_and_round_trips(docs: list[object], flow: bool) -> N
     text = yaml.safe_dump_all(docs, default_flow_style=flow, sort_keys=False)
     result = assert_same(text)
     assert [data for _, _, data, _ in result] == [typed(d) for d in yaml.safe_load_all(text)]
+
+
+# --------------------------------------------------------------------------- parsed-file cache
+
+
+def test_a_text_parsed_again_comes_from_the_cache_as_new_objects() -> None:
+    text = "apiVersion: v1\nkind: List\nitems:\n  - {a: &x [1]}\n  - b: *x\n---\nc: d\n"
+    PARSED_FILES.clear()
+    first = load_documents(text, name="f")
+    hits = PARSED_FILES.hits
+    second = load_documents(text, name="other-name")
+    assert PARSED_FILES.hits == hits + 1
+    assert [(d.index, d.line, typed(d.data), d.item_lines) for d in second] == [
+        (d.index, d.line, typed(d.data), d.item_lines) for d in first
+    ]
+    # aliases still share one object, and nothing is shared with the first caller
+    assert second[0].data["items"][0]["a"] is second[0].data["items"][1]["b"]
+    first[0].data["items"][0]["a"].append(2)
+    first[0].item_lines.append(99)  # type: ignore[union-attr]
+    third = load_documents(text, name="f")
+    assert third[0].data["items"][0]["a"] == [1] and third[0].item_lines == [4, 5]
+
+
+def test_limits_are_part_of_the_cache_key_and_errors_are_never_cached() -> None:
+    text = "a:\n  b:\n    c: 1\n"
+    PARSED_FILES.clear()
+    assert load_documents(text, name="f")[0].data == {"a": {"b": {"c": 1}}}
+    for _ in range(2):
+        with pytest.raises(RenderError, match="deeper than 2"):
+            load_documents(text, name="f", limits=Limits(max_depth=2))
+    bad = "a: 1\na: 2\n"
+    for _ in range(2):
+        with pytest.raises(RenderError, match="duplicate key"):
+            load_documents(bad, name="f")
+
+
+def test_the_cache_keeps_to_its_budget_least_recently_used_out() -> None:
+    cache = ParsedFiles(budget=4000)
+    limits = DEFAULT_LIMITS
+    docs = {n: load_documents(f"k{n}: {'x' * 200}\n", name="f") for n in range(30)}
+    for n, value in docs.items():
+        cache.put((bytes([n]), limits), value)
+        cache.get((bytes([0]), limits))  # 0 stays the most recently used
+    assert cache.get((bytes([0]), limits)) is not None
+    assert cache.get((bytes([1]), limits)) is None  # pushed out long ago
+    assert cache.get((bytes([29]), limits)) is not None
+    assert 0 < cache._size <= 4000
+    cache.put((b"huge", limits), load_documents("k: " + "y" * 2000 + "\n", name="f"))
+    assert cache.get((b"huge", limits)) is None  # over a quarter of the budget: not kept

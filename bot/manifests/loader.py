@@ -22,9 +22,13 @@ Timestamps stay strings, as Kubernetes reads them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import pickle
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -600,8 +604,74 @@ def _careful_documents(
 
 
 def load_documents(text: str, *, name: str, limits: Limits = DEFAULT_LIMITS) -> list[Document]:
-    """All documents of a YAML stream (see :func:`iter_documents`)."""
-    return list(iter_documents(text, name=name, limits=limits))
+    """All documents of a YAML stream (see :func:`iter_documents`); a text parsed before (by
+    this process, under the same limits) comes from :data:`PARSED_FILES`, as new objects."""
+    key = (hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest(), limits)
+    docs = PARSED_FILES.get(key)
+    if docs is None:
+        docs = list(iter_documents(text, name=name, limits=limits))
+        PARSED_FILES.put(key, docs)
+    return docs
+
+
+PARSE_CACHE_BYTES = 32 * 1024 * 1024
+"""Memory for :data:`PARSED_FILES` (pickled documents take about a third of their YAML text)."""
+
+
+class ParsedFiles:
+    """The documents of texts parsed before, by SHA-256 of the text, least recently used out.
+
+    A long-running worker renders the same unchanged files again and again (every preview,
+    deploy and drift check of a repository), and building objects from YAML is the dearest
+    part of a render; rebuilding them from a pickle costs a twentieth. Entries are pickles, so
+    every caller gets objects of its own and may change them without touching anyone else's.
+    Only successes are kept: a file with a problem is parsed again, its error worded afresh."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._entries: OrderedDict[tuple[bytes, Limits], bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[bytes, Limits]) -> list[Document] | None:
+        with self._lock:
+            blob = self._entries.get(key)
+            if blob is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+        return [
+            Document(index=index, line=line, data=data, node=None, item_lines=item_lines)
+            for index, line, data, item_lines in pickle.loads(blob)
+        ]
+
+    def put(self, key: tuple[bytes, Limits], docs: list[Document]) -> None:
+        blob = pickle.dumps(
+            [(d.index, d.line, d.data, d.item_lines) for d in docs], pickle.HIGHEST_PROTOCOL
+        )
+        if len(blob) > self.budget // 4:
+            return  # one huge rendered output must not push out everything else
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._size -= len(old)
+            self._entries[key] = blob
+            self._size += len(blob)
+            while self._size > self.budget:
+                _, dropped = self._entries.popitem(last=False)
+                self._size -= len(dropped)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._size = 0
+
+
+PARSED_FILES = ParsedFiles(PARSE_CACHE_BYTES)
+"""The process's :class:`ParsedFiles` (``PARSED_FILES.clear()`` to measure a cold parse)."""
 
 
 def load_json(text: str, *, name: str, limits: Limits = DEFAULT_LIMITS) -> Document:
