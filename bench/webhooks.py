@@ -7,7 +7,9 @@ same server's ``/healthz`` the same way in the same run, so the ratio holds on a
     ./dev bench webhooks [--requests N] [--workers W]
 
 The load generator is a separate process (asyncio, keep-alive connections) so it does not share
-the server's GIL.
+the server's GIL. Besides throughput it prints the CPU each request cost the gunicorn workers and
+the Redis server (from /proc): unlike requests/s, CPU per request hardly moves when other work
+shares the machine, so it is the figure to compare changes by.
 """
 
 from __future__ import annotations
@@ -86,6 +88,27 @@ def load(port: int, template: bytes, *, concurrency: int, total: int) -> dict[st
     }
 
 
+def process_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes have used so far; 0 for any that is gone."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def worker_pids(master: int) -> list[int]:
+    """gunicorn's worker processes (the master's children)."""
+    try:
+        text = Path(f"/proc/{master}/task/{master}/children").read_text()
+    except OSError:
+        return []
+    return [int(pid) for pid in text.split()]
+
+
 def request_templates() -> tuple[bytes, bytes]:
     body = FIXTURE.read_bytes()
     signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
@@ -152,11 +175,15 @@ def main() -> None:
             print(f"gunicorn: {args.workers} workers x gthread; Redis: embedded redis-server (AOF)")
             print(f"{'endpoint':<28}{'conc':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
             results: dict[tuple[str, int], dict[str, float]] = {}
+            workers = worker_pids(server.pid)
+            redis_pid = [redis_server.pid] if redis_server.pid else []
+            cpu: dict[str, list[float]] = {"webhook": [0.0, 0.0, 0.0], "healthz": [0.0, 0.0, 0.0]}
             for concurrency in (8, 32):
                 rounds: dict[str, list[dict[str, float]]] = {"webhook": [], "healthz": []}
                 # Alternating rounds, medians: a shared machine's noise hits both alike.
                 for _ in range(args.rounds):
                     for which in ("webhook", "healthz"):
+                        before = (process_cpu(workers), process_cpu(redis_pid))
                         out = subprocess.run(
                             [
                                 sys.executable,
@@ -172,6 +199,11 @@ def main() -> None:
                             check=True,
                         )
                         rounds[which].append(json.loads(out.stdout))
+                        # the generator's warm-up adds a tenth to the requests it sends
+                        sent = args.requests * 11 // 10
+                        cpu[which][0] += (process_cpu(workers) - before[0]) / sent
+                        cpu[which][1] += (process_cpu(redis_pid) - before[1]) / sent
+                        cpu[which][2] += 1
                 for which in ("webhook", "healthz"):
                     figures = {
                         key: statistics.median(r[key] for r in rounds[which])
@@ -183,6 +215,12 @@ def main() -> None:
                         f"{name:<28}{concurrency:>6}{figures['rps']:>10.0f}"
                         f"{figures['p50_ms']:>9.2f}{figures['p99_ms']:>9.2f}"
                     )
+            for which in ("webhook", "healthz"):
+                workers_ms, redis_ms, count = cpu[which]
+                print(
+                    f"CPU per request, {which:<8} gunicorn workers {workers_ms / count * 1000:.3f} ms, "
+                    f"Redis {redis_ms / count * 1000:.3f} ms"
+                )
             p99_8 = results[("webhook", 8)]["p99_ms"]
             ratio_32 = results[("webhook", 32)]["rps"] / results[("healthz", 32)]["rps"]
             print(

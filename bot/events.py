@@ -40,8 +40,14 @@ class Event:
     repository: Repository
 
     def to_task(self) -> dict[str, Any]:
-        """A JSON-safe dict for the Celery message; ``type`` selects the class on the way back."""
-        data = dataclasses.asdict(self)
+        """A JSON-safe dict for the Celery message; ``type`` selects the class on the way back.
+
+        What ``dataclasses.asdict`` gives, without its deep copies: every field is an immutable
+        plain value (str, int, bool, None, a tuple of str) or the Repository, whose fields are.
+        This runs once per webhook, where ``asdict`` was a tenth of the request's CPU."""
+        data = {name: getattr(self, name) for name in _field_names(type(self))}
+        repo = self.repository
+        data["repository"] = {name: getattr(repo, name) for name in _field_names(Repository)}
         data["type"] = type(self).__name__
         return data
 
@@ -85,6 +91,16 @@ class PushEvent(Event):
     before_sha: str
     pusher: str
     installation_id: int | None = None
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(field.name for field in dataclasses.fields(cls))
+    return names
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

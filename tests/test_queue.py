@@ -132,3 +132,72 @@ def test_hung_redis_fails_within_the_timeout() -> None:
 def test_kombu_url_spells_unix_sockets_its_way() -> None:
     assert kombu_url("unix:///tmp/r.sock") == "redis+socket:///tmp/r.sock"
     assert kombu_url("redis://h:1/0") == "redis://h:1/0"
+
+
+def test_a_flushed_script_is_loaded_again(redis_url: str) -> None:
+    """After a Redis restart without persistence (or SCRIPT FLUSH) EVALSHA finds no script:
+    the queue loads it and the delivery is still queued exactly once."""
+    queue = make_queue(redis_url)
+    queue.enqueue(pr_event("before-flush"), provider="github")
+    redis.Redis.from_url(redis_url).script_flush()
+    queued = queue.enqueue(pr_event("after-flush"), provider="github")
+    assert not queued.duplicate
+    assert queue.enqueue(pr_event("after-flush"), provider="github").job_id == queued.job_id
+
+
+def test_each_thread_and_each_forked_process_gets_its_own_connection(redis_url: str) -> None:
+    queue = make_queue(redis_url)
+    queue.enqueue(pr_event("t-main"), provider="github")
+    main_conn = queue._connection()
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(queue._connection()))
+    thread.start()
+    thread.join()
+    assert seen[0] is not main_conn
+    # gunicorn forks workers: a connection made before the fork must not be shared after it
+    queue._local.pid = -1
+    assert queue._connection() is not main_conn
+    assert not queue.enqueue(pr_event("t-after"), provider="github").duplicate
+
+
+def test_a_dropped_connection_fails_once_then_reconnects(redis_url: str) -> None:
+    """A connection killed under the queue (Redis restarted, a proxy timed it out): that
+    delivery gets QueueUnavailable (503, so the forge redelivers), the next one reconnects."""
+    queue = make_queue(redis_url)
+    queue.enqueue(pr_event("k-1"), provider="github")
+    client = redis.Redis.from_url(redis_url)
+    killed = [
+        client.client_kill_filter(_id=info["id"])
+        for info in client.client_list()
+        if info.get("cmd") == "evalsha"
+    ]
+    assert killed == [1]
+    with pytest.raises(QueueUnavailable):
+        queue.enqueue(pr_event("k-2"), provider="github")
+    assert not queue.enqueue(pr_event("k-3"), provider="github").duplicate
+    # k-2 was refused, so the forge redelivers it: it is not lost, and it queues then
+    assert not queue.enqueue(pr_event("k-2"), provider="github").duplicate
+
+
+def test_message_is_what_celerys_own_encoder_builds(redis_url: str) -> None:
+    """The per-task template filled in per job equals Celery's ``as_task_v2`` output for
+    that job, but for the delivery tag (random) and the origin (the process)."""
+    queue = make_queue(redis_url)
+    ours = json.loads(
+        queue.celery_message(
+            task_name="gitops.deploy", task_id="T-1", args=({"a": 1},), queue="deploys", summary="S"
+        )
+    )
+    headers, properties, body, _ = queue._encoder.amqp.as_task_v2(
+        "T-1", "gitops.deploy", args=({"a": 1},), kwargs={}, ignore_result=True,
+        argsrepr="S", kwargsrepr="{}",
+    )  # fmt: skip
+    assert ours["headers"] == json.loads(json.dumps(headers))
+    assert json.loads(base64.b64decode(ours["body"])) == json.loads(json.dumps(body))
+    assert {k: v for k, v in ours["properties"].items() if k != "delivery_tag"} == {
+        **properties,
+        "body_encoding": "base64",
+        "delivery_mode": 2,
+        "priority": 0,
+        "delivery_info": {"exchange": "", "routing_key": "deploys"},
+    }

@@ -300,3 +300,41 @@ def test_every_github_fixture_passes_the_property(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(GITLAB))
 def test_every_gitlab_fixture_passes_the_property(name: str) -> None:
     _check(lambda: _gitlab(GITLAB[name], name, IntakeOptions()))
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),  # includes lone surrogates, which json escapes as \ud800
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@FUZZ
+@given(value=JSON_VALUES, ascii_only=st.booleans())
+def test_payload_decoding_is_what_json_gives(value: Any, ascii_only: bool) -> None:
+    """orjson decodes the common case; whatever the payload, the result is ``json.loads``'s."""
+    from bot.webhooks.base import parse_json_object
+
+    text = json.dumps({"v": value}, ensure_ascii=ascii_only)
+    try:
+        body = text.encode("utf-8")
+    except UnicodeEncodeError:
+        body = text.encode("utf-8", "surrogatepass")  # not UTF-8: both must refuse it alike
+    expected: tuple[Any, ...]
+    got: tuple[Any, ...]
+    try:
+        expected = ("decoded", json.loads(body))
+    except ValueError:
+        expected = ("refused",)
+    try:
+        got = ("decoded", parse_json_object(body))
+    except WebhookError as exc:
+        assert exc.status == 400
+        got = ("refused",)
+    assert got == expected
