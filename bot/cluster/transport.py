@@ -24,6 +24,7 @@ import functools
 import heapq
 import http.client
 import json
+import math
 import re
 import socket
 import ssl
@@ -378,6 +379,12 @@ def decode(data: bytes) -> Any:
 
 # -- many requests from one thread ----------------------------------------------------------
 
+# The adaptive window of requests in flight (CurlBatch._observe): where it starts, and the
+# estimated number of queued requests below which it grows and above which it shrinks.
+START_WINDOW = 2
+QUEUE_LOW = 1.0
+QUEUE_HIGH = 3.0
+
 
 class CurlFailure(OSError):
     """A request that got no HTTP answer (refused, reset, TLS refused, timed out), as libcurl
@@ -395,7 +402,17 @@ class Job:
     """One request of a batch. The caller builds it; :class:`CurlBatch` sends it and fills in
     nothing but the connection it ran on."""
 
-    __slots__ = ("attempts", "body", "headers", "index", "method", "refreshed", "url", "want")
+    __slots__ = (
+        "attempts",
+        "body",
+        "headers",
+        "index",
+        "method",
+        "refreshed",
+        "sent",
+        "url",
+        "want",
+    )
 
     def __init__(
         self,
@@ -415,6 +432,7 @@ class Job:
         self.want = want  # whether the caller reads the answer's body
         self.attempts = 0
         self.refreshed = False
+        self.sent = 0.0  # when it was last handed to libcurl (time.monotonic)
 
 
 Answer = tuple[int, bytes, float | None]
@@ -449,6 +467,12 @@ class CurlBatch:
         self._idle: list[Any] = []
         self._retries: list[tuple[float, int, Job]] = []
         self._order = 0
+        # How many requests to keep in flight: see _observe.
+        self.window = min(self._connections, START_WINDOW)
+        self._base = math.inf
+        self._round_min = math.inf
+        self._round_left = self.window
+        self._slow_start = True
 
     @staticmethod
     def usable(configuration: k8s_client.Configuration) -> bool:
@@ -496,10 +520,38 @@ class CurlBatch:
         self._order += 1
         heapq.heappush(self._retries, (time.monotonic() + delay, self._order, job))
 
+    def _observe(self, rtt: float) -> None:
+        """Adapt the window to the server, as TCP Vegas adapts its congestion window.
+
+        Each answer's round-trip time is compared with the fastest seen: when a round of
+        ``window`` answers came back no slower than that, the server had spare capacity (its
+        time goes into latency, not work), so one more request in flight buys throughput;
+        when the round trips grew, requests only queued behind each other at the server (or
+        in our own loop) and more would just cost connections (a TLS handshake is worth
+        ~15-25 requests of CPU). ``queued`` estimates how many requests waited."""
+        if rtt < self._base:
+            self._base = rtt
+        if rtt < self._round_min:
+            self._round_min = rtt
+        self._round_left -= 1
+        if self._round_left > 0:
+            return
+        queued = self.window * (1 - self._base / self._round_min)
+        if queued < QUEUE_LOW:
+            grown = self.window * 2 if self._slow_start else self.window + 1
+            self.window = min(self._connections, grown)
+        else:
+            self._slow_start = False
+            if queued > QUEUE_HIGH:
+                self.window = max(START_WINDOW if self._connections > 1 else 1, self.window - 1)
+        self._round_min = math.inf
+        self._round_left = self.window
+
     def _start(self, handle: Any, job: Job) -> http.client.InvalidURL | None:
         if _URL_FORBIDDEN.search(job.url):  # as http.client refuses it: no request smuggling
             return http.client.InvalidURL(f"URL can't contain control characters: {job.url!r}")
         handle.job = job
+        job.sent = time.monotonic()
         handle.setopt(pycurl.URL, job.url)
         handle.setopt(pycurl.CUSTOMREQUEST, job.method)
         if job.body is not None:
@@ -527,7 +579,7 @@ class CurlBatch:
             while True:
                 # Fill every free connection before handing answers out, so the server works
                 # on the next requests while the caller looks at the last answers.
-                while active < self._connections:
+                while active < self.window:
                     job: Job | None = None
                     if self._retries and self._retries[0][0] <= time.monotonic():
                         job = heapq.heappop(self._retries)[2]
@@ -560,7 +612,10 @@ class CurlBatch:
                     pass
                 while True:
                     queued, ok, failed = multi.info_read()
+                    now = time.monotonic()
                     for handle in ok:
+                        if not handle.getinfo(pycurl.NUM_CONNECTS):  # a handshake is no RTT
+                            self._observe(now - handle.job.sent)
                         finished.append((handle.job, self._answer(handle)))
                     for handle, code, message in failed:
                         finished.append((handle.job, CurlFailure(code, message)))
