@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -100,6 +101,12 @@ def process_cpu(pids: list[int]) -> float:
     return total
 
 
+def children_cpu() -> float:
+    """CPU seconds used by this process's finished children (the load generators)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def worker_pids(master: int) -> list[int]:
     """gunicorn's worker processes (the master's children)."""
     try:
@@ -177,13 +184,16 @@ def main() -> None:
             results: dict[tuple[str, int], dict[str, float]] = {}
             workers = worker_pids(server.pid)
             redis_pid = [redis_server.pid] if redis_server.pid else []
-            cpu: dict[str, list[float]] = {"webhook": [0.0, 0.0, 0.0], "healthz": [0.0, 0.0, 0.0]}
+            cpu: dict[str, list[float]] = {
+                "webhook": [0.0, 0.0, 0.0, 0.0],
+                "healthz": [0.0, 0.0, 0.0, 0.0],
+            }
             for concurrency in (8, 32):
                 rounds: dict[str, list[dict[str, float]]] = {"webhook": [], "healthz": []}
                 # Alternating rounds, medians: a shared machine's noise hits both alike.
                 for _ in range(args.rounds):
                     for which in ("webhook", "healthz"):
-                        before = (process_cpu(workers), process_cpu(redis_pid))
+                        before = (process_cpu(workers), process_cpu(redis_pid), children_cpu())
                         out = subprocess.run(
                             [
                                 sys.executable,
@@ -203,7 +213,8 @@ def main() -> None:
                         sent = args.requests * 11 // 10
                         cpu[which][0] += (process_cpu(workers) - before[0]) / sent
                         cpu[which][1] += (process_cpu(redis_pid) - before[1]) / sent
-                        cpu[which][2] += 1
+                        cpu[which][2] += (children_cpu() - before[2]) / sent
+                        cpu[which][3] += 1
                 for which in ("webhook", "healthz"):
                     figures = {
                         key: statistics.median(r[key] for r in rounds[which])
@@ -215,12 +226,21 @@ def main() -> None:
                         f"{name:<28}{concurrency:>6}{figures['rps']:>10.0f}"
                         f"{figures['p50_ms']:>9.2f}{figures['p99_ms']:>9.2f}"
                     )
+            totals = {}
             for which in ("webhook", "healthz"):
-                workers_ms, redis_ms, count = cpu[which]
+                workers_s, redis_s, generator_s, count = cpu[which]
+                totals[which] = (workers_s + redis_s + generator_s) / count
                 print(
-                    f"CPU per request, {which:<8} gunicorn workers {workers_ms / count * 1000:.3f} ms, "
-                    f"Redis {redis_ms / count * 1000:.3f} ms"
+                    f"CPU per request, {which:<8} gunicorn workers {workers_s / count * 1000:.3f} ms"
+                    f", Redis {redis_s / count * 1000:.3f} ms, load generator "
+                    f"{generator_s / count * 1000:.3f} ms"
                 )
+            # On a machine whose cores are all busy, throughput is the inverse of CPU per
+            # request: this ratio is what a quiet 2-core run's req/s ratio tends to.
+            print(
+                "CPU-bound throughput ratio webhook/healthz (healthz CPU / webhook CPU): "
+                f"{totals['healthz'] / totals['webhook']:.2f}"
+            )
             p99_8 = results[("webhook", 8)]["p99_ms"]
             ratio_32 = results[("webhook", 32)]["rps"] / results[("healthz", 32)]["rps"]
             print(

@@ -31,6 +31,7 @@ class WebMetrics:
         # scrape; otherwise each app gets its own registry (tests build many apps).
         self.registry: CollectorRegistry | None = None if multiproc else CollectorRegistry()
         labels = ["provider", "event"]
+        self._children: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
         self.received = Counter(
             "gitops_webhooks_received_total",
             "Webhook deliveries received",
@@ -58,6 +59,15 @@ class WebMetrics:
         self.jobs_queued = Counter(
             "gitops_jobs_queued_total", "Jobs queued", ["job"], registry=self.registry
         )
+
+    def inc(self, counter: Counter, *labels: str) -> None:
+        """``counter.labels(*labels).inc()``, with the labelled child looked up once: every
+        label value here comes from a closed set, and ``labels()`` takes a lock each call."""
+        key = (counter, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(*labels)
+        child.inc()
 
     def exposition(self, queue: JobQueue | None) -> bytes:
         if self.registry is None:

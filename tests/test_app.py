@@ -268,3 +268,17 @@ def test_event_payload_in_queue_is_plain_values(client: FlaskClient, redis_url: 
     event = args[0]
     assert event["type"] == "PullRequestEvent"
     assert GITHUB_SECRET not in json.dumps(args)
+
+
+def test_answers_are_what_jsonify_would_write(redis_url: str) -> None:
+    """Webhook answers are written by orjson: the same JSON as Flask's jsonify, and jsonify
+    itself for a value orjson refuses (a lone surrogate)."""
+    from bot.app import _answer
+
+    app = make_client(redis_url).application
+    with app.test_request_context():
+        for fields in ({"action": "ignored", "reason": "Zoë's PR"}, {"error": "bad \ud800"}):
+            ours, status = _answer("d-1", 200, **fields)
+            reference = app.json.response(delivery="d-1", **fields)
+            assert status == 200 and ours.mimetype == "application/json"
+            assert json.loads(ours.get_data()) == json.loads(reference.get_data())
