@@ -43,6 +43,7 @@ from bot.cluster.plan import (
     Item,
     LiveIndex,
     app_namespace,
+    change_order,
     list_members,
     phase_of,
     prepare,
@@ -298,7 +299,7 @@ def apply_app(
                 _app_error(exc, PARENT_FAILED.format(parent=applyset.label, message=exc))
             )
 
-    result.changes.sort(key=lambda c: c.ref)
+    result.changes.sort(key=change_order)
     if wait:
         result.health = wait_healthy(
             cluster,

@@ -666,12 +666,17 @@ class Cluster:
 
         def source() -> Iterator[Job]:
             nonlocal headers, renewed
+            # a phase's objects share a few collections: each URL prefix is built once
+            prefixes: dict[tuple[int, str | None], str] = {}
             for index, (res, obj) in enumerate(jobs):
                 if time.monotonic() - renewed > REFRESH_EVERY:  # the token hook's own pace
                     headers, renewed = self._batch_headers(), time.monotonic()
                 meta = obj.get("metadata") or {}
                 namespace = meta.get("namespace") if res.namespaced else None
-                url = f"{base}{res.path(namespace, str(meta.get('name')))}?{query}"
+                prefix = prefixes.get((id(res), namespace))
+                if prefix is None:
+                    prefix = prefixes[(id(res), namespace)] = base + res.collection(namespace)
+                url = f"{prefix}/{quote_segment(str(meta.get('name')))}?{query}"
                 yield Job(
                     index,
                     "PATCH",

@@ -18,7 +18,7 @@ from bot.cluster.applyset import ApplySet, group_kind
 from bot.cluster.client import Cluster, Resource
 from bot.cluster.errors import ApiError, UnknownKindError
 from bot.errors import ClusterError
-from bot.model import Manifest, Obj, ObjectError, ObjectRef
+from bot.model import Manifest, Obj, ObjectChange, ObjectError, ObjectRef
 
 CRD_KIND = "CustomResourceDefinition"
 CRD_GROUP = "apiextensions.k8s.io"
@@ -168,6 +168,7 @@ def prepare(
     crds = _crds_in(manifests)
     default_ns = app_namespace(spec)
     seen: dict[tuple[str, str, str, str], Manifest] = {}
+    resources: dict[tuple[str, str], Resource] = {}  # discovery answers, once per kind
     for manifest in manifests:
         obj = manifest.obj
         api_version = str(obj.get("apiVersion") or "")
@@ -178,7 +179,9 @@ def prepare(
         resource: Resource | None = None
         pending = False
         try:
-            resource = cluster.resource(api_version, kind)
+            resource = resources.get((api_version, kind))
+            if resource is None:
+                resource = resources[(api_version, kind)] = cluster.resource(api_version, kind)
             namespaced = resource.namespaced
         except UnknownKindError as exc:
             crd = crds.get((group, kind))
@@ -239,6 +242,13 @@ def _error(
     if isinstance(exc, ApiError):
         return exc.to_object_error(ref, file=source.file, line=source.line)
     return ObjectError(message=str(exc), ref=ref, file=source.file, line=source.line, reason=reason)
+
+
+def change_order(change: ObjectChange) -> tuple[str, str, str | None, str]:
+    """The sort key of a change: its ref's own order (``ObjectRef``'s fields in turn), built
+    once per change instead of twice per comparison."""
+    ref = change.ref
+    return (ref.api_version, ref.kind, ref.namespace, ref.name)
 
 
 def namespaces_created(items: Iterable[Item]) -> set[str]:

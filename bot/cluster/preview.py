@@ -23,6 +23,7 @@ from bot.cluster.plan import (
     LiveIndex,
     Prepared,
     app_namespace,
+    change_order,
     list_members,
     namespaces_created,
     prepare,
@@ -181,7 +182,7 @@ def preview_app(
             result.notes.append(PRUNE_WOULD_SKIP.format(count=len(result.errors)))
         else:
             _preview_prune(cluster, applyset, parent, prepared, live, result)
-    result.changes.sort(key=lambda c: c.ref)
+    result.changes.sort(key=change_order)
     return result
 
 

@@ -512,6 +512,7 @@ class CurlBatch:
         handle.setopt(pycurl.WRITEFUNCTION, handle.chunks.append)
         handle.job = None
         handle.headers = None
+        handle.method = None
         self._handles.append(handle)
         return handle
 
@@ -553,7 +554,9 @@ class CurlBatch:
         handle.job = job
         job.sent = time.monotonic()
         handle.setopt(pycurl.URL, job.url)
-        handle.setopt(pycurl.CUSTOMREQUEST, job.method)
+        if handle.method != job.method:
+            handle.setopt(pycurl.CUSTOMREQUEST, job.method)
+            handle.method = job.method
         if job.body is not None:
             handle.setopt(pycurl.POSTFIELDS, job.body)
         elif job.method in _BODY_METHODS:
