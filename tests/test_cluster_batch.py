@@ -18,7 +18,7 @@ import bot.cluster.client as client_mod
 from bot.cluster.client import Cluster, Resource, _throttle_refresh
 from bot.cluster.errors import ApiError, NotFoundError, TransientApiError
 from bot.cluster.targets import Target
-from bot.cluster.transport import CurlBatch, Job
+from bot.cluster.transport import START_WINDOW, CurlBatch, Job
 
 pytest.importorskip("pycurl")
 
@@ -96,6 +96,14 @@ def test_batch_verifies_tls_against_the_kubeconfig_ca(
         untrusted.close()
     assert isinstance(outcome, OSError)
     assert "certificate" in str(outcome).lower()
+    monkeypatch.setattr(configuration, "verify_ssl", False)  # the kubeconfig's insecure flag
+    insecure = CurlBatch(configuration, connections=1)
+    try:
+        job = Job(0, "GET", f"{configuration.host}/version", None, [])
+        [(_job, outcome)] = list(insecure.stream([job]))
+    finally:
+        insecure.close()
+    assert not isinstance(outcome, BaseException) and outcome[0] == 200
 
 
 def test_a_url_with_control_characters_is_refused_before_sending(cluster: Cluster) -> None:
@@ -337,7 +345,7 @@ def test_window_grows_while_round_trips_stay_fast_and_shrinks_when_they_queue() 
     configuration.host = "http://127.0.0.1:9"
     batch = CurlBatch(configuration, connections=16)
     try:
-        assert batch.window == 2
+        assert batch.window == START_WINDOW
         # latency-bound: every answer as fast as the fastest -> grows to the bound
         for _ in range(200):
             batch._observe(0.005)

@@ -7,10 +7,12 @@ and answers "which URL serves this apiVersion/kind, and is it namespaced" from t
 re-discovering at most once after a CustomResourceDefinition applied in this job introduces a
 new kind.
 
-Requests carry raw JSON bodies and answers (no model classes, no per-call discovery) over one
-keep-alive connection per worker thread (:mod:`bot.cluster.transport`), configured from the
-official client's Configuration; ``ApiClient.call_api`` is the fallback for configurations that
-transport does not cover.
+Requests carry raw JSON bodies and answers (no model classes, no per-call discovery). Single
+requests go over one keep-alive connection per worker thread; :meth:`Cluster.apply_many` (the
+PATCHes of a deploy or preview phase) sends a whole phase from the calling thread through one
+pycurl batch (:mod:`bot.cluster.transport` says why). Both are configured from the official
+client's Configuration; ``ApiClient.call_api`` is the fallback for configurations they do not
+cover, and :meth:`Cluster.map` carries ``apply_many`` when pycurl is not installed.
 """
 
 from __future__ import annotations
