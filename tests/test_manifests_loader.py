@@ -71,6 +71,8 @@ TRICKY = [
     "a: 1\na: 2\n",
     "metadata:\n  name: a\n  name: b\n",
     "a: &x 1\nb: *x\n",
+    "a: &x {b: 1}\nc: &y [1, &z 2]\nd: &x 3\n",  # anchors nobody refers to change nothing
+    "items: &i\n  - &j {a: 1}\n",
     "base: &b {x: 1, y: 2}\nuse:\n  <<: *b\n  y: 3\nlist: [*b, *b]\n",
     "<<: {a: 1}\nb: 2\n",
     "<<: [{a: 1}, {a: 2, b: 3}]\n",
@@ -113,6 +115,11 @@ TRICKY = [
 @pytest.mark.parametrize("text", TRICKY)
 def test_tricky_inputs_agree(text: str) -> None:
     assert_same(text)
+
+
+def test_anchors_without_aliases_take_the_fast_path() -> None:
+    fast = _fast_attempt("a: &x {b: 1}\nc: &y [1, &z 2]\n", DEFAULT_LIMITS)
+    assert fast is not None and fast[0].data == {"a": {"b": 1}, "c": [1, 2]}
 
 
 def test_a_plain_manifest_takes_the_fast_path() -> None:
@@ -272,13 +279,20 @@ _TOKENS = [
 ]
 _KEYS = ["a", "b", "a", "items", "kind", "1", "true", "<<", "'a'", "&k c", "*k", "? q"]
 _PLAIN_TOKENS = [t for t in _TOKENS if t[:1] not in "&*<!.?"]
-_trees = st.recursive(
-    st.sampled_from(_TOKENS) | st.sampled_from(_PLAIN_TOKENS),
-    lambda inner: (
+
+
+def _collections(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Sequences, and mappings as lists of (key, value): with repeated keys, or unique ones."""
+    unique_keys = st.dictionaries(st.sampled_from(["a", "b", "c", "items", "kind"]), inner)
+    return (
         st.lists(inner, min_size=1, max_size=3)
         | st.lists(st.tuples(st.sampled_from(_KEYS), inner), min_size=1, max_size=3)
-    ),
-    max_leaves=12,
+        | unique_keys.filter(bool).map(lambda d: list(d.items()))
+    )
+
+
+_trees = st.recursive(
+    st.sampled_from(_TOKENS) | st.sampled_from(_PLAIN_TOKENS), _collections, max_leaves=12
 )
 
 
@@ -318,14 +332,14 @@ _scalars = (
     | st.text(max_size=12)
     | st.sampled_from(["yes", "no", "on", "0o17", "017", "1_000", "1:30", "2024-01-01", "<<", "~"])
 )
-_data = st.recursive(
-    _scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(st.text(min_size=1, max_size=6) | st.integers(0, 5), inner, max_size=4)
-    ),
-    max_leaves=25,
-)
+
+
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    keys = st.text(min_size=1, max_size=6) | st.integers(0, 5)
+    return st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4)
+
+
+_data = st.recursive(_scalars, _containers, max_leaves=25)
 
 
 @given(docs=st.lists(_data, min_size=1, max_size=3), flow=st.booleans())

@@ -391,9 +391,10 @@ def _fast_documents(parser: Any, limits: Limits) -> list[Document] | None:
     exception) as soon as the file uses anything this loop does not handle itself.
 
     It handles block and flow mappings and sequences of scalars, with the limits on depth and
-    expanded size, duplicate keys and every scalar type; anchors, aliases, merge keys, tagged
+    expanded size, duplicate keys and every scalar type; aliases, merge keys, tagged
     collections and collections used as keys go to the careful :class:`_Builder`, as does every
-    file where something is wrong, so that one place words the errors. The state of the
+    file where something is wrong, so that one place words the errors. Anchors are ignored:
+    without an alias (which goes to the careful builder) they change nothing. The state of the
     collection being built lives in locals (no per-collection object), and no line is kept but
     the ones a :class:`Document` reports."""
     scalar_event = yaml.ScalarEvent
@@ -427,15 +428,16 @@ def _fast_documents(parser: Any, limits: Limits) -> list[Document] | None:
         key: Any = no_key
         lines: list[int] | None = None
         stack: list[tuple[Any, bool, Any, list[int] | None]] = []
+        depth = 0  # len(stack)
         while True:
             event = get_event()
             kind = type(event)
             if kind is scalar_event:
-                if event.anchor is not None:
-                    return None
-                if event.tag is not None:
-                    value = scalar(event)
-                elif event.implicit[0]:
+                # The parser sets implicit[0] for a plain scalar without a tag (or with the
+                # empty tag "!", which resolves the same), implicit[1] for a quoted one without
+                # a tag, neither when a tag is given: so the tag needs no look of its own.
+                implicit = event.implicit
+                if implicit[0]:
                     # plain scalars repeat a lot (keys, "true", "80"): resolve each once
                     text = event.value
                     try:
@@ -444,8 +446,10 @@ def _fast_documents(parser: Any, limits: Limits) -> list[Document] | None:
                         value = scalar(event)
                         if len(plain) < _PLAIN_CACHE_MAX:
                             plain[text] = value
-                else:
+                elif implicit[1]:
                     value = event.value  # quoted: always a string
+                else:
+                    value = scalar(event)
                 if value is merge_key:
                     return None
                 expanded += 1
@@ -465,7 +469,7 @@ def _fast_documents(parser: Any, limits: Limits) -> list[Document] | None:
                     root = value
                     root_line = event.start_mark.line + 1
             elif kind is map_start or kind is seq_start:
-                if event.anchor is not None or event.tag is not None or len(stack) >= max_depth:
+                if event.tag is not None or depth >= max_depth:
                     return None
                 new_lines: list[int] | None = None
                 if is_map:
@@ -479,6 +483,7 @@ def _fast_documents(parser: Any, limits: Limits) -> list[Document] | None:
                 else:
                     root_line = event.start_mark.line + 1
                 stack.append((container, is_map, key, lines))
+                depth += 1
                 is_map = kind is map_start
                 container = {} if is_map else []
                 key = no_key
@@ -491,6 +496,7 @@ def _fast_documents(parser: Any, limits: Limits) -> list[Document] | None:
                 if lines is not None:
                     items_lines = lines
                 container, is_map, key, lines = stack.pop()
+                depth -= 1
                 if is_map:
                     container[key] = value
                     key = no_key
