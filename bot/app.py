@@ -20,7 +20,6 @@ from typing import Any, Final
 
 import orjson
 from flask import Flask, Response, jsonify, request
-from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
 from bot.errors import QueueUnavailable
@@ -114,8 +113,9 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
         if provider not in PROVIDERS:
             return jsonify(error=f"no webhook endpoint for {provider!r}"), 404
         event_header, delivery_headers, setting, handler = PROVIDERS[provider]
-        delivery = _delivery_hint(request.headers, delivery_headers)
-        label = _event_label(request.headers.get(event_header))
+        headers = _request_headers(request.environ)
+        delivery = _delivery_hint(headers, delivery_headers)
+        label = _event_label(headers.get(event_header.lower()))
         metrics.inc(metrics.received, provider, label)
         secret = secrets[provider]
         if not secret:
@@ -133,7 +133,7 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
                 error=TOO_LARGE.format(limit=settings.max_body_bytes),
             )
         try:
-            outcome = handler(headers=request.headers, body=body, secret=secret, options=options)
+            outcome = handler(headers=headers, body=body, secret=secret, options=options)
         except WebhookError as exc:
             metrics.inc(metrics.rejected, provider, label, str(exc.status))
             log.info("rejected %s delivery %s: %s", provider, delivery, exc.message)
@@ -214,9 +214,23 @@ def _read_body(limit: int) -> bytes | None:
     return None if len(body) > limit else body
 
 
-def _delivery_hint(headers: Headers, names: tuple[str, ...]) -> str:
+def _request_headers(environ: dict[str, Any]) -> dict[str, str]:
+    """The request's headers, names lower-cased, read from the WSGI environ as werkzeug's
+    ``request.headers`` reads them (at a fraction of its cost, paid by every delivery)."""
+    headers = {
+        key[5:].replace("_", "-").lower(): value
+        for key, value in environ.items()
+        if key.startswith("HTTP_")
+    }
+    for key, name in (("CONTENT_TYPE", "content-type"), ("CONTENT_LENGTH", "content-length")):
+        if environ.get(key):
+            headers[name] = environ[key]
+    return headers
+
+
+def _delivery_hint(headers: dict[str, str], names: tuple[str, ...]) -> str:
     """The delivery id as the headers give it, for answers before the payload is parsed."""
-    value = next((headers[name] for name in names if headers.get(name)), "")
+    value = next((headers[key] for key in map(str.lower, names) if headers.get(key)), "")
     return value[:200]
 
 
