@@ -12,7 +12,6 @@ import json
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +75,10 @@ FOREGROUND = "foregroundDeletion"
 DEFAULT_WATCH_TIMEOUT = 1800.0
 MANAGED_FIELDS_IN_APPLY = "metadata.managedFields must be nil"
 
+
+# The variant (RFC 4122) and version (4) bits of a UUID, as uuid.UUID(version=4) sets them.
+_UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_UUID_SET = (0x8000 << 48) | (4 << 76)
 
 _NOW: tuple[int, str] = (0, "")
 
@@ -218,7 +221,11 @@ class Emulator:
 
     # ---------------------------------------------------------------- helpers
     def new_uid(self) -> str:
-        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        """A random version-4 UUID (what ``uuid.UUID(int=..., version=4)`` gives, built without
+        the class: one is made per created object)."""
+        bits = self._rng.getrandbits(128) & _UUID_CLEAR | _UUID_SET
+        text = f"{bits:032x}"
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
     def allocate_cluster_ip(self) -> str:
         n = self._ip_next

@@ -85,17 +85,17 @@ def _parse_head(buf: bytearray) -> _Request | None:
             if len(buf) > MAX_LINE:
                 raise _HttpError(414, "Request-URI Too Long")
         else:
-            _request_line(buf[: first + 1])
+            _request_line(bytes(buf[:first]).decode("latin-1"))
             if len(buf) > MAX_LINE * (MAX_HEADERS + 2):
                 raise _HttpError(431, "Request Header Fields Too Large")
         return None
-    lines = bytes(buf[: end.start()]).split(b"\n")
-    method, path, version = _request_line(lines[0] + b"\n")
+    lines = bytes(buf[: end.start()]).decode("latin-1").split("\n")
+    method, path, version = _request_line(lines[0])
     if len(lines) - 1 > MAX_HEADERS:
         raise _HttpError(431, "Request Header Fields Too Large")
     headers: dict[str, str] = {}
     for raw in lines[1:]:
-        name, sep, value = raw.decode("latin-1").partition(":")
+        name, sep, value = raw.partition(":")
         if not sep or len(raw) >= MAX_LINE:
             raise _HttpError(400, "Bad Request")
         key = name.strip().lower()
@@ -107,10 +107,10 @@ def _parse_head(buf: bytearray) -> _Request | None:
     return _Request(method, path, version, headers, end.end())
 
 
-def _request_line(line: bytes | bytearray) -> tuple[str, str, str]:
-    if len(line) > MAX_LINE:
+def _request_line(line: str) -> tuple[str, str, str]:
+    if len(line) >= MAX_LINE:
         raise _HttpError(414, "Request-URI Too Long")
-    words = line.decode("latin-1").rstrip("\r\n").split()
+    words = line.rstrip("\r\n").split()
     if len(words) != 3 or not words[2].startswith("HTTP/"):
         raise _HttpError(400, "Bad Request")
     return words[0], words[1], words[2]
@@ -220,6 +220,8 @@ class _Conn:
         """The next complete request in the input buffer (removed from it), or None."""
         req = self.pending
         if req is None:
+            if not self.buf:
+                return None
             req = _parse_head(self.buf)
             if req is None:
                 return None
