@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,6 +22,7 @@ from bot.manifests.loader import (
     _fast_attempt,
     iter_documents,
     load_documents,
+    read_text,
 )
 
 
@@ -397,3 +401,31 @@ def test_the_cache_keeps_to_its_budget_least_recently_used_out() -> None:
     assert 0 < cache._size <= 4000
     cache.put((b"huge", limits), load_documents("k: " + "y" * 2000 + "\n", name="f"))
     assert cache.get((b"huge", limits)) is None  # over a quarter of the budget: not kept
+
+
+# --------------------------------------------------------------------------- reading files
+
+
+def test_a_file_longer_than_its_stat_size_is_read_to_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = "a: " + "x" * 100 + "\n"
+    (tmp_path / "f.yaml").write_text(text)
+    # a device or a file being written says less than it gives
+    monkeypatch.setattr(os, "fstat", lambda fd: SimpleNamespace(st_size=3))
+    assert read_text(tmp_path, "f.yaml") == text
+    with pytest.raises(RenderError, match="is 51 bytes, more than the limit of 50 bytes"):
+        read_text(tmp_path, "f.yaml", limits=Limits(max_file_bytes=50))
+    monkeypatch.undo()
+    with pytest.raises(RenderError, match="is 104 bytes, more than the limit of 50 bytes"):
+        read_text(tmp_path, "f.yaml", limits=Limits(max_file_bytes=50))
+    assert read_text(tmp_path, "f.yaml", limits=Limits(max_file_bytes=104)) == text
+
+
+def test_reading_refuses_a_symlink_out_of_the_root(tmp_path: Path) -> None:
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "secret.yaml").write_text("a: 1\n")
+    (tmp_path / "repo" / "link.yaml").symlink_to(tmp_path / "secret.yaml")
+    with pytest.raises(RenderError, match="outside the repository"):
+        read_text(tmp_path / "repo", "link.yaml")
+    assert read_text(tmp_path, "secret.yaml") == "a: 1\n"

@@ -738,7 +738,7 @@ class PathGuard:
         return not os.path.islink(text) or self._real_inside(text)
 
 
-def inside(root: Path, path: Path) -> bool:
+def inside(root: Path | str, path: Path | str) -> bool:
     """Whether ``path`` (after resolving symlinks) is ``root`` or below it."""
     real_root = os.path.realpath(root)
     real = os.path.realpath(path)
@@ -750,7 +750,7 @@ def read_text(root: Path, rel: str, *, limits: Limits = DEFAULT_LIMITS, check: b
 
     Refuses paths (or symlinks) resolving outside ``root`` and files over the size limit.
     ``check=False`` skips the symlink check for callers that already did it while listing."""
-    path = root / rel
+    path = os.path.join(root, rel)
     if check and not inside(root, path):
         raise RenderError(MSG_OUTSIDE.format(path=rel), file=rel)
     try:
@@ -760,7 +760,12 @@ def read_text(root: Path, rel: str, *, limits: Limits = DEFAULT_LIMITS, check: b
                 raise RenderError(
                     MSG_TOO_BIG.format(size=size, limit=limits.max_file_bytes), file=rel
                 )
-            raw = handle.read(limits.max_file_bytes + 1)
+            # Ask for what fstat promised and a byte more, not for the limit: a read of n bytes
+            # allocates n bytes first, and 5 MB per file cost more than the reading. A file that
+            # is longer than it said (a device, a file being written) is read on to the limit.
+            raw = handle.read(size + 1)
+            if len(raw) > size:
+                raw += handle.read(limits.max_file_bytes + 1 - len(raw))
     except OSError as exc:
         raise RenderError(f"cannot read file: {exc.strerror}", file=rel) from None
     if len(raw) > limits.max_file_bytes:
