@@ -80,6 +80,28 @@ def test_batch_answers_in_input_order_like_one_request_per_thread(
             assert a["data"] == b["data"] and a["metadata"]["name"] == b["metadata"]["name"]
 
 
+def test_batched_deletes_count_missing_objects_as_deleted(
+    cluster: Cluster, kubeconfig: str
+) -> None:
+    names = [f"gone-{i}" for i in range(10)]
+    list(cluster.apply_many([(CONFIGMAPS, configmap(n)) for n in names], field_manager="t"))
+    jobs = [(CONFIGMAPS, "default", n) for n in [*names, "never-existed"]]
+    assert list(cluster.delete_many(jobs, dry_run=True)) == [None] * len(jobs)
+    assert all(cluster.get(CONFIGMAPS, "default", n) is not None for n in names)
+    assert list(cluster.delete_many(jobs)) == [None] * len(jobs)
+    assert all(cluster.get(CONFIGMAPS, "default", n) is None for n in names)
+    # a refused delete is that object's error, in its place; the threaded path agrees
+    readonly = Target(name="t", kubeconfig=Path(kubeconfig), context="emulator-readonly")
+    with Cluster(readonly, concurrency=2) as limited:
+        list(cluster.apply_many([(CONFIGMAPS, configmap("kept"))], field_manager="t"))
+        batched = list(limited.delete_many([(CONFIGMAPS, "default", "kept")]))
+        limited._batching = False
+        threaded = list(limited.delete_many([(CONFIGMAPS, "default", "kept")]))
+    for got in (batched, threaded):
+        assert isinstance(got[0], ApiError) and got[0].status == 403
+    assert cluster.get(CONFIGMAPS, "default", "kept") is not None
+
+
 def test_batch_verifies_tls_against_the_kubeconfig_ca(
     cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -470,16 +470,11 @@ def _prune(
             if phase_of(res.api_version, res.kind, namespaced=res.namespaced) == phase
         ]
 
-        def delete(pair: tuple[Resource, Obj]) -> tuple[ObjectRef, Obj, ApiError | None]:
-            res, obj = pair
-            ref = ObjectRef.of(obj)
-            try:
-                cluster.delete(res, ref.namespace, ref.name)
-            except ApiError as exc:
-                return ref, obj, exc
-            return ref, obj, None
-
-        for ref, obj, error in cluster.map(delete, batch):
+        refs = [ObjectRef.of(obj) for _res, obj in batch]
+        outcomes = cluster.delete_many(
+            [(res, ref.namespace, ref.name) for (res, _obj), ref in zip(batch, refs, strict=True)]
+        )
+        for (_res, obj), ref, error in zip(batch, refs, outcomes, strict=True):
             done += 1
             if error is not None:
                 ok = False

@@ -217,6 +217,13 @@ def _apply_query(field_manager: str, force: bool, dry_run: bool) -> list[tuple[s
     return query
 
 
+def _delete_query(dry_run: bool) -> list[tuple[str, str]]:
+    query = [("propagationPolicy", "Background")]
+    if dry_run:
+        query.append(("dryRun", "All"))
+    return query
+
+
 def _phrase(status: int) -> str:
     """The standard reason phrase (libcurl does not hand the server's own one over)."""
     try:
@@ -611,24 +618,70 @@ class Cluster:
         With pycurl installed, the calling thread drives every request through one
         :class:`~bot.cluster.transport.CurlBatch` (no worker threads); otherwise the objects
         go through :meth:`map`."""
+        query = encode_query(_apply_query(field_manager, force, dry_run))
+
+        def one(job: tuple[Resource, Obj]) -> Obj | None:
+            res, obj = job
+            return self.apply(res, obj, field_manager=field_manager, force=force, dry_run=dry_run)
+
+        def target(job: tuple[Resource, Obj]) -> tuple[Resource, str | None, str, bytes | None]:
+            res, obj = job
+            meta = obj.get("metadata") or {}
+            namespace = meta.get("namespace") if res.namespaced else None
+            return res, namespace, str(meta.get("name")), encode(obj)
+
+        yield from self._many(jobs, "PATCH", query, APPLY_PATCH, target, one, want)
+
+    def delete_many(
+        self, jobs: Sequence[tuple[Resource, str | None, str]], *, dry_run: bool = False
+    ) -> Iterator[ApiError | None]:
+        """:meth:`delete` of every ``(resource, namespace, name)``, as :meth:`apply_many`
+        sends its objects; yields, in input order, None for each object deleted (or already
+        gone) and the :class:`ApiError` of each one that was not."""
+        query = encode_query(_delete_query(dry_run))
+
+        def one(job: tuple[Resource, str | None, str]) -> None:
+            self.delete(*job, dry_run=dry_run)
+
+        def target(
+            job: tuple[Resource, str | None, str],
+        ) -> tuple[Resource, str | None, str, bytes | None]:
+            res, namespace, name = job
+            return res, namespace if res.namespaced else None, name, None
+
+        for outcome in self._many(jobs, "DELETE", query, JSON, target, one, lambda _n: False):
+            # a missing object counts as deleted, as in delete()
+            failed = isinstance(outcome, ApiError) and not isinstance(outcome, NotFoundError)
+            yield outcome if failed else None  # type: ignore[misc]
+
+    def _many(
+        self,
+        jobs: Sequence[T],
+        method: str,
+        query: str,
+        content_type: str,
+        target: Callable[[T], tuple[Resource, str | None, str, bytes | None]],
+        one: Callable[[T], Obj | None],
+        want: Callable[[int], bool] | None,
+    ) -> Iterator[Obj | ApiError | None]:
+        """``method`` on the object each job names (``target``: resource, namespace, name,
+        body), through the cluster's batch; through ``one`` per job on :meth:`map` when
+        there is no batch."""
         if not jobs:
             return
-        query = encode_query(_apply_query(field_manager, force, dry_run))
         batch, shared = self._take_batch()
         if batch is None:
 
-            def one(job: tuple[Resource, Obj]) -> Obj | ApiError:
+            def guarded(job: T) -> Obj | ApiError | None:
                 try:
-                    return self.apply(
-                        job[0], job[1], field_manager=field_manager, force=force, dry_run=dry_run
-                    )
+                    return one(job)
                 except ApiError as exc:
                     return exc
 
-            yield from self.map(one, jobs)
+            yield from self.map(guarded, jobs)
             return
         try:
-            yield from self._apply_batch(batch, jobs, query, want)
+            yield from self._run_batch(batch, jobs, method, query, content_type, target, want)
         finally:
             if shared:
                 self._batch_lock.release()
@@ -646,44 +699,46 @@ class Cluster:
             return self._batch, True
         return CurlBatch(self.api_client.configuration, connections=self.concurrency), False
 
-    def _batch_headers(self) -> _Headers:
+    def _batch_headers(self, content_type: str) -> _Headers:
         token = self.api_client.configuration.get_api_key_with_prefix("BearerToken")
         if token and ("\r" in token or "\n" in token):  # as http.client refuses it
             raise ValueError("Invalid header value: it contains a line break")
-        headers = [f"Accept: {JSON}", f"Content-Type: {APPLY_PATCH}", "Expect:"]
+        headers = [f"Accept: {JSON}", f"Content-Type: {content_type}", "Expect:"]
         if token:
             headers.append(f"Authorization: {token}")
         return headers
 
-    def _apply_batch(
+    def _run_batch(
         self,
         batch: CurlBatch,
-        jobs: Sequence[tuple[Resource, Obj]],
+        jobs: Sequence[T],
+        method: str,
         query: str,
+        content_type: str,
+        target: Callable[[T], tuple[Resource, str | None, str, bytes | None]],
         want: Callable[[int], bool] | None,
     ) -> Iterator[Obj | ApiError | None]:
         base = str(self.api_client.configuration.host).rstrip("/")
-        headers = self._batch_headers()
+        headers = self._batch_headers(content_type)
         renewed = time.monotonic()
 
         def source() -> Iterator[Job]:
             nonlocal headers, renewed
             # a phase's objects share a few collections: each URL prefix is built once
             prefixes: dict[tuple[int, str | None], str] = {}
-            for index, (res, obj) in enumerate(jobs):
+            for index, job in enumerate(jobs):
                 if time.monotonic() - renewed > REFRESH_EVERY:  # the token hook's own pace
-                    headers, renewed = self._batch_headers(), time.monotonic()
-                meta = obj.get("metadata") or {}
-                namespace = meta.get("namespace") if res.namespaced else None
+                    headers, renewed = self._batch_headers(content_type), time.monotonic()
+                res, namespace, name, body = target(job)
                 prefix = prefixes.get((id(res), namespace))
                 if prefix is None:
                     prefix = prefixes[(id(res), namespace)] = base + res.collection(namespace)
-                url = f"{prefix}/{quote_segment(str(meta.get('name')))}?{query}"
+                url = f"{prefix}/{quote_segment(name)}?{query}"
                 yield Job(
                     index,
-                    "PATCH",
+                    method,
                     url,
-                    encode(obj),
+                    body,
                     headers,
                     want=want(index) if want is not None else True,
                 )
@@ -709,7 +764,7 @@ class Cluster:
                     # an expiring token may have lapsed between two throttled refreshes
                     job.refreshed = True
                     force_refresh()
-                    headers, renewed = self._batch_headers(), time.monotonic()
+                    headers, renewed = self._batch_headers(content_type), time.monotonic()
                     job.headers = headers
                     batch.later(job, 0)
                     continue
@@ -731,11 +786,8 @@ class Cluster:
         self, res: Resource, namespace: str | None, name: str, *, dry_run: bool = False
     ) -> None:
         """Delete with background propagation; a missing object counts as deleted."""
-        query = [("propagationPolicy", "Background")]
-        if dry_run:
-            query.append(("dryRun", "All"))
         with contextlib.suppress(NotFoundError):
-            self.request("DELETE", res.path(namespace, name), query=query)
+            self.request("DELETE", res.path(namespace, name), query=_delete_query(dry_run))
 
     def ref_of(self, obj: Obj) -> ObjectRef:
         return ObjectRef.of(obj)

@@ -209,9 +209,10 @@ def prepare(
             )
             continue
         seen[key] = manifest
+        label = str(ref)
         try:
-            cluster.target.check(kind=kind, namespace=namespace, name=name, label=str(ref))
-            prepared_obj = applyset.label_member(prepared_obj, ref=str(ref))
+            cluster.target.check(kind=kind, namespace=namespace, name=name, label=label)
+            prepared_obj = applyset.label_member(prepared_obj, ref=label)
         except ClusterError as exc:
             out.errors.append(
                 _error(manifest, exc, "NotAllowed" if "allow" in str(exc) else None, ref=ref)
