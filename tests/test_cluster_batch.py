@@ -102,6 +102,27 @@ def test_batched_deletes_count_missing_objects_as_deleted(
     assert cluster.get(CONFIGMAPS, "default", "kept") is not None
 
 
+def test_batched_gets_answer_objects_none_for_missing_and_errors_in_place(
+    cluster: Cluster, kubeconfig: str
+) -> None:
+    here = [(CONFIGMAPS, configmap(f"here-{i}")) for i in range(5)]
+    list(cluster.apply_many(here, field_manager="t"))
+    jobs = [(CONFIGMAPS, "default", f"here-{i}") for i in range(5)]
+    jobs.insert(2, (CONFIGMAPS, "default", "absent"))
+    got = list(cluster.get_many(jobs))
+    assert got[2] is None
+    assert [o["metadata"]["name"] for o in got if isinstance(o, dict)] == [
+        f"here-{i}" for i in range(5)
+    ]
+    web = Target(name="t", kubeconfig=Path(kubeconfig), context="emulator-namespace-web")
+    with Cluster(web, concurrency=2) as limited:
+        batched = list(limited.get_many(jobs[:1]))
+        limited._batching = False
+        threaded = list(limited.get_many(jobs[:1]))
+    for answer in (batched[0], threaded[0]):
+        assert isinstance(answer, ApiError) and answer.status == 403
+
+
 def test_batch_verifies_tls_against_the_kubeconfig_ca(
     cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:

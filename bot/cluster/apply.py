@@ -519,26 +519,13 @@ def _look(
         by_name = {str((o.get("metadata") or {}).get("name")): o for o in listed}
         return [(ref, verdict_of(by_name.get(ref.name))) for ref in refs]
 
-    singles = [k for k, refs in groups.items() if len(refs) < LIST_THRESHOLD]
+    singles = [ref for key, refs in groups.items() if len(refs) < LIST_THRESHOLD for ref in refs]
     lists = [k for k, refs in groups.items() if len(refs) >= LIST_THRESHOLD]
-    # one GET per task for small groups keeps the pool busy; a LIST is one task on its own
-    tasks: list[tuple[Resource, str | None] | ObjectRef] = [
-        *lists,
-        *(ref for key in singles for ref in groups[key]),
-    ]
-
-    def run(
-        task: tuple[Resource, str | None] | ObjectRef,
-    ) -> list[tuple[ObjectRef, health_mod.Verdict]]:
-        if isinstance(task, ObjectRef):
-            try:
-                obj = cluster.get(waiting[task], task.namespace, task.name)
-            except ApiError as exc:
-                return [(task, failed(exc))]
-            return [(task, verdict_of(obj))]
-        return look_group(task)
-
-    return [pair for batch in cluster.map(run, tasks) for pair in batch]
+    looked = [pair for batch in cluster.map(look_group, lists) for pair in batch]
+    found = cluster.get_many([(waiting[ref], ref.namespace, ref.name) for ref in singles])
+    for ref, obj in zip(singles, found, strict=True):
+        looked.append((ref, failed(obj) if isinstance(obj, ApiError) else verdict_of(obj)))
+    return looked
 
 
 def wait_healthy(

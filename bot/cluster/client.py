@@ -632,6 +632,22 @@ class Cluster:
 
         yield from self._many(jobs, "PATCH", query, APPLY_PATCH, target, one, want)
 
+    def get_many(
+        self, jobs: Sequence[tuple[Resource, str | None, str]]
+    ) -> Iterator[Obj | ApiError | None]:
+        """:meth:`get` of every ``(resource, namespace, name)``, as :meth:`apply_many` sends
+        its objects; yields, in input order, each live object, None for each one that does
+        not exist, and the :class:`ApiError` of each one that could not be read."""
+
+        def target(
+            job: tuple[Resource, str | None, str],
+        ) -> tuple[Resource, str | None, str, bytes | None]:
+            res, namespace, name = job
+            return res, namespace if res.namespaced else None, name, None
+
+        for outcome in self._many(jobs, "GET", "", JSON, target, lambda job: self.get(*job), None):
+            yield None if isinstance(outcome, NotFoundError) else outcome
+
     def delete_many(
         self, jobs: Sequence[tuple[Resource, str | None, str]], *, dry_run: bool = False
     ) -> Iterator[ApiError | None]:
@@ -733,7 +749,11 @@ class Cluster:
                 prefix = prefixes.get((id(res), namespace))
                 if prefix is None:
                     prefix = prefixes[(id(res), namespace)] = base + res.collection(namespace)
-                url = f"{prefix}/{quote_segment(name)}?{query}"
+                url = (
+                    f"{prefix}/{quote_segment(name)}?{query}"
+                    if query
+                    else f"{prefix}/{quote_segment(name)}"
+                )
                 yield Job(
                     index,
                     method,

@@ -285,34 +285,31 @@ class LiveIndex:
             else:
                 singles.extend(members)
 
-        def list_one(key: tuple[Resource, str | None]) -> None:
+        def list_one(key: tuple[Resource, str | None]) -> list[Item]:
+            """The LIST of one group; its items when it could not be listed."""
             res, namespace = key
             try:
                 listed = self.cluster.list(res, namespace)
             except ApiError:
                 # a LIST may be forbidden where a GET is allowed: fall back to one GET each
-                singles_of = groups[key]
-                for _ in self.cluster.map(get_one, singles_of):
-                    pass
-                return
+                return groups[key]
             self._listed[key] = listed
             by_name = {str((o.get("metadata") or {}).get("name")): o for o in listed}
             for item in groups[key]:
                 self._objects[item.key] = by_name.get(item.ref.name)
+            return []
 
-        def get_one(item: Item) -> None:
-            assert item.resource is not None
-            try:
-                self._objects[item.key] = self.cluster.get(
-                    item.resource, item.ref.namespace, item.ref.name
-                )
-            except ApiError as exc:
-                self.errors[item.key] = exc
-
-        for _ in self.cluster.map(list_one, lists):
-            pass
-        for _ in self.cluster.map(get_one, singles):
-            pass
+        for unlisted in self.cluster.map(list_one, lists):
+            singles.extend(unlisted)
+        jobs: list[tuple[Resource, str | None, str]] = []
+        for item in singles:
+            assert item.resource is not None  # grouped by resource above
+            jobs.append((item.resource, item.ref.namespace, item.ref.name))
+        for item, found in zip(singles, self.cluster.get_many(jobs), strict=True):
+            if isinstance(found, ApiError):
+                self.errors[item.key] = found
+            else:
+                self._objects[item.key] = found
 
     def get(self, item: Item) -> Obj | None:
         return self._objects.get(item.key)
