@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -98,6 +99,10 @@ TRICKY = [
     "a: !!float x\n",
     "a: !!int 0x\n",
     "a: !!python/object:os.system x\n",
+    "a: !!set x\n",
+    "a: !!omap x\n",
+    "a: !!pairs x\n",
+    "a: !!value x\n",
     "a: b: c\n",
     "a: [1, 2\n",
     "a:\n\t- b\n",
@@ -429,3 +434,18 @@ def test_reading_refuses_a_symlink_out_of_the_root(tmp_path: Path) -> None:
     with pytest.raises(RenderError, match="outside the repository"):
         read_text(tmp_path / "repo", "link.yaml")
     assert read_text(tmp_path, "secret.yaml") == "a: 1\n"
+
+
+@pytest.mark.parametrize("tag", ["!!set", "!!omap", "!!pairs"])
+def test_collection_tags_on_a_scalar_are_refused(tag: str) -> None:
+    with pytest.raises(RenderError, match="unsupported YAML tag") as info:
+        load_documents(f"a: 1\nb: {tag} x\n", name="f.yaml")
+    assert info.value.line == 2
+
+
+def test_data_that_cannot_be_pickled_is_returned_but_not_cached() -> None:
+    cache = ParsedFiles(budget=10_000)
+    docs = load_documents("a: 1\n", name="f")
+    docs[0].data["b"] = threading.Lock()  # not plain data
+    cache.put((b"k", DEFAULT_LIMITS), docs)
+    assert cache.get((b"k", DEFAULT_LIMITS)) is None

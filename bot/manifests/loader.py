@@ -201,6 +201,9 @@ class _Builder:
             raise _Limited(MSG_BINARY, line)
         if isinstance(made, float) and not math.isfinite(made):
             raise _Limited(MSG_NOT_FINITE, line)
+        if made is not None and not isinstance(made, str | int | float):
+            # !!set, !!omap, !!pairs on a scalar: PyYAML hands back an unfinished generator
+            raise _Limited(f"unsupported YAML tag {tag!r}", line)
         return made
 
     def documents(self, parser: Any) -> Iterator[Document]:
@@ -655,9 +658,12 @@ class ParsedFiles:
         ]
 
     def put(self, key: tuple[bytes, Limits], docs: list[Document]) -> None:
-        blob = pickle.dumps(
-            [(d.index, d.line, d.data, d.item_lines) for d in docs], pickle.HIGHEST_PROTOCOL
-        )
+        try:
+            blob = pickle.dumps(
+                [(d.index, d.line, d.data, d.item_lines) for d in docs], pickle.HIGHEST_PROTOCOL
+            )
+        except Exception:  # not plain data (a bug elsewhere): the cache must never break a load
+            return
         if len(blob) > self.budget // 4:
             return  # one huge rendered output must not push out everything else
         with self._lock:
