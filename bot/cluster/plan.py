@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Protocol
 
 from bot.cluster.applyset import ApplySet, group_kind
@@ -89,20 +88,18 @@ class Item:
     pending_kind: bool = False  # kind served only once a CRD of this change is applied
     pending_namespace: bool = False  # namespace created by this change, missing now
 
-    # Computed once: the engines ask for these several times per object (ref and namespaced
-    # never change after prepare()).
-    @cached_property
-    def phase(self) -> int:
-        return phase_of(self.ref.api_version, self.ref.kind, namespaced=self.namespaced)
+    # Computed once, when the item is made: the engines ask for these several times per
+    # object, and ref and namespaced never change after prepare(). (Plain attributes: a
+    # cached_property takes a lock on each first read, which cost more than the values.)
+    phase: int = field(init=False)
+    group_kind: str = field(init=False)
+    key: tuple[str, str, str, str] = field(init=False)  # ref.key: identity without version
 
-    @cached_property
-    def group_kind(self) -> str:
-        return group_kind(self.ref.api_version, self.ref.kind)
-
-    @cached_property
-    def key(self) -> tuple[str, str, str, str]:
-        """``ref.key``: identity independent of API version."""
-        return self.ref.key
+    def __post_init__(self) -> None:
+        ref = self.ref
+        self.phase = phase_of(ref.api_version, ref.kind, namespaced=self.namespaced)
+        self.group_kind = group_kind(ref.api_version, ref.kind)
+        self.key = ref.key
 
     def error(self, exc: ClusterError | str, *, reason: str | None = None) -> ObjectError:
         source = self.manifest.source

@@ -635,17 +635,16 @@ class CurlBatch:
                     queued, ok, failed = multi.info_read()
                     now = time.monotonic()
                     for handle in ok:
+                        job = handle.job
                         if not handle.getinfo(pycurl.NUM_CONNECTS):  # a handshake is no RTT
-                            self._observe(now - handle.job.sent)
-                        finished.append((handle.job, self._answer(handle)))
+                            self._observe(now - job.sent)
+                        finished.append((job, self._answer(handle)))
+                        self._release(handle)
                     for handle, code, message in failed:
                         finished.append((handle.job, CurlFailure(code, message)))
                         handle.chunks.clear()
-                    for handle, *_ in (*((h,) for h in ok), *failed):
-                        multi.remove_handle(handle)
-                        handle.job = None
-                        self._idle.append(handle)
-                        active -= 1
+                        self._release(handle)
+                    active -= len(ok) + len(failed)
                     if not queued:
                         break
                 if finished:
@@ -663,6 +662,11 @@ class CurlBatch:
                         handle.chunks.clear()
                         self._idle.append(handle)
             self._retries.clear()
+
+    def _release(self, handle: Any) -> None:
+        self._multi.remove_handle(handle)
+        handle.job = None
+        self._idle.append(handle)
 
     @staticmethod
     def _answer(handle: Any) -> Answer:
