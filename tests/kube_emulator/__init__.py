@@ -67,12 +67,15 @@ go at once).
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 import threading
 from typing import Any, TypeVar
 
 import yaml
 
+from . import fields
 from .api import Emulator
 from .controller import Controller
 from .server import _Server, make_server
@@ -82,6 +85,29 @@ from .tls import tls_files
 __all__ = ["EmulatorServer"]
 
 _P = TypeVar("_P", str, "os.PathLike[str]")
+
+
+def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
+    """After a full collection, what survived moves to the permanent generation."""
+    if phase == "stop" and info.get("generation") == 2:
+        gc.freeze()
+
+
+def _settle_long_lived_objects() -> None:
+    """In a process of its own, keep the cyclic garbage collector off the emulator's data.
+
+    Stored objects are acyclic JSON trees (freed by reference counting) and the API schemas
+    are loaded once: full collections traversed them again and again, a good part of the
+    emulator's CPU per request once it holds thousands of objects. So the schemas are loaded
+    now, and whatever survives a full collection is frozen (``gc.freeze``). Under pytest the
+    process belongs to the tests, and the collector is left as it is.
+    """
+    if "pytest" in sys.modules or _freeze_survivors in gc.callbacks:
+        return
+    fields.unknown_fields_ready()
+    gc.collect()
+    gc.freeze()
+    gc.callbacks.append(_freeze_survivors)
 
 
 class EmulatorServer:
@@ -143,6 +169,7 @@ class EmulatorServer:
         if self._server is not None:
             return self
         self.emulator.stopping.clear()
+        _settle_long_lived_objects()
         self._server = make_server(
             self.emulator, self._host, self._port, verbose=self._verbose, latency=self._latency
         )

@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - the standard library gives the same by
     orjson = None  # type: ignore[assignment]
 
 from . import crd as crdmod
-from . import defaults, fields, openapi, protobuf, tables, validation
+from . import defaults, fields, merge, openapi, protobuf, tables, validation
 from .auth import USERS, User, forbidden_message, make_tokens
 from .errors import (
     ApiError,
@@ -214,8 +214,6 @@ class Emulator:
         obj["apiVersion"] = rt.api_version
         obj["kind"] = rt.kind
         prepared = self._prepare(rt, obj, None, namespace=obj["metadata"].get("namespace"))
-        from . import merge
-
         prepared = merge.track_update(None, prepared, manager=manager, now=now_iso())
         return self._store_write(rt, prepared, None)
 
@@ -926,8 +924,6 @@ class Emulator:
             self.registry.remove_group_plural(rt.group, rt.plural)
         for version in crd["spec"].get("versions") or ():
             if version.get("served", True):
-                from . import merge
-
                 rt = ResourceType.from_crd(crd, version)
                 rt.list_types = merge.crd_list_types(rt.schema)
                 self.registry.add(rt)
@@ -936,8 +932,6 @@ class Emulator:
         if crd.get("status") != status:
             new = dict(crd)
             new["status"] = status
-            from . import merge
-
             new = merge.track_update(
                 crd, new, manager="kube-apiserver", now=now_iso(), subresource="status"
             )
@@ -1024,8 +1018,6 @@ class Emulator:
                 "",
                 [validation.required("metadata.name", "name or generateName is required")],
             )
-        from . import merge
-
         with self.store.lock:
             self._namespace_ok(rt, t.namespace, meta.get("name") or meta.get("generateName", ""))
             if (
@@ -1076,8 +1068,6 @@ class Emulator:
         """Write ``obj`` over ``old``; ``track_subresource`` names the subresource the
         managedFields entry records when it differs from ``t.sub`` (scale writes the main
         resource)."""
-        from . import merge
-
         rt = t.rt
         warn = self._unknown_fields(rt, obj, query, apply=False) if t.sub is None else {}
         incoming_mf = obj["metadata"].pop("managedFields", None)
@@ -1115,8 +1105,6 @@ class Emulator:
     def _patch(
         self, t: Target, query: dict[str, str], headers: dict[str, str], body: bytes
     ) -> Response:
-        from . import merge
-
         rt = t.rt
         assert t.name is not None
         ctype = headers.get("content-type", "").split(";")[0].strip()
@@ -1171,8 +1159,6 @@ class Emulator:
             return self._write_update(t, new, old, query, headers)
 
     def _apply(self, t: Target, config: Any, old: Obj | None, query: dict[str, str]) -> Response:
-        from . import merge
-
         rt = t.rt
         assert t.name is not None
         config = self._check_object(rt, config, t)
@@ -1224,8 +1210,6 @@ class Emulator:
     def _scale(
         self, verb: str, t: Target, query: dict[str, str], headers: dict[str, str], body: bytes
     ) -> Response:
-        from . import merge
-
         rt = t.rt
         assert t.name is not None
         with self.store.lock:
@@ -1415,8 +1399,6 @@ class Emulator:
         annotations: dict[str, str] | None = None,
     ) -> None:
         """Used by the controller: write a status (and maybe annotations) as kube-controller-manager."""
-        from . import merge
-
         with self.store.lock:
             cur = self.store.get(
                 rt.key, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]

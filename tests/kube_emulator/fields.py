@@ -74,7 +74,11 @@ def _path(parent: Any) -> str:
 
 
 def _walk(value: Any, schema: Obj, path: Any, defs: dict[str, Obj], out: list[str]) -> None:
-    props, addl, items = _node(schema, defs)
+    cached = _NODES.get(id(schema))  # _node's lookup, inlined: this runs for every value
+    if cached is not None and cached[0] is schema:
+        props, addl, items = cached[1]
+    else:
+        props, addl, items = _node(schema, defs)
     if isinstance(value, dict):
         if props is None:
             if addl is not None:
@@ -95,6 +99,12 @@ def _walk(value: Any, schema: Obj, path: Any, defs: dict[str, Obj], out: list[st
         for i, v in enumerate(value):
             if isinstance(v, dict | list):
                 _walk(v, items, (path, f"[{i}]"), defs, out)
+
+
+def unknown_fields_ready() -> None:
+    """Load the schemas ``unknown_fields`` walks (otherwise loaded by the first write)."""
+    _kind_index()
+    _definitions(_PREFIX)
 
 
 def unknown_fields(rt: ResourceType, obj: Obj) -> list[str]:
