@@ -605,6 +605,36 @@ def _fields_of_map(
             out.add((*path, "f:" + key))
 
 
+def _fields_and_copy(
+    obj: Mapping[str, Any],
+    path: Path,
+    names: tuple[str, ...],
+    schema: _Schema,
+    out: set[Path],
+) -> dict[str, Any]:
+    """``_merge_maps({}, obj)`` and ``_fields_of_map(obj, strict=True)`` in one walk: what an
+    apply over nothing (a create) makes and owns. Null values are owned, not kept, in granular
+    maps; atomic maps and lists are copied as they are."""
+    copy: dict[str, Any] = {}
+    for key, value in obj.items():
+        if isinstance(value, dict):
+            child_path = (*path, "f:" + key)
+            child_names = (*names, key)
+            if not value or schema.atomic_map(child_names):
+                out.add(child_path)
+                copy[key] = _copy(value)
+            else:
+                copy[key] = _fields_and_copy(value, child_path, child_names, schema, out)
+        elif isinstance(value, list):
+            _fields_of_value(value, (*path, "f:" + key), (*names, key), schema, out, True)
+            copy[key] = _copy(value)
+        else:
+            out.add((*path, "f:" + key))
+            if value is not None:
+                copy[key] = value
+    return copy
+
+
 def _fields_of_value(
     value: JSON,
     path: Path,
@@ -1202,8 +1232,12 @@ def apply(
                 )
             )
 
-    merged = _merge_maps(live_obj, cfg, (), schema)
-    full_set = _to_field_set(cfg, schema, strict=True)
+    if live_obj:
+        merged = _merge_maps(live_obj, cfg, (), schema)
+        full_set = _to_field_set(cfg, schema, strict=True)
+    else:  # a create: one walk gives the object and its field set
+        full_set = set()
+        merged = _fields_and_copy(cfg, (), (), schema, full_set)
     config_set = _strip_ignored(full_set)
 
     mine = next((e for e in entries if e.same_owner(manager, "Apply", "", sub)), None)

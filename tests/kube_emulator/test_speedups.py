@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from typing import Any
 
 from tests.kube_emulator.api import Emulator
 
@@ -41,3 +42,51 @@ def test_collector_policy_only_in_a_process_of_its_own() -> None:
         [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["True", "True"]
+
+
+def test_create_walk_gives_what_merge_and_field_set_give() -> None:
+    from tests.kube_emulator import merge
+
+    configs: list[dict[str, Any]] = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "d", "labels": {"a": "b", "gone": None}, "annotations": {}},
+            "spec": {
+                "replicas": None,
+                "selector": {"matchLabels": {"a": "b"}},
+                "strategy": {},
+                "template": {
+                    "metadata": {"labels": {"a": "b"}},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "web",
+                                "image": "nginx",
+                                "ports": [{"containerPort": 80}, {"containerPort": 81}],
+                                "env": [{"name": "A", "value": None}],
+                                "resources": {"limits": {"cpu": "1"}},
+                            }
+                        ],
+                        "nodeSelector": {"disk": "ssd", "x": None},
+                        "tolerations": [{"key": "k", "operator": "Exists"}],
+                    },
+                },
+            },
+            "status": {"replicas": 3},
+        },
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": None},
+        {
+            "apiVersion": "example.com/v1",
+            "kind": "Thing",
+            "metadata": {"name": "t", "finalizers": ["x"]},
+            "spec": {"items": [{"a": 1}], "nested": {"deep": {"v": None, "w": [1, 2]}}},
+        },
+    ]
+    for config in configs:
+        schema = merge._Schema(merge._is_builtin(config["apiVersion"]), {"spec.items": ("a",)})
+        fields: set[merge.Path] = set()
+        got = merge._fields_and_copy(config, (), (), schema, fields)
+        assert got == merge._merge_maps({}, config, (), schema)
+        assert list(got) == list(merge._merge_maps({}, config, (), schema))
+        assert fields == merge._to_field_set(config, schema, strict=True)
