@@ -12,8 +12,7 @@ import builtins
 import threading
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 Obj = dict[str, Any]
 TypeKey = tuple[str, str]  # (group, plural)
@@ -22,9 +21,10 @@ TypeKey = tuple[str, str]  # (group, plural)
 EVENT_LOG_SIZE = 20_000
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One change: ADDED, MODIFIED or DELETED, with the object before it (for selector moves)."""
+class Event(NamedTuple):
+    """One change: ADDED, MODIFIED or DELETED, with the object before it (for selector moves).
+
+    A named tuple: one is made per write, and a frozen dataclass takes longer to build."""
 
     rv: int
     key: TypeKey

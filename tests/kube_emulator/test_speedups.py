@@ -90,3 +90,20 @@ def test_create_walk_gives_what_merge_and_field_set_give() -> None:
         assert got == merge._merge_maps({}, config, (), schema)
         assert list(got) == list(merge._merge_maps({}, config, (), schema))
         assert fields == merge._to_field_set(config, schema, strict=True)
+
+
+def test_head_end_is_where_the_blank_line_expression_matches() -> None:
+    import re
+
+    from tests.kube_emulator.server import _head_end
+
+    expression = re.compile(rb"\r?\n\r?\n")
+    rng = random.Random(3)
+    samples = [b"GET / HTTP/1.1\r\nA: b\r\n\r\nbody\r\n\r\n", b"GET / HTTP/1.0\n\n", b"x\r\n"]
+    samples += [
+        bytes(rng.choice(b"ab:\r\n") for _ in range(rng.randrange(12))) for _ in range(20000)
+    ]
+    for sample in samples:
+        match = expression.search(sample)
+        expected = None if match is None else (match.start(), match.end())
+        assert _head_end(bytearray(sample)) == expected, sample
