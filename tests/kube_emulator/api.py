@@ -43,6 +43,9 @@ from .resources import BUILTIN, Registry, ResourceType
 from .selectors import SelectorError, field_matcher, label_matcher
 from .store import Obj, Store
 
+# isinstance with a tuple: ``dict | list`` builds a union object on every call (hot loops).
+_CONTAINERS = (dict, list)
+
 JSON = "application/json"
 VERSION_INFO = {
     "major": "1",
@@ -98,9 +101,9 @@ def now_iso() -> str:
 def clone(value: Any) -> Any:
     """Fast deep copy of JSON-like data (dict/list/scalars)."""
     if isinstance(value, dict):
-        return {k: clone(v) if isinstance(v, dict | list) else v for k, v in value.items()}
+        return {k: clone(v) if isinstance(v, _CONTAINERS) else v for k, v in value.items()}
     if isinstance(value, list):
-        return [clone(v) if isinstance(v, dict | list) else v for v in value]
+        return [clone(v) if isinstance(v, _CONTAINERS) else v for v in value]
     return value
 
 

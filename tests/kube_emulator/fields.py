@@ -13,6 +13,9 @@ from typing import Any
 from .openapi import _definitions, _raw_definitions
 from .resources import ResourceType
 
+# isinstance with a tuple: ``dict | list`` builds a union object on every call (hot loops).
+_CONTAINERS = (dict, list)
+
 Obj = dict[str, Any]
 _PREFIX = "#/$defs/"
 
@@ -83,21 +86,21 @@ def _walk(value: Any, schema: Obj, path: Any, defs: dict[str, Obj], out: list[st
         if props is None:
             if addl is not None:
                 for k, v in value.items():
-                    if isinstance(v, dict | list):
+                    if isinstance(v, _CONTAINERS):
                         _walk(v, addl, (path, k), defs, out)
             return  # free-form object (RawExtension, FieldsV1, ...)
         for k, v in value.items():
             if k in props:
-                if isinstance(v, dict | list):
+                if isinstance(v, _CONTAINERS):
                     _walk(v, props[k], (path, k), defs, out)
             elif addl is not None:
-                if isinstance(v, dict | list):
+                if isinstance(v, _CONTAINERS):
                     _walk(v, addl, (path, k), defs, out)
             else:
                 out.append(_path((path, k)))
     elif isinstance(value, list) and items is not None:
         for i, v in enumerate(value):
-            if isinstance(v, dict | list):
+            if isinstance(v, _CONTAINERS):
                 _walk(v, items, (path, f"[{i}]"), defs, out)
 
 

@@ -55,6 +55,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Final
 
+# isinstance with a tuple: ``dict | list`` builds a union object on every call (hot loops).
+_CONTAINERS = (dict, list)
+
 __all__ = [
     "KUBECTL_MANAGER",
     "LAST_APPLIED",
@@ -358,7 +361,7 @@ def _key_element(item: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
             return None
     try:
         # The types go into the cache key too: True == 1 for hashing, not for JSON.
-        return _key_text(keys, tuple(values), tuple(type(v) for v in values))
+        return _key_text(keys, tuple(values), tuple(map(type, values)))
     except TypeError:  # an unhashable key value (a map or list): rare, not worth caching
         return "k:" + _dumps(dict(zip(keys, values, strict=True)))
 
@@ -373,7 +376,7 @@ def _item_elements(items: list[Any], list_type: ListType) -> list[str] | None:
     if list_type == _SET:
         out = []
         for item in items:
-            if isinstance(item, dict | list):
+            if isinstance(item, _CONTAINERS):
                 return None
             out.append("v:" + _dumps(item))
         return out
@@ -543,9 +546,9 @@ def _strip_ignored(paths: Set[Path]) -> set[Path]:
 def _copy(value: JSON) -> JSON:
     """A deep copy of a JSON value (much faster than copy.deepcopy)."""
     if isinstance(value, dict):
-        return {k: _copy(v) if isinstance(v, dict | list) else v for k, v in value.items()}
+        return {k: _copy(v) if isinstance(v, _CONTAINERS) else v for k, v in value.items()}
     if isinstance(value, list):
-        return [_copy(v) if isinstance(v, dict | list) else v for v in value]
+        return [_copy(v) if isinstance(v, _CONTAINERS) else v for v in value]
     return value
 
 
@@ -566,7 +569,7 @@ def _equal(left: JSON, right: JSON) -> bool:
         return all(_equal(a, b) for a, b in zip(left, right, strict=True))
     if isinstance(left, bool) or isinstance(right, bool):
         return type(left) is type(right) and left == right
-    if isinstance(right, dict | list):
+    if isinstance(right, _CONTAINERS):
         return False
     return bool(left == right)
 
@@ -599,7 +602,7 @@ def _fields_of_map(
     strict: bool,
 ) -> None:
     for key, value in obj.items():
-        if isinstance(value, dict | list):
+        if isinstance(value, _CONTAINERS):
             _fields_of_value(value, (*path, "f:" + key), (*names, key), schema, out, strict)
         else:  # a scalar is a leaf (the common case: no call, no names)
             out.add((*path, "f:" + key))
@@ -914,18 +917,18 @@ def _merge_maps(
     out: dict[str, Any] = {}
     for key, value in live.items():
         if key not in config:
-            out[key] = _copy(value) if isinstance(value, dict | list) else value
+            out[key] = _copy(value) if isinstance(value, _CONTAINERS) else value
         else:
             wanted = config[key]
             if wanted is None:
                 continue
-            if isinstance(wanted, dict | list):
+            if isinstance(wanted, _CONTAINERS):
                 out[key] = _merge_value(value, wanted, (*names, key), schema)
             else:
                 out[key] = wanted
     for key, value in config.items():
         if value is not None and key not in live:
-            if isinstance(value, dict | list):
+            if isinstance(value, _CONTAINERS):
                 out[key] = _merge_value(_MISSING, value, (*names, key), schema)
             else:
                 out[key] = value
