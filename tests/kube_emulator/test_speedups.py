@@ -107,3 +107,20 @@ def test_head_end_is_where_the_blank_line_expression_matches() -> None:
         match = expression.search(sample)
         expected = None if match is None else (match.start(), match.end())
         assert _head_end(bytearray(sample)) == expected, sample
+
+
+def test_quick_object_equality_answers_like_the_walk() -> None:
+    from tests.kube_emulator import merge
+
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = [
+        ({"a": 1, "b": [1, {"c": True}]}, {"b": [1, {"c": True}], "a": 1}),
+        ({"a": True}, {"a": 1}),
+        ({"a": [False]}, {"a": [0]}),
+        ({"a": 1}, {"a": 1.0}),
+        ({"a": 2**70}, {"a": 2**70}),
+        ({"a": {"b": None}}, {"a": {"b": None}}),
+    ]
+    for left, right in pairs:
+        assert left == right  # the only case the quick check is asked about
+        assert merge._equal_objects(left, right) == merge._equal(left, right)
+    assert not merge._equal_objects({"a": True}, {"a": 1})
