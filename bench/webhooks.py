@@ -6,6 +6,9 @@ same server's ``/healthz`` the same way in the same run, so the ratio holds on a
 
     ./dev bench webhooks [--requests N] [--workers W]
 
+``GUNICORN_EXTRA`` adds gunicorn arguments, to compare other settings in the same harness
+(e.g. ``GUNICORN_EXTRA="-k gevent --worker-connections 1000"`` with gevent installed).
+
 The load generator is a separate process (asyncio, keep-alive connections) so it does not share
 the server's GIL. Besides throughput it prints the CPU each request cost the gunicorn workers and
 the Redis server (from /proc): unlike requests/s, CPU per request hardly moves when other work
@@ -170,6 +173,7 @@ def main() -> None:
                 "python:bot.gunicorn_conf",
                 "--bind",
                 f"127.0.0.1:{port}",
+                *os.environ.get("GUNICORN_EXTRA", "").split(),
                 "bot.app:create_app_from_env()",
             ],
             env=env,
@@ -206,8 +210,10 @@ def main() -> None:
                             ],
                             capture_output=True,
                             text=True,
-                            check=True,
+                            check=False,
                         )
+                        if out.returncode:
+                            raise SystemExit(f"load generator failed: {out.stderr[-2000:]}")
                         rounds[which].append(json.loads(out.stdout))
                         # the generator's warm-up adds a tenth to the requests it sends
                         sent = args.requests * 11 // 10

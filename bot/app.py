@@ -123,7 +123,7 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
             message = NOT_CONFIGURED.format(provider=provider.capitalize(), setting=setting)
             return _answer(delivery, 404, action="rejected", error=message)
 
-        body = _read_body(settings.max_body_bytes)
+        body = _read_body(request.environ, settings.max_body_bytes)
         if body is None:
             metrics.inc(metrics.rejected, provider, label, "413")
             return _answer(
@@ -204,13 +204,23 @@ def _answer(delivery: str, status: int, **fields: Any) -> tuple[Response, int]:
     return Response(data, status=status, mimetype="application/json"), status
 
 
-def _read_body(limit: int) -> bytes | None:
-    """The raw body, or None when it exceeds ``limit``. A declared Content-Length over the
-    limit is refused before reading; a chunked body is read only up to limit + 1 bytes."""
-    declared = request.content_length
-    if declared is not None and declared > limit:
-        return None
-    body = request.stream.read(limit + 1)
+def _read_body(environ: dict[str, Any], limit: int) -> bytes | None:
+    """The raw body, or None when it exceeds ``limit``, read from the WSGI input as werkzeug's
+    ``request.stream`` reads it (without its wrappers, on every delivery). A declared
+    Content-Length over the limit is refused before reading; a chunked body (which the server
+    marks ``wsgi.input_terminated``) is read only up to limit + 1 bytes."""
+    stream = environ["wsgi.input"]
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    raw = environ.get("CONTENT_LENGTH", "")
+    if raw.isdigit() and not chunked:
+        declared = int(raw)
+        if declared > limit:
+            return None
+        body: bytes = stream.read(declared) if declared else b""
+        return body
+    if not environ.get("wsgi.input_terminated"):
+        return b""  # no length, and the server cannot tell where the body ends: none
+    body = stream.read(limit + 1)
     return None if len(body) > limit else body
 
 

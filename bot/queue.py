@@ -17,9 +17,9 @@ gets :class:`QueueUnavailable` within ``GITOPS_REDIS_TIMEOUT`` and answers 503, 
 marks the delivery failed and it can be redelivered.
 
 Intake is the web process's hot path, so it is kept lean (``bench/webhooks.py`` prints its CPU
-per request): each web thread keeps one redis-py ``Connection`` of its own (made by the client's
-pool, so URL, auth, TLS and timeouts are the pool's) instead of going through the client's
-per-call pool checkout, retry wrapper and response callbacks; commands are packed by hiredis
+per request): the queue keeps its own idle list of redis-py ``Connection`` objects (made by the
+client's pool, so URL, auth, TLS and timeouts are the pool's) instead of going through the
+client's per-call pool checkout with its instrumentation, retry wrapper and response callbacks; commands are packed by hiredis
 when installed; and Celery's envelope is built once per task from ``as_task_v2`` and then only
 filled in per job.
 """
@@ -135,7 +135,11 @@ class JobQueue:
         # A broker-less Celery app, used only for its message encoder: no connection is made.
         self._encoder = Celery("gitops-bot-web", set_as_current=False)
         self._templates: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any], Any]] = {}
-        self._local = threading.local()
+        # Idle connections, most recently used last: as many as enqueues ever ran at once
+        # (web threads, or greenlets under gevent), each used by one enqueue at a time.
+        self._idle: list[Any] = []
+        self._idle_lock = threading.Lock()
+        self._pid = os.getpid()
 
     def enqueue(self, event: Event, *, provider: str) -> Enqueued:
         """Persist the job for ``event`` unless its delivery was seen; raises QueueUnavailable."""
@@ -169,15 +173,18 @@ class JobQueue:
         return Enqueued(job_id=found, job_type=job_type, duplicate=not bool(created))
 
     def _evalsha(self, *keys_then_args: Any) -> Any:
-        """The intake script (3 keys, then its arguments) on this thread's own connection,
+        """The intake script (3 keys, then its arguments) on a connection of the queue's own,
         loading the script first when Redis does not have it (after a restart or a flush)."""
         command = ("EVALSHA", self._script_sha, 3, *keys_then_args)
-        conn = self._connection()
+        conn = self._checkout()
         try:
-            return self._call(conn, command)
-        except NoScriptError:
-            self._call(conn, ("SCRIPT", "LOAD", _ENQUEUE_LUA))
-            return self._call(conn, command)
+            try:
+                return self._call(conn, command)
+            except NoScriptError:
+                self._call(conn, ("SCRIPT", "LOAD", _ENQUEUE_LUA))
+                return self._call(conn, command)
+        finally:
+            self._checkin(conn)
 
     @staticmethod
     def _call(conn: Any, command: tuple[Any, ...]) -> Any:
@@ -191,22 +198,28 @@ class JobQueue:
             conn.disconnect()
             raise
 
-    def _connection(self) -> Any:  # a redis-py Connection (untyped)
-        """This thread's connection, made anew after a fork (gunicorn forks workers, and a
-        socket shared across processes would interleave their answers)."""
-        local = self._local
-        conn: Any = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid():
-            conn = self._redis.connection_pool.make_connection()
-            local.conn, local.pid = conn, os.getpid()
-        return conn
+    def _checkout(self) -> Any:  # a redis-py Connection (untyped)
+        """An idle connection, or a new one. Connections made before a fork are left to the
+        parent (gunicorn forks workers; a shared socket would interleave their answers)."""
+        with self._idle_lock:
+            if self._pid != os.getpid():
+                self._idle.clear()  # redis-py never shuts down a socket of another process
+                self._pid = os.getpid()
+            if self._idle:
+                return self._idle.pop()
+        return self._redis.connection_pool.make_connection()
+
+    def _checkin(self, conn: Any) -> None:
+        with self._idle_lock:
+            if self._pid == os.getpid():
+                self._idle.append(conn)
 
     def close(self) -> None:
-        """Close this thread's connection (others close when their threads end)."""
-        conn: Any = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close the idle connections (call when no enqueue is running)."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
             conn.disconnect()
-            self._local.conn = None
 
     def celery_message(
         self, *, task_name: str, task_id: str, args: tuple[Any, ...], queue: str, summary: str

@@ -282,3 +282,27 @@ def test_answers_are_what_jsonify_would_write(redis_url: str) -> None:
             reference = app.json.response(delivery="d-1", **fields)
             assert status == 200 and ours.mimetype == "application/json"
             assert json.loads(ours.get_data()) == json.loads(reference.get_data())
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        # a declared length is read exactly: the next keep-alive request stays unread
+        ({"CONTENT_LENGTH": "5"}, b"hello"),
+        ({"CONTENT_LENGTH": "11"}, None),  # over the limit: refused before reading
+        ({"CONTENT_LENGTH": "0"}, b""),
+        # a chunked body the server terminates is read up to limit + 1
+        ({"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True}, None),
+        ({"HTTP_TRANSFER_ENCODING": "chunked", "CONTENT_LENGTH": "5"}, b""),
+        ({"CONTENT_LENGTH": "nonsense", "wsgi.input_terminated": True}, None),
+        ({"CONTENT_LENGTH": "-5"}, b""),  # werkzeug reads no body here either
+        ({}, b""),
+    ],
+)
+def test_body_is_read_as_werkzeug_reads_it(environ: dict[str, Any], expected: bytes | None) -> None:
+    import io
+
+    from bot.app import _read_body
+
+    stream = io.BytesIO(b"helloGET /next HTTP/1.1")
+    assert _read_body({**environ, "wsgi.input": stream}, 10) == expected

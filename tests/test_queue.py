@@ -145,19 +145,36 @@ def test_a_flushed_script_is_loaded_again(redis_url: str) -> None:
     assert queue.enqueue(pr_event("after-flush"), provider="github").job_id == queued.job_id
 
 
-def test_each_thread_and_each_forked_process_gets_its_own_connection(redis_url: str) -> None:
+def test_concurrent_enqueues_use_separate_connections_and_reuse_them(redis_url: str) -> None:
     queue = make_queue(redis_url)
-    queue.enqueue(pr_event("t-main"), provider="github")
-    main_conn = queue._connection()
-    seen = []
-    thread = threading.Thread(target=lambda: seen.append(queue._connection()))
-    thread.start()
-    thread.join()
-    assert seen[0] is not main_conn
-    # gunicorn forks workers: a connection made before the fork must not be shared after it
-    queue._local.pid = -1
-    assert queue._connection() is not main_conn
-    assert not queue.enqueue(pr_event("t-after"), provider="github").duplicate
+    first = queue._checkout()
+    second = queue._checkout()  # taken while the first is in use: another connection
+    assert second is not first
+    queue._checkin(second)
+    queue._checkin(first)
+    assert queue._checkout() is first  # most recently used first
+    queue._checkin(first)
+    threads = [
+        threading.Thread(
+            target=queue.enqueue, args=(pr_event(f"c-{i}"),), kwargs={"provider": "github"}
+        )
+        for i in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert redis.Redis.from_url(redis_url).llen("previews") == 8
+    assert 1 <= len(queue._idle) <= 8
+
+
+def test_connections_made_before_a_fork_stay_with_the_parent(redis_url: str) -> None:
+    queue = make_queue(redis_url)
+    queue.enqueue(pr_event("f-1"), provider="github")
+    parent_conn = queue._idle[-1]
+    queue._pid = -1  # as a gunicorn worker sees it just after the fork
+    assert queue._checkout() is not parent_conn
+    assert not queue.enqueue(pr_event("f-2"), provider="github").duplicate
 
 
 def test_a_dropped_connection_fails_once_then_reconnects(redis_url: str) -> None:
