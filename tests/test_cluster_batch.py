@@ -5,9 +5,7 @@ adaptive window of requests in flight."""
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from bot.cluster.client import Cluster, Resource, _throttle_refresh
 from bot.cluster.errors import ApiError, NotFoundError, TransientApiError
 from bot.cluster.targets import Target
 from bot.cluster.transport import START_WINDOW, CurlBatch, Job
+from tests.scripted_http import ScriptedServer
 
 pytest.importorskip("pycurl")
 
@@ -162,57 +161,6 @@ def test_a_url_with_control_characters_is_refused_before_sending(cluster: Cluste
 
 
 # -- against a scripted server -----------------------------------------------------------------
-
-
-class ScriptedServer:
-    """Plain HTTP on 127.0.0.1: answers each request with the next scripted answer (None: hang
-    up without answering), recording each request's head and body."""
-
-    def __init__(self, answers: list[bytes | None] | Callable[[bytes], bytes | None]) -> None:
-        self.answers = answers
-        self.requests: list[bytes] = []
-        self.connections = 0
-        self._lock = threading.Lock()
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
-        reader = conn.makefile("rb")
-        with conn, reader:
-            while True:
-                head = b""
-                while not head.endswith(b"\r\n\r\n"):
-                    line = reader.readline()
-                    if not line:
-                        return
-                    head += line
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                request = head + reader.read(length)
-                with self._lock:
-                    self.requests.append(request)
-                    if callable(self.answers):
-                        answer = self.answers(request)
-                    else:
-                        answer = self.answers.pop(0) if self.answers else None
-                if answer is None:
-                    return
-                conn.sendall(answer)
-
-    def close(self) -> None:
-        self._sock.close()
 
 
 def answer(status: str, body: bytes = b"{}", *extra: str) -> bytes:

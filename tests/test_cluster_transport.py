@@ -17,56 +17,11 @@ from kubernetes import client as k8s_client
 from bot.cluster.client import Cluster
 from bot.cluster.targets import Target
 from bot.cluster.transport import Transport, parse_header_lines
-
-# One scripted answer: the raw response bytes, and whether to close the connection after it.
-Answer = tuple[bytes, bool]
+from tests.scripted_http import ScriptedServer
 
 
-class RawServer:
-    """Serves scripted raw answers on 127.0.0.1, one per request, and records what it saw."""
-
-    def __init__(self) -> None:
-        self.answers: list[Answer] = []
-        self.requests: list[bytes] = []
-        self.connections = 0
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
-        reader = conn.makefile("rb")
-        with conn, reader:
-            while True:
-                head = b""
-                while not head.endswith(b"\r\n\r\n"):
-                    line = reader.readline()
-                    if not line:
-                        return
-                    head += line
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                self.requests.append(head + reader.read(length))
-                if not self.answers:
-                    return  # nothing scripted: hang up without answering
-                raw, close = self.answers.pop(0)
-                conn.sendall(raw)
-                if close:
-                    return
-
-    def close(self) -> None:
-        self._sock.close()
+class RawServer(ScriptedServer):
+    """Scripted raw answers as ``(raw, close)`` pairs, appended by each test."""
 
 
 @pytest.fixture
