@@ -19,9 +19,9 @@ marks the delivery failed and it can be redelivered.
 Intake is the web process's hot path, so it is kept lean (``bench/webhooks.py`` prints its CPU
 per request): the queue keeps its own idle list of redis-py ``Connection`` objects (made by the
 client's pool, so URL, auth, TLS and timeouts are the pool's) instead of going through the
-client's per-call pool checkout with its instrumentation, retry wrapper and response callbacks; commands are packed by hiredis
-when installed; and Celery's envelope is built once per task from ``as_task_v2`` and then only
-filled in per job.
+client's per-call pool checkout with its instrumentation, retry wrapper and response
+callbacks; commands are packed by hiredis when installed; and Celery's envelope is built once
+per task from ``as_task_v2`` and then only filled in per job.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class JobQueue:
         self._encoder = Celery("gitops-bot-web", set_as_current=False)
         self._templates: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any], Any]] = {}
         # Idle connections, most recently used last: as many as enqueues ever ran at once
-        # (web threads, or greenlets under gevent), each used by one enqueue at a time.
+        # (one per web thread at most), each used by one enqueue at a time.
         self._idle: list[Any] = []
         self._idle_lock = threading.Lock()
         self._pid = os.getpid()
