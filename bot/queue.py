@@ -176,15 +176,26 @@ class JobQueue:
         """The intake script (3 keys, then its arguments) on a connection of the queue's own,
         loading the script first when Redis does not have it (after a restart or a flush)."""
         command = ("EVALSHA", self._script_sha, 3, *keys_then_args)
-        conn = self._checkout()
+        conn, reused = self._checkout()
         try:
             try:
-                return self._call(conn, command)
-            except NoScriptError:
-                self._call(conn, ("SCRIPT", "LOAD", _ENQUEUE_LUA))
-                return self._call(conn, command)
+                return self._run_script(conn, command)
+            except redis.ConnectionError:
+                if not reused:
+                    raise
+                # An idle connection Redis closed meanwhile (a restart, a failover, its idle
+                # timeout, a proxy's): once more on a fresh socket. Safe even if the first
+                # call ran: the delivery key makes the second answer "duplicate", same job id.
+                return self._run_script(conn, command)
         finally:
             self._checkin(conn)
+
+    def _run_script(self, conn: Any, command: tuple[Any, ...]) -> Any:
+        try:
+            return self._call(conn, command)
+        except NoScriptError:
+            self._call(conn, ("SCRIPT", "LOAD", _ENQUEUE_LUA))
+            return self._call(conn, command)
 
     @staticmethod
     def _call(conn: Any, command: tuple[Any, ...]) -> Any:
@@ -198,16 +209,16 @@ class JobQueue:
             conn.disconnect()
             raise
 
-    def _checkout(self) -> Any:  # a redis-py Connection (untyped)
-        """An idle connection, or a new one. Connections made before a fork are left to the
-        parent (gunicorn forks workers; a shared socket would interleave their answers)."""
+    def _checkout(self) -> tuple[Any, bool]:  # a redis-py Connection (untyped), reused?
+        """An idle connection (True), or a new one. Connections made before a fork are left
+        to the parent (gunicorn forks workers; a shared socket would interleave answers)."""
         with self._idle_lock:
             if self._pid != os.getpid():
                 self._idle.clear()  # redis-py never shuts down a socket of another process
                 self._pid = os.getpid()
             if self._idle:
-                return self._idle.pop()
-        return self._redis.connection_pool.make_connection()
+                return self._idle.pop(), True
+        return self._redis.connection_pool.make_connection(), False
 
     def _checkin(self, conn: Any) -> None:
         with self._idle_lock:

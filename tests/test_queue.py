@@ -147,12 +147,12 @@ def test_a_flushed_script_is_loaded_again(redis_url: str) -> None:
 
 def test_concurrent_enqueues_use_separate_connections_and_reuse_them(redis_url: str) -> None:
     queue = make_queue(redis_url)
-    first = queue._checkout()
-    second = queue._checkout()  # taken while the first is in use: another connection
+    first, _ = queue._checkout()
+    second, _ = queue._checkout()  # taken while the first is in use: another connection
     assert second is not first
     queue._checkin(second)
     queue._checkin(first)
-    assert queue._checkout() is first  # most recently used first
+    assert queue._checkout() == (first, True)  # most recently used first
     queue._checkin(first)
     threads = [
         threading.Thread(
@@ -173,27 +173,33 @@ def test_connections_made_before_a_fork_stay_with_the_parent(redis_url: str) -> 
     queue.enqueue(pr_event("f-1"), provider="github")
     parent_conn = queue._idle[-1]
     queue._pid = -1  # as a gunicorn worker sees it just after the fork
-    assert queue._checkout() is not parent_conn
+    conn, reused = queue._checkout()
+    assert conn is not parent_conn and not reused
     assert not queue.enqueue(pr_event("f-2"), provider="github").duplicate
 
 
-def test_a_dropped_connection_fails_once_then_reconnects(redis_url: str) -> None:
-    """A connection killed under the queue (Redis restarted, a proxy timed it out): that
-    delivery gets QueueUnavailable (503, so the forge redelivers), the next one reconnects."""
+def test_an_idle_connection_closed_by_redis_is_replaced_unseen(redis_url: str) -> None:
+    """Redis restarted, failed over, or closed idle clients (its `timeout`), or a proxy did:
+    the next delivery is still queued (GitHub does not redeliver a 503 by itself)."""
     queue = make_queue(redis_url)
     queue.enqueue(pr_event("k-1"), provider="github")
     client = redis.Redis.from_url(redis_url)
-    killed = [
-        client.client_kill_filter(_id=info["id"])
-        for info in client.client_list()
-        if info.get("cmd") == "evalsha"
-    ]
-    assert killed == [1]
-    with pytest.raises(QueueUnavailable):
-        queue.enqueue(pr_event("k-2"), provider="github")
-    assert not queue.enqueue(pr_event("k-3"), provider="github").duplicate
-    # k-2 was refused, so the forge redelivers it: it is not lost, and it queues then
+    before = client.llen("previews")
+    queue_conn_id = queue._call(queue._idle[-1], ("CLIENT", "ID"))
+    assert client.client_kill_filter(_id=queue_conn_id) == 1
     assert not queue.enqueue(pr_event("k-2"), provider="github").duplicate
+    assert client.llen("previews") == before + 1
+
+
+def test_a_new_connection_that_fails_is_not_retried() -> None:
+    """Nothing listening: one attempt, QueueUnavailable (503), no second wait."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    queue = make_queue(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+    with pytest.raises(QueueUnavailable):
+        queue.enqueue(pr_event(), provider="github")
+    assert queue._idle and queue._idle[0]._sock is None  # disconnected, kept for next time
 
 
 def test_message_is_what_celerys_own_encoder_builds(redis_url: str) -> None:
