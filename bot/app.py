@@ -212,7 +212,7 @@ def _read_body(environ: dict[str, Any], limit: int) -> bytes | None:
     stream = environ["wsgi.input"]
     chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
     raw = environ.get("CONTENT_LENGTH", "")
-    if raw.isdigit() and not chunked:
+    if raw.isascii() and raw.isdigit() and not chunked:
         declared = int(raw)
         if declared > limit:
             return None

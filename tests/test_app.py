@@ -296,6 +296,7 @@ def test_answers_are_what_jsonify_would_write(redis_url: str) -> None:
         ({"HTTP_TRANSFER_ENCODING": "chunked", "CONTENT_LENGTH": "5"}, b""),
         ({"CONTENT_LENGTH": "nonsense", "wsgi.input_terminated": True}, None),
         ({"CONTENT_LENGTH": "-5"}, b""),  # werkzeug reads no body here either
+        ({"CONTENT_LENGTH": "\u00b2"}, b""),  # a superscript digit: not a length, not a 500
         ({}, b""),
     ],
 )

@@ -358,3 +358,21 @@ def test_window_grows_while_round_trips_stay_fast_and_shrinks_when_they_queue() 
         assert single.window == 1  # GITOPS_KUBE_CONCURRENCY=1 means one at a time
     finally:
         single.close()
+
+
+@pytest.mark.timeout(20)
+def test_closing_after_an_exception_mid_batch_does_not_hang() -> None:
+    """A loop over a batch's answers left by an exception (Celery's soft time limit, a failing
+    progress callback) leaves the batch loop suspended; closing the cluster must still end,
+    and the error must reach the caller."""
+    server = ScriptedServer(lambda request: answer("200 OK", b'{"kind":"ConfigMap"}'))
+    try:
+        with pytest.raises(RuntimeError, match="mid-batch"), scripted_cluster(server) as cluster:
+            answers = cluster.apply_many(
+                [(CONFIGMAPS, configmap(f"c{i}")) for i in range(5)], field_manager="bot"
+            )
+            for n, _answer in enumerate(answers):
+                if n == 1:
+                    raise RuntimeError("mid-batch")
+    finally:
+        server.close()

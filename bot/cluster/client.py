@@ -278,10 +278,17 @@ class Cluster:
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self._transport is not None:
             self._transport.close()
-        with self._batch_lock:
-            if self._batch is not None:
-                self._batch.close()
-                self._batch = None
+        # Not a blocking acquire: a batch loop the caller left by an exception (a timeout, a
+        # failing progress callback) stays suspended, holding the lock, until it is collected;
+        # nothing can drive it any more, so its batch is closed all the same.
+        acquired = self._batch_lock.acquire(blocking=False)
+        try:
+            batch, self._batch = self._batch, None
+            if batch is not None:
+                batch.close()
+        finally:
+            if acquired:
+                self._batch_lock.release()
         self.api_client.close()  # type: ignore[no-untyped-call]
 
     def __enter__(self) -> Cluster:
