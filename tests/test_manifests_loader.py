@@ -380,6 +380,29 @@ def test_a_text_parsed_again_comes_from_the_cache_as_new_objects() -> None:
     assert third[0].data["items"][0]["a"] == [1] and third[0].item_lines == [4, 5]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {password: hunter2}\n",
+        "kind: ConfigMap\n---\nkind: Secret\ndata: {k: aHVudGVyMg==}\n",
+        "apiVersion: v1\nkind: List\nitems:\n  - {kind: Secret, data: {k: aHVudGVyMg==}}\n",
+    ],
+)
+def test_a_text_holding_a_secret_is_never_kept(text: str) -> None:
+    PARSED_FILES.clear()
+    for _ in range(2):
+        load_documents(text, name="f")
+    assert not PARSED_FILES._entries
+
+
+def test_renderer_output_is_never_kept() -> None:
+    PARSED_FILES.clear()
+    hits = PARSED_FILES.hits
+    for _ in range(2):
+        load_documents("kind: ConfigMap\n", name="out", cache=False)
+    assert PARSED_FILES.hits == hits and not PARSED_FILES._entries
+
+
 def test_limits_are_part_of_the_cache_key_and_errors_are_never_cached() -> None:
     text = "a:\n  b:\n    c: 1\n"
     PARSED_FILES.clear()

@@ -612,15 +612,32 @@ def _careful_documents(
         parser.dispose()
 
 
-def load_documents(text: str, *, name: str, limits: Limits = DEFAULT_LIMITS) -> list[Document]:
+def load_documents(
+    text: str, *, name: str, limits: Limits = DEFAULT_LIMITS, cache: bool = True
+) -> list[Document]:
     """All documents of a YAML stream (see :func:`iter_documents`); a text parsed before (by
-    this process, under the same limits) comes from :data:`PARSED_FILES`, as new objects."""
+    this process, under the same limits) comes from :data:`PARSED_FILES`, as new objects.
+
+    ``cache=False`` for text that is not a file of the repository (renderer output). A text
+    holding a Secret is never kept: secret values do not outlive the job that read them."""
+    if not cache:
+        return list(iter_documents(text, name=name, limits=limits))
     key = (hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest(), limits)
     docs = PARSED_FILES.get(key)
     if docs is None:
         docs = list(iter_documents(text, name=name, limits=limits))
-        PARSED_FILES.put(key, docs)
+        if not any(_is_secret(doc.data) for doc in docs):
+            PARSED_FILES.put(key, docs)
     return docs
+
+
+def _is_secret(data: Any) -> bool:
+    if not isinstance(data, dict):
+        return False
+    if data.get("kind") == "Secret":
+        return True
+    items = data.get("items")  # a `kind: List` (or any list kind) of objects
+    return isinstance(items, list) and any(_is_secret(item) for item in items)
 
 
 PARSE_CACHE_BYTES = 32 * 1024 * 1024

@@ -484,7 +484,7 @@ def _render_kustomize(
         return []
     try:
         docs = load_documents(
-            out, name=f"{kustomization} (kustomize output)", limits=RENDERED_LIMITS
+            out, name=f"{kustomization} (kustomize output)", limits=RENDERED_LIMITS, cache=False
         )
     except RenderError as exc:
         result.errors.append(
@@ -692,7 +692,9 @@ def _render_helm(
             inner = match.group(1).strip().split("/", 1)[-1]
             file = inner if spec.path == "." else f"{spec.path}/{inner}"
         try:
-            docs = load_documents(chunk, name=f"{file} (helm output)", limits=RENDERED_LIMITS)
+            docs = load_documents(
+                chunk, name=f"{file} (helm output)", limits=RENDERED_LIMITS, cache=False
+            )
         except RenderError as exc:
             result.errors.append(ObjectError(exc.message, file=file, reason="RenderError"))
             continue
