@@ -53,6 +53,8 @@ def _observed(obj: Obj, status: dict[str, Any]) -> bool:
     return generation <= _int(status.get("observedGeneration"), -1)
 
 
+ON_DELETE = Verdict(Health.UNKNOWN, "OnDelete", "rollout status needs the RollingUpdate strategy")
+"""StatefulSets and DaemonSets updated OnDelete have no rollout to wait for (as kubectl)."""
 WAITING_SPEC = Verdict(Health.PROGRESSING, "Waiting", "waiting for the spec update to be observed")
 
 
@@ -94,9 +96,7 @@ def _deployment(obj: Obj, spec: dict[str, Any], status: dict[str, Any]) -> Verdi
 def _statefulset(obj: Obj, spec: dict[str, Any], status: dict[str, Any]) -> Verdict:
     strategy = spec.get("updateStrategy") or {}
     if strategy.get("type", "RollingUpdate") != "RollingUpdate":
-        return Verdict(
-            Health.UNKNOWN, "OnDelete", "rollout status needs the RollingUpdate strategy"
-        )
+        return ON_DELETE
     if _int(status.get("observedGeneration")) == 0 or not _observed(obj, status):
         return WAITING_SPEC
     want = _int(spec.get("replicas"), 1)
@@ -129,9 +129,7 @@ def _statefulset(obj: Obj, spec: dict[str, Any], status: dict[str, Any]) -> Verd
 def _daemonset(obj: Obj, spec: dict[str, Any], status: dict[str, Any]) -> Verdict:
     strategy = spec.get("updateStrategy") or {}
     if strategy.get("type", "RollingUpdate") != "RollingUpdate":
-        return Verdict(
-            Health.UNKNOWN, "OnDelete", "rollout status needs the RollingUpdate strategy"
-        )
+        return ON_DELETE
     if not _observed(obj, status):
         return WAITING_SPEC
     desired = _int(status.get("desiredNumberScheduled"))
