@@ -40,6 +40,13 @@ def pr_event(delivery: str = "d-1") -> PullRequestEvent:
     )
 
 
+def closed_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def make_queue(url: str, timeout: float = 2.0) -> JobQueue:
     return JobQueue(redis_client(url, timeout=timeout), delivery_ttl=3600)
 
@@ -102,10 +109,7 @@ def test_deploys_have_their_own_queue(redis_url: str) -> None:
 
 
 def test_unreachable_redis_fails_fast() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    queue = make_queue(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+    queue = make_queue(f"redis://127.0.0.1:{closed_port()}/0", timeout=0.5)
     with pytest.raises(QueueUnavailable):
         queue.enqueue(pr_event(), provider="github")
     with pytest.raises(QueueUnavailable):
@@ -193,10 +197,7 @@ def test_an_idle_connection_closed_by_redis_is_replaced_unseen(redis_url: str) -
 
 def test_a_new_connection_that_fails_is_not_retried() -> None:
     """Nothing listening: one attempt, QueueUnavailable (503), no second wait."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    queue = make_queue(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+    queue = make_queue(f"redis://127.0.0.1:{closed_port()}/0", timeout=0.5)
     with pytest.raises(QueueUnavailable):
         queue.enqueue(pr_event(), provider="github")
     assert queue._idle and queue._idle[0]._sock is None  # disconnected, kept for next time
