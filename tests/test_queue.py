@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
 import threading
 import time
+import uuid
 
 import pytest
 import redis
 
 from bot.errors import QueueUnavailable
 from bot.events import PullRequestEvent, PushEvent, Repository, from_task
-from bot.queue import JOB_KEY, JobQueue, kombu_url, redis_client
+from bot.queue import JOB_KEY, JobQueue, kombu_url, new_job_id, redis_client
 
 REPO = Repository(
     provider="github",
@@ -205,7 +207,7 @@ def test_a_new_connection_that_fails_is_not_retried() -> None:
 
 def test_message_is_what_celerys_own_encoder_builds(redis_url: str) -> None:
     """The per-task template filled in per job equals Celery's ``as_task_v2`` output for
-    that job, but for the delivery tag (random) and the origin (the process)."""
+    that job, but for the delivery tag (the job id: one message per job) and the origin."""
     queue = make_queue(redis_url)
     ours = json.loads(
         queue.celery_message(
@@ -218,6 +220,7 @@ def test_message_is_what_celerys_own_encoder_builds(redis_url: str) -> None:
     )  # fmt: skip
     assert ours["headers"] == json.loads(json.dumps(headers))
     assert json.loads(base64.b64decode(ours["body"])) == json.loads(json.dumps(body))
+    assert ours["properties"]["delivery_tag"] == "T-1"
     assert {k: v for k, v in ours["properties"].items() if k != "delivery_tag"} == {
         **properties,
         "body_encoding": "base64",
@@ -225,3 +228,33 @@ def test_message_is_what_celerys_own_encoder_builds(redis_url: str) -> None:
         "priority": 0,
         "delivery_info": {"exchange": "", "routing_key": "deploys"},
     }
+
+
+def test_job_ids_are_distinct_version_4_uuids() -> None:
+    ids = [new_job_id() for _ in range(1000)]  # several batches of the kernel's randomness
+    assert len(set(ids)) == 1000
+    assert all(
+        uuid.UUID(job_id).version == 4 and str(uuid.UUID(job_id)) == job_id for job_id in ids
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_processes_draw_different_job_ids() -> None:
+    """gunicorn forks its workers after importing the app: they must not share the ids the
+    parent drew from the kernel and has not handed out yet."""
+    new_job_id()  # the parent holds a part-used batch when it forks, as a preloaded app would
+    reader, writer = os.pipe()
+    children = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            os.write(writer, (new_job_id() + "\n").encode())
+            os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+    os.close(writer)
+    with os.fdopen(reader) as stream:
+        from_children = stream.read().split()
+    assert len(from_children) == 2
+    assert len({*from_children, new_job_id()}) == 3
