@@ -6,13 +6,13 @@ same server's ``/healthz`` the same way in the same run, so the ratio holds on a
 ``/readyz`` (``/healthz`` plus one Redis PING) is measured alongside: no intake that persists a
 delivery before answering can beat it, so it shows what share of the gap is the round trip.
 
-    ./dev bench webhooks [--requests N] [--workers W] [--rounds R] [--concurrency C ...]
+    ./dev bench webhooks [--requests N] [--workers W] [--rounds R] [--concurrency C ...] [--close]
 
 ``GUNICORN_EXTRA`` adds gunicorn arguments, to compare other settings in the same harness
 (e.g. ``GUNICORN_EXTRA="-k gevent --worker-connections 1000"`` with gevent installed).
 
-The load generator is a separate process (asyncio, keep-alive connections) so it does not share
-the server's GIL. Besides throughput it prints the CPU each request cost the gunicorn workers and
+The load generator is a separate process (asyncio; keep-alive connections, or with ``--close`` a
+new connection per request) so it does not share the server's GIL. Besides throughput it prints the CPU each request cost the gunicorn workers and
 the Redis server (from /proc): unlike requests/s, CPU per request hardly moves when other work
 shares the machine, so it is the figure to compare changes by.
 """
@@ -148,9 +148,11 @@ def request_templates() -> tuple[bytes, bytes, bytes]:
     return webhook, health, ready
 
 
-def generator_main(port: int, concurrency: int, total: int, which: str) -> None:
+def generator_main(port: int, concurrency: int, total: int, which: str, close: bool) -> None:
     webhook, health, ready = request_templates()
     template = {"webhook": webhook, "healthz": health, "readyz": ready}[which]
+    if close:  # the server closes each connection after its answer; the client reconnects
+        template = template.replace(b"Host: bench\r\n", b"Host: bench\r\nConnection: close\r\n")
     load(port, template, concurrency=concurrency, total=total // 10)  # warm-up
     print(json.dumps(load(port, template, concurrency=concurrency, total=total)))
 
@@ -169,11 +171,17 @@ def main() -> None:
         default=[8, 32],
         help="concurrency levels to measure (the targets are for 8 and 32)",
     )
+    parser.add_argument(
+        "--close",
+        action="store_true",
+        help="a new connection per request, as deliveries that do not reuse connections "
+        "arrive (default: keep-alive connections, the server's cheapest case)",
+    )
     parser.add_argument("--generator", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generator:
         port, concurrency, total, which = args.generator
-        generator_main(int(port), int(concurrency), int(total), which)
+        generator_main(int(port), int(concurrency), int(total), which, args.close)
         return
 
     sys.path.insert(0, str(ROOT))
@@ -206,7 +214,10 @@ def main() -> None:
         )
         try:
             _wait_ready(port)
-            print(f"gunicorn: {args.workers} workers x gthread; Redis: embedded redis-server (AOF)")
+            print(
+                f"gunicorn: {args.workers} workers x gthread; Redis: embedded redis-server (AOF); "
+                + ("a new connection per request" if args.close else "keep-alive connections")
+            )
             print(
                 f"{'endpoint':<28}{'conc':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
                 f"{'CPU ms/req':>12}"
@@ -232,6 +243,7 @@ def main() -> None:
                                 str(concurrency),
                                 str(args.requests),
                                 which,
+                                *(["--close"] if args.close else []),
                             ],
                             capture_output=True,
                             text=True,
