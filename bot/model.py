@@ -246,6 +246,8 @@ class RunResult:
     errors: list[ObjectError] = field(
         default_factory=list
     )  # not tied to one app (bad .gitops.yaml)
+    unowned_files: list[str] = field(default_factory=list)
+    """Changed files (repo-relative) that no app reads: a change there deploys nothing."""
 
     @property
     def has_changes(self) -> bool:

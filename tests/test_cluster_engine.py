@@ -196,7 +196,7 @@ def test_field_manager_conflict_reported_then_forced(cluster: Cluster) -> None:
     preview = preview_app(cluster, app, objs)
     assert [e.reason for e in preview.errors] == ["Conflict"]
     assert "someone-else" in preview.errors[0].message
-    assert "force_conflicts" in preview.errors[0].message
+    assert "forceConflicts: true" in preview.errors[0].message
     result = apply_app(cluster, app, objs, commit="c2")
     assert [e.reason for e in result.errors] == ["Conflict"]
     assert get(cluster, "v1", "ConfigMap", "web", "a")["data"]["x"] == "theirs"

@@ -9,6 +9,7 @@ import pytest
 from bot.manifests import (
     AppSpec,
     GitError,
+    Selection,
     affected_apps,
     changed_files,
     checkout,
@@ -17,6 +18,7 @@ from bot.manifests import (
     render_app,
     render_apps,
     resolve_commit,
+    select_apps,
 )
 from tests.fixtures.repos.builder import commit, git, make_repo
 
@@ -187,3 +189,58 @@ def test_checkouts_of_several_commits(repo: Path) -> None:
         assert not (trees[0] / "apps/web/new.yaml").exists()
         assert (trees[1] / "apps/web/new.yaml").read_text() == "x: 1\n"
     assert not any(t.exists() for t in trees)
+
+
+def selection(repo: Path, base: str, head: str, apps: list[str] | None = None) -> Selection:
+    with checkout(repo, base) as old, checkout(repo, head) as new:
+        return select_apps(
+            config_old=load_config(old),
+            config_new=load_config(new),
+            changed_files=changed_files(repo, base, head),
+            base_root=old,
+            head_root=new,
+            apps=apps,
+        )
+
+
+def test_changed_files_no_app_reads_are_listed(repo: Path) -> None:
+    base = resolve_commit(repo, "HEAD")
+    head = commit(
+        repo,
+        {
+            "README.md": "docs\n",
+            "charts/demo/Chart.yaml": "apiVersion: v2\nname: demo\nversion: 0.2.0\n",
+            "base/deployment.yaml": (repo / "base/deployment.yaml").read_text() + "# kz reads it\n",
+            "apps/web/new.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: n}\n",
+            ".gitops.yaml": (repo / ".gitops.yaml").read_text()
+            + "  - {name: new, path: apps/web/extra}\n",
+        },
+    )
+    found = selection(repo, base, head)
+    assert found.names == ["web", "kz", "new"]
+    # .gitops.yaml is not listed: its changes affect the apps whose entries changed
+    assert found.unowned_files == ["README.md", "charts/demo/Chart.yaml"]
+    assert found.errors == []
+
+
+def test_a_file_only_an_app_at_base_read_is_owned(repo: Path) -> None:
+    base = resolve_commit(repo, "HEAD")
+    config = (
+        (repo / ".gitops.yaml")
+        .read_text()
+        .replace("  - name: cluster\n    path: apps/cluster\n    target: production\n", "")
+    )
+    head = commit(repo, {".gitops.yaml": config, "apps/cluster/all.yaml": None})
+    found = selection(repo, base, head)
+    assert found.names == ["cluster"]
+    assert found.unowned_files == []
+
+
+def test_unknown_app_names_list_the_known_ones(repo: Path) -> None:
+    found = selection(repo, "HEAD", "HEAD", apps=["kz", "nope", "kz"])
+    assert found.names == ["kz"]
+    (error,) = found.errors
+    assert error.message == (
+        "unknown app 'nope': not in the configuration at base or head (known: cluster, kz, web)"
+    )
+    assert error.reason == "UnknownApp"

@@ -227,13 +227,14 @@ def test_discovery_kustomize_roots(tmp_path: Path) -> None:
             "overlays/prod/kustomization.yaml": "resources: [../../base]\n",
             "overlays/staging/kustomization.yml": "resources: [../../base]\n",
             "tools/prod/kustomization.yaml": "resources: []\n",
-            "deploy/ignored.yaml": CM,  # the plain rule applies only without kustomizations
+            "deploy/plain.yaml": CM,  # plain manifests beside kustomizations are apps too
             ".hidden/kustomization.yaml": "resources: []\n",
         },
     )
     config = load_config(tmp_path)
     assert config.source == "discovered"
     assert [(a.name, a.path) for a in config.apps] == [
+        ("deploy", "deploy"),
         ("overlays-prod", "overlays/prod"),
         ("staging", "overlays/staging"),
         ("tools-prod", "tools/prod"),
@@ -262,12 +263,15 @@ def test_discovery_plain_dirs(tmp_path: Path) -> None:
             "k8s/cm.yaml": CM,
             "k8s/sub/cm.yaml": CM,
             "other/cm.yaml": CM,
+            "ci/pipeline.yaml": "stages: [test]\n",  # YAML, but not a Kubernetes object
+            "README.md": "docs",
         },
     )
     assert [(a.name, a.path) for a in discover_apps(tmp_path)] == [
         ("a", "deploy/a"),
         ("b", "deploy/b"),
         ("k8s", "k8s"),
+        ("other", "other"),
     ]
 
 
@@ -316,3 +320,148 @@ def test_discovered_names_are_valid_and_unique(tmp_path: Path) -> None:
     assert len(set(names)) == 3
     assert all(re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", n) for n in names), names
     assert "other" in names
+
+
+def test_every_problem_of_the_file_comes_in_one_run(tmp_path: Path) -> None:
+    """A schema error, a duplicate name and a missing path: one round, each with its line."""
+    (tmp_path / "web").mkdir()
+    (tmp_path / ".gitops.yaml").write_text(
+        "version: 1\n"
+        "apps:\n"
+        "  - name: web\n"
+        "    path: web\n"
+        "    namepsace: web\n"  # 5: schema (unknown key)
+        "  - name: web\n"  # 6: duplicate name
+        "    path: web2\n"
+        "  - name: api\n"
+        "    path: services/api\n"  # 9: does not exist
+        "    render: {helm: {valuesFiles: [missing.yaml]}}\n"  # 10: neither does this
+    )
+    with pytest.raises(ConfigProblems) as info:
+        load_config(tmp_path)
+    found = [(p.file, p.line, p.message) for p in info.value.problems]
+    assert [(file, line) for file, line, _ in found] == [
+        (".gitops.yaml", 5),
+        (".gitops.yaml", 6),
+        (".gitops.yaml", 9),
+        (".gitops.yaml", 10),
+    ]
+    assert "did you mean 'namespace'" in found[0][2]
+    assert "used twice" in found[1][2]
+    assert found[2][2] == "app path 'services/api' does not exist at this commit"
+    assert "'services/api/missing.yaml' does not exist" in found[3][2]
+
+
+def test_a_missing_path_alone_fails_only_its_app_with_the_line(tmp_path: Path) -> None:
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "cm.yaml").write_text(CM)
+    (tmp_path / ".gitops.yaml").write_text(
+        "version: 1\napps:\n  - name: web\n    path: web\n  - name: gone\n    path: gone\n"
+    )
+    from bot.manifests import render_apps
+
+    rendered = {r.spec.name: r for r in render_apps(tmp_path, load_config(tmp_path))}
+    assert rendered["web"].errors == []
+    (error,) = rendered["gone"].errors
+    assert (error.file, error.line) == (".gitops.yaml", 6)
+    assert error.message == "app path 'gone' does not exist at this commit"
+
+
+def test_create_namespace_and_stuck_pod_timeout() -> None:
+    (app,) = parse_config(
+        "version: 1\napps:\n  - {name: a, path: x, namespace: web, createNamespace: true,"
+        " stuckPodTimeout: 30}\n"
+    ).apps
+    assert app.create_namespace is True and app.stuck_pod_timeout == 30
+    (default,) = parse_config("version: 1\napps:\n  - {name: a, path: x}\n").apps
+    assert default.create_namespace is False and default.stuck_pod_timeout == 60
+    (problem,) = problems_of(
+        "version: 1\napps:\n  - name: a\n    path: x\n    createNamespace: true\n"
+    )
+    assert problem.line == 3
+    assert problem.message == (
+        "apps[0] is missing the required key 'namespace' (needed with createNamespace: true)"
+    )
+    (problem,) = problems_of("version: 1\napps:\n  - {name: a, path: x, stuckPodTimeout: 0}\n")
+    assert "stuckPodTimeout" in problem.message
+
+
+def test_hints_come_from_the_schema() -> None:
+    """The fix a message gives is the one editors show: both read gitops.schema.json."""
+    app = schema()["$defs"]["app"]["properties"]
+    (problem,) = problems_of("version: 1\napps:\n  - name: Team_App\n    path: x\n")
+    assert problem.message == (
+        f"apps[0].name: 'Team_App' is not allowed ({app['name']['patternErrorMessage']})"
+    )
+    assert "'_'" not in problem.message  # the schema allows [a-z0-9-] only
+    (problem,) = problems_of("version: 1\napps:\n  - {name: a, path: x, namespace: Web}\n")
+    assert app["namespace"]["patternErrorMessage"] in problem.message
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def test_one_spelling_of_every_key_in_docs_and_messages() -> None:
+    """`force_conflicts` in docs or messages while .gitops.yaml accepts only `forceConflicts`
+    sends users to a key that does not exist."""
+    from bot.cluster.preview import CONFLICT_HINT
+
+    root = Path(__file__).parent.parent
+    camel = sorted(n for n in _property_names(schema()) if _snake(n) != n)
+    assert "forceConflicts" in camel and "healthTimeout" in camel
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        text = doc.read_text()
+        wrong = [_snake(n) for n in camel if re.search(rf"\b{_snake(n)}\b", text)]
+        assert wrong == [], f"{doc.name} spells {wrong}; .gitops.yaml spells them in camelCase"
+    assert "forceConflicts: true" in CONFLICT_HINT and "force_conflicts" not in CONFLICT_HINT
+
+
+def test_argocd_example_apps_layout_is_discovered() -> None:
+    """Plain manifests in a top-level directory (`guestbook/`) are an app, beside the charts
+    and kustomizations; a directory of other files (jsonnet) is not."""
+    config = load_config(HERE / "argocd-example-apps")
+    assert [(a.name, a.path) for a in config.apps] == [
+        ("apps", "apps"),
+        ("guestbook", "guestbook"),
+        ("helm-guestbook", "helm-guestbook"),
+        ("helm-hooks", "helm-hooks"),
+        ("kustomize-guestbook", "kustomize-guestbook"),
+    ]
+
+
+def test_flux_style_layout_is_discovered() -> None:
+    """Overlays are apps, their shared base is not; `clusters/<env>` hold plain manifests."""
+    config = load_config(HERE / "flux-style")
+    assert [(a.name, a.path) for a in config.apps] == [
+        ("apps-production", "apps/production"),
+        ("apps-staging", "apps/staging"),
+        ("clusters-production", "clusters/production"),
+        ("clusters-staging", "clusters/staging"),
+    ]
+
+
+def test_plain_discovery_leaves_what_charts_and_kustomizations_read(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "shared/cm.yaml": CM,  # a file a kustomization refers to
+            "overlay/kustomization.yaml": "resources: [../shared/cm.yaml]\n",
+            "charts/web/Chart.yaml": "apiVersion: v2\nname: web\nversion: 1.0.0\n",
+            "charts/web/templates/cm.yaml": CM,
+            "charts/README.yaml": "not: kubernetes\n",
+            "envs/prod/cm.yaml": CM,
+            "envs/prod/chart/Chart.yaml": "apiVersion: v2\nname: c\nversion: 1.0.0\n",
+            "envs/prod/chart/templates/cm.yaml": CM,
+            "envs/dev/chart/Chart.yaml": "apiVersion: v2\nname: d\nversion: 1.0.0\n",
+            "envs/dev/chart/templates/cm.yaml": CM,
+            "list.json": '{"apiVersion": "v1", "kind": "List", "items": []}',
+        },
+    )
+    assert [a.path for a in discover_apps(tmp_path)] == [
+        "charts/web",
+        "envs/dev/chart",
+        "envs/prod",
+        "envs/prod/chart",
+        "overlay",
+    ]

@@ -177,3 +177,27 @@ def test_schema_validation_passes_good_objects_and_unknown_kinds() -> None:
     assert schema_problem(good) is None
     assert schema_problem(obj("Widget", "w", "example.com/v1", spec={"anything": 1})) is None
     assert "is not of type 'string'" in (schema_problem(obj("ConfigMap", "a", data={"k": 1})) or "")
+
+
+def test_secret_data_must_be_base64_and_the_error_never_quotes_the_value() -> None:
+    """A real API server refuses a Secret whose `data` is not base64; so does validation."""
+    value = "hunter2 is not base64!"
+    manifests, errors = run(
+        (obj("Secret", "bad", data={"password": value, "ok": "aHVudGVyMg=="}), src("s.yaml", 4)),
+        (obj("Secret", "fine", data={"a": "aHVu\ndGVyMg==\n", "b": "", "c": None}), src("t.yaml")),
+        (obj("Secret", "plain", stringData={"password": value}), src("u.yaml")),
+        (obj("ConfigMap", "bin", binaryData={"blob": "%%%"}), src("v.yaml", 9)),
+        (obj("Secret", "shape", data=["not", "a", "map"]), src("w.yaml", 2)),
+        (obj("Secret", "numbers", data={"pin": 1234, "short": "YWJjZA"}), src("x.yaml", 3)),
+    )
+    assert sorted(m.ref.name for m in manifests) == ["fine", "plain"]
+    by_name = {e.ref.name: e for e in errors if e.ref}
+    bad = by_name["bad"]
+    assert (bad.file, bad.line, bad.reason) == ("s.yaml", 4, "Invalid")
+    assert bad.message.startswith("data.password is not valid base64")
+    assert "stringData" in bad.message
+    assert value not in bad.message and "hunter2" not in bad.message
+    assert "binaryData.blob is not valid base64" in by_name["bin"].message
+    assert "under data" in by_name["bin"].message
+    assert "must be a mapping" in by_name["shape"].message
+    assert by_name["numbers"].message.startswith("data.pin, data.short are not valid base64")

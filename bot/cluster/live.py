@@ -20,17 +20,15 @@ from bot.diff import redact_values, rendered_secret_values
 from bot.errors import ClusterError, ConfigError, GitopsError
 from bot.manifests import (
     RepoConfig,
-    affected_apps,
     changed_files,
     checkout,
     config_errors,
     load_config,
     render_apps,
     resolve_commit,
+    select_apps,
 )
 from bot.model import AppResult, Mode, ObjectError, RunResult
-
-UNKNOWN_APP = "unknown app {name!r}: not in .gitops.yaml at base or head"
 
 
 def live_preview(
@@ -67,22 +65,17 @@ def live_preview(
         except ConfigError:
             config_old = None
         known_new = set(config_new.names)
-        known_old = set(config_old.names) if config_old else set()
-        if apps:
-            names = []
-            for name in dict.fromkeys(apps):
-                if name in known_new or name in known_old:
-                    names.append(name)
-                else:
-                    result.errors.append(ObjectError(UNKNOWN_APP.format(name=name)))
-        else:
-            names = affected_apps(
-                config_old=config_old,
-                config_new=config_new,
-                changed_files=changed_files(repo, base_sha, head_sha),
-                base_root=base_root,
-                head_root=head_root,
-            )
+        selection = select_apps(
+            config_old=config_old,
+            config_new=config_new,
+            changed_files=changed_files(repo, base_sha, head_sha),
+            base_root=base_root,
+            head_root=head_root,
+            apps=apps,
+        )
+        result.errors.extend(selection.errors)
+        result.unowned_files = selection.unowned_files
+        names = selection.names
         say(f"rendering {len(names)} app(s) at head {head_sha[:12]}")
         rendered = render_apps(head_root, config_new, apps=[n for n in names if n in known_new])
     removed = (

@@ -34,8 +34,8 @@ from bot.model import AppResult, Change, Manifest, Obj, ObjectChange, ObjectErro
 
 DEFAULT_FIELD_MANAGER = "gitops-bot"
 CONFLICT_HINT = (
-    " — another field manager owns these fields; change them there, or set force_conflicts: "
-    "true for the app to take them over"
+    " — another field manager owns these fields; change them there, or set forceConflicts: "
+    "true for the app in .gitops.yaml to take them over"
 )
 
 

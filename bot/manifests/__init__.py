@@ -8,14 +8,15 @@ Pure apart from reading the checkout and running ``git``, ``kubectl kustomize`` 
 * :func:`render_app` / :func:`render_apps` -- each app as a :class:`RenderedApp`: its
   :class:`bot.model.Manifest` s (namespace filled for namespaced kinds from the app's
   namespace, else ``"default"``; removed for cluster-scoped kinds), per-object errors, notes
-  and the files it read.
-* :func:`changed_files`, :func:`affected_apps` -- which apps a change touches.
+  and the files it read; an object two apps declare on one target is an error of both.
+* :func:`changed_files`, :func:`affected_apps`, :func:`select_apps` -- which apps a change
+  touches, and which changed files no app reads.
 * :func:`checkout`, :func:`resolve_commit` -- a temporary tree of one commit.
 * :func:`offline_preview` -- the diff of two commits per app, as a :class:`bot.model.RunResult`.
 """
 
 from bot.errors import ConfigError, RenderError
-from bot.manifests.changes import affected_apps, app_inputs
+from bot.manifests.changes import Selection, affected_apps, app_inputs, select_apps
 from bot.manifests.config import (
     CONFIG_FILE,
     AppSpec,
@@ -45,6 +46,7 @@ __all__ = [
     "RenderOptions",
     "RenderedApp",
     "RepoConfig",
+    "Selection",
     "affected_apps",
     "app_inputs",
     "changed_files",
@@ -60,5 +62,6 @@ __all__ = [
     "render_apps",
     "resolve_commit",
     "schema",
+    "select_apps",
     "validate_objects",
 ]

@@ -33,9 +33,11 @@ CONFIG_FILE = ".gitops.yaml"
 DEFAULT_TARGET = "default"
 DEFAULT_RENDER_TIMEOUT = 120.0
 DEFAULT_HEALTH_TIMEOUT = 300
+DEFAULT_STUCK_POD_TIMEOUT = 60
 
 MSG_UNKNOWN_KEY = "unknown key {key!r} in {where}{hint}"
 MSG_MISSING_KEY = "{where} is missing the required key {key!r}"
+MSG_REQUIRED_BY_IF = " (needed with {rule})"
 MSG_DUPLICATE_APP = "app name {name!r} is used twice (first on line {first}); names must be unique"
 MSG_SAME_PATH_TARGET = (
     "apps {first!r} and {second!r} both deploy {path!r} to target {target!r}; "
@@ -44,18 +46,11 @@ MSG_SAME_PATH_TARGET = (
 MSG_ABSOLUTE = "{what} {path!r} must be relative to the repository root, not absolute"
 MSG_DOTDOT = "{what} {path!r} must not contain '..' (it has to stay inside the repository)"
 MSG_LEAVES_REPO = "{what} {path!r} leads outside the repository"
+MSG_PATH_MISSING = "app path {path!r} does not exist at this commit"
+MSG_PATH_NOT_DIR = "app path {path!r} is not a directory"
+MSG_VALUES_MISSING = "values file {path!r} does not exist at this commit"
 MSG_NOT_MAPPING = "the file must be a mapping with `version: 1` and `apps:`"
 MSG_YML = "found .gitops.yml: the bot reads .gitops.yaml; rename the file"
-
-# Fixes for values the schema's own wording explains badly.
-_HINTS = {
-    "name": "use 1-63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit",
-    "target": "use 1-63 letters, digits, '.', '_' or '-', as named in the bot's settings",
-    "namespace": "a namespace is 1-63 lower-case letters, digits or '-'",
-    "releaseName": "a release name is 1-53 lower-case letters, digits or '-'",
-    "version": "write `version: 1`",
-    "type": "use one of auto, plain, kustomize, helm",
-}
 
 
 class ConfigProblems(ConfigError):
@@ -95,6 +90,8 @@ class AppSpec:
     path: str
     target: str = DEFAULT_TARGET
     namespace: str | None = None
+    create_namespace: bool = False
+    """Create ``namespace`` before anything else when it does not exist."""
     prune: bool = True
     render: RenderOptions = field(default_factory=RenderOptions)
     validate_schema: bool = False
@@ -102,10 +99,14 @@ class AppSpec:
     """Take ownership of fields managed by other field managers on apply."""
     health_timeout: int = DEFAULT_HEALTH_TIMEOUT
     """Seconds to wait for health after apply."""
+    stuck_pod_timeout: int = DEFAULT_STUCK_POD_TIMEOUT
+    """Seconds after which a rollout whose every new pod is stuck ends the health wait."""
     exclude: tuple[str, ...] = ()
     """Glob patterns relative to ``path`` of files that are not part of the app."""
     line: int | None = field(default=None, compare=False)
     """Where the app is declared in .gitops.yaml (None when discovered)."""
+    path_line: int | None = field(default=None, compare=False)
+    """The line of its ``path`` in .gitops.yaml (None when discovered)."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def load_config(root: Path) -> RepoConfig:
     """The configuration of the checkout at ``root``: ``.gitops.yaml`` if present, else the
     discovered apps. Raises :class:`ConfigError` (or :class:`ConfigProblems`) naming file and line."""
     if (root / CONFIG_FILE).exists() or (root / CONFIG_FILE).is_symlink():
-        return parse_config(read_text(root, CONFIG_FILE), file=CONFIG_FILE)
+        return parse_config(read_text(root, CONFIG_FILE), file=CONFIG_FILE, root=root)
     if (root / ".gitops.yml").exists():
         raise ConfigError(MSG_YML, file=".gitops.yml")
     from bot.manifests.discover import discover_apps
@@ -146,8 +147,15 @@ def load_config(root: Path) -> RepoConfig:
     return RepoConfig(version=1, apps=tuple(discover_apps(root)), source="discovered")
 
 
-def parse_config(text: str, *, file: str = CONFIG_FILE) -> RepoConfig:
-    """Parse and check the text of a ``.gitops.yaml``."""
+def parse_config(text: str, *, file: str = CONFIG_FILE, root: Path | None = None) -> RepoConfig:
+    """Parse and check the text of a ``.gitops.yaml``.
+
+    Every problem of the file is raised at once (:class:`ConfigProblems`): schema errors,
+    duplicate names, paths leaving the repository and, with ``root`` (the checkout), app paths
+    and values files that do not exist there. A missing app path alone does not fail the whole
+    file: it stays an error of that app (see :func:`bot.manifests.render.render_app`), so one
+    removed directory does not stop the other apps; it is listed among the others when the
+    file fails anyway, so a fix takes one round."""
     try:
         docs = load_documents(text, name=file)
     except RenderError as exc:
@@ -162,35 +170,45 @@ def parse_config(text: str, *, file: str = CONFIG_FILE) -> RepoConfig:
         text, Loader=yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader
     )
     lines = _Lines(node)
-
     problems: list[ConfigError] = [
         problem for err in _schema_errors(data) for problem in _schema_problem(err, lines, file)
     ]
-    if problems:
-        raise ConfigProblems(problems)
-
+    missing: list[ConfigError] = []  # app paths absent from the checkout
     apps: list[AppSpec] = []
     seen: dict[str, int | None] = {}
     placed: dict[tuple[str, str], str] = {}
-    for index, raw in enumerate(data["apps"]):
-        here = ("apps", index)
-        line = lines.line(here)
-        name = raw["name"]
-        if name in seen:
-            problems.append(
-                ConfigError(
-                    MSG_DUPLICATE_APP.format(name=name, first=seen[name]),
-                    file=file,
-                    line=lines.line((*here, "name")),
-                )
-            )
+    raw_apps = data.get("apps")
+    # The checks below read what the schema may have refused, so each reads defensively: a
+    # file with schema errors still gets every other problem reported in the same run.
+    for index, raw in enumerate(raw_apps if isinstance(raw_apps, list) else []):
+        if not isinstance(raw, dict):
             continue
-        seen[name] = lines.line((*here, "name"))
-        path = _check_path(raw["path"], "path", (*here, "path"), lines, file, problems)
-        render_raw = raw.get("render", {})
-        helm = render_raw.get("helm", {})
+        here = ("apps", index)
+        name = raw.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                problems.append(
+                    ConfigError(
+                        MSG_DUPLICATE_APP.format(name=name, first=seen[name]),
+                        file=file,
+                        line=lines.line((*here, "name")),
+                    )
+                )
+                continue
+            seen[name] = lines.line((*here, "name"))
+        raw_path = raw.get("path")
+        path = None
+        if isinstance(raw_path, str) and raw_path:
+            path = _check_path(raw_path, "path", (*here, "path"), lines, file, problems)
+        if path is not None and root is not None:
+            missing.extend(_missing(root, path, "app path", file, lines.line((*here, "path"))))
+        render_raw = _mapping(raw.get("render"))
+        helm = _mapping(render_raw.get("helm"))
         values: list[str] = []
-        for i, vf in enumerate(helm.get("valuesFiles", [])):
+        listed = helm.get("valuesFiles")
+        for i, vf in enumerate(listed if isinstance(listed, list) else []):
+            if not isinstance(vf, str) or not vf:
+                continue
             where = (*here, "render", "helm", "valuesFiles", i)
             checked = _check_path(
                 vf, "values file", where, lines, file, problems, allow_parent=True
@@ -205,50 +223,72 @@ def parse_config(text: str, *, file: str = CONFIG_FILE) -> RepoConfig:
                             line=lines.line(where),
                         )
                     )
+                elif root is not None:
+                    missing.extend(_missing(root, joined, "values file", file, lines.line(where)))
                 values.append(checked)
-        if path is None:
+        if path is None or not isinstance(name, str):
             continue
-        spec = AppSpec(
-            name=name,
-            path=path,
-            target=raw.get("target", DEFAULT_TARGET),
-            namespace=raw.get("namespace"),
-            prune=raw.get("prune", True),
-            render=RenderOptions(
-                type=render_raw.get("type", "auto"),
-                timeout=float(render_raw.get("timeout", DEFAULT_RENDER_TIMEOUT)),
-                allow_remote_bases=render_raw.get("kustomize", {}).get("allowRemoteBases", False),
-                helm_release=helm.get("releaseName"),
-                helm_namespace=helm.get("namespace"),
-                helm_values=tuple(values),
-            ),
-            validate_schema=raw.get("validate", False),
-            force_conflicts=raw.get("forceConflicts", False),
-            health_timeout=raw.get("healthTimeout", DEFAULT_HEALTH_TIMEOUT),
-            exclude=tuple(raw.get("exclude", ())),
-            line=line,
-        )
-        other = placed.get((spec.path, spec.target))
+        target = raw.get("target", DEFAULT_TARGET)
+        other = placed.get((path, str(target)))
         if other is not None:
             problems.append(
                 ConfigError(
-                    MSG_SAME_PATH_TARGET.format(
-                        first=other, second=name, path=spec.path, target=spec.target
-                    ),
+                    MSG_SAME_PATH_TARGET.format(first=other, second=name, path=path, target=target),
                     file=file,
                     line=lines.line((*here, "path")),
                 )
             )
-        placed[(spec.path, spec.target)] = name
-        apps.append(spec)
+        placed[(path, str(target))] = name
+        if problems:
+            continue  # the file fails: no need to build specs from values the schema refused
+        apps.append(
+            AppSpec(
+                name=name,
+                path=path,
+                target=target,
+                namespace=raw.get("namespace"),
+                create_namespace=raw.get("createNamespace", False),
+                prune=raw.get("prune", True),
+                render=RenderOptions(
+                    type=render_raw.get("type", "auto"),
+                    timeout=float(render_raw.get("timeout", DEFAULT_RENDER_TIMEOUT)),
+                    allow_remote_bases=_mapping(render_raw.get("kustomize")).get(
+                        "allowRemoteBases", False
+                    ),
+                    helm_release=helm.get("releaseName"),
+                    helm_namespace=helm.get("namespace"),
+                    helm_values=tuple(values),
+                ),
+                validate_schema=raw.get("validate", False),
+                force_conflicts=raw.get("forceConflicts", False),
+                health_timeout=raw.get("healthTimeout", DEFAULT_HEALTH_TIMEOUT),
+                stuck_pod_timeout=raw.get("stuckPodTimeout", DEFAULT_STUCK_POD_TIMEOUT),
+                exclude=tuple(raw.get("exclude", ())),
+                line=lines.line(here),
+                path_line=lines.line((*here, "path")),
+            )
+        )
     if problems:
-        raise ConfigProblems(problems)
+        raise ConfigProblems(problems + missing)
     return RepoConfig(
         version=data["version"],
         apps=tuple(apps),
         deploy_branch=data.get("deployBranch"),
         source=CONFIG_FILE,
     )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _missing(root: Path, path: str, what: str, file: str, line: int | None) -> list[ConfigError]:
+    if (root / path).exists():
+        if what == "app path" and not (root / path).is_dir():
+            return [ConfigError(MSG_PATH_NOT_DIR.format(path=path), file=file, line=line)]
+        return []
+    message = MSG_PATH_MISSING if what == "app path" else MSG_VALUES_MISSING
+    return [ConfigError(message.format(path=path), file=file, line=line)]
 
 
 def _check_path(
@@ -317,19 +357,36 @@ def _schema_problem(err: jsonschema.ValidationError, lines: _Lines, file: str) -
         return out
     if err.validator == "required":
         missing = [k for k in err.validator_value if k not in (err.instance or {})]
+        # a `then` branch: the key is required because of another one (createNamespace)
+        why = MSG_REQUIRED_BY_IF.format(rule=_condition()) if "then" in err.schema_path else ""
         return [
             ConfigError(
-                MSG_MISSING_KEY.format(where=where, key=k), file=file, line=lines.line(path)
+                MSG_MISSING_KEY.format(where=where, key=k) + why, file=file, line=lines.line(path)
             )
             for k in missing
         ]
-    hint = ""
-    if path and str(path[-1]) in _HINTS and err.validator in ("pattern", "const", "enum"):
-        hint = f" ({_HINTS[str(path[-1])]})"
+    # The schema carries the fixes (VS Code's and the YAML language server's extensions), so
+    # editors and the bot word a refused value the same way.
+    subschema = err.schema if isinstance(err.schema, dict) else {}
+    hint = str(subschema.get("errorMessage", ""))
     message = err.message
     if err.validator == "pattern":
         message = f"{err.instance!r} is not allowed"
-    return [ConfigError(f"{where}: {message}{hint}", file=file, line=lines.line(path))]
+        hint = str(subschema.get("patternErrorMessage", hint))
+    return [
+        ConfigError(
+            f"{where}: {message}" + (f" ({hint})" if hint else ""),
+            file=file,
+            line=lines.line(path),
+        )
+    ]
+
+
+def _condition() -> str:
+    """``key: value`` of the app's ``if`` (the one conditional rule: createNamespace needs a
+    namespace), as the reason a ``then`` branch requires a key."""
+    condition = schema()["$defs"]["app"].get("if", {}).get("properties", {})
+    return ", ".join(f"{key}: {json.dumps(rule.get('const'))}" for key, rule in condition.items())
 
 
 class _Lines:

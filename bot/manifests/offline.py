@@ -10,6 +10,7 @@ Rules of the comparison:
   is on, otherwise a note says its objects would stay in the cluster;
 * an app whose ``target`` changed: everything is created on the new target, with a note that the
   old target keeps its objects (the bot does not prune across targets);
+* an app with ``createNamespace: true`` shows its Namespace created (unless its base had it too);
 * errors rendering head are the app's errors, and while there are any, deletions are not shown
   (objects of a file that failed to render would look deleted); errors rendering base become
   notes (the diff is then against what base could render): a PR cannot be blamed for its base.
@@ -22,13 +23,12 @@ from pathlib import Path
 
 from bot.diff import diff_app, redact_values, rendered_secret_values
 from bot.errors import ConfigError
-from bot.manifests.changes import affected_apps
-from bot.manifests.config import ConfigProblems, RepoConfig, load_config
+from bot.manifests.changes import select_apps
+from bot.manifests.config import CONFIG_FILE, ConfigProblems, RepoConfig, load_config
 from bot.manifests.gitrepo import changed_files, checkouts, resolve_commit
 from bot.manifests.render import ParseCache, RenderedApp, render_apps
-from bot.model import AppResult, Change, Mode, ObjectError, RunResult
+from bot.model import AppResult, Change, Manifest, Mode, Obj, ObjectError, RunResult, Source
 
-MSG_UNKNOWN_APP = "unknown app {name!r}: not in the configuration at base or head"
 MSG_BASE_CONFIG = "the base configuration could not be read ({error}); every app counts as affected"
 MSG_BASE_ERROR = "at base: {message}"
 MSG_LEFT_BEHIND = (
@@ -89,30 +89,35 @@ def offline_preview(
             config_old = load_config(base_root)
         except ConfigError as exc:
             config_old, base_note = None, MSG_BASE_CONFIG.format(error=exc)
-        if apps:
-            known = set(config_new.names) | set(config_old.names if config_old else [])
-            for name in apps:
-                if name not in known:
-                    result.errors.append(ObjectError(MSG_UNKNOWN_APP.format(name=name)))
-            names = [n for n in dict.fromkeys(apps) if n in known]
-        else:
+        if not apps:
             say(f"{len(files)} file(s) changed; finding affected apps")
-            names = affected_apps(
-                config_old=config_old,
-                config_new=config_new,
-                changed_files=files,
-                base_root=base_root,
-                head_root=head_root,
-            )
+        selection = select_apps(
+            config_old=config_old,
+            config_new=config_new,
+            changed_files=files,
+            base_root=base_root,
+            head_root=head_root,
+            apps=apps,
+        )
+        result.errors.extend(selection.errors)
+        result.unowned_files = selection.unowned_files
+        names = selection.names
         say(f"rendering {len(names)} app(s) at head {head_sha[:12]}")
         # files unchanged between the commits are parsed once and shared by both renders
         cache: ParseCache = {}
-        new = {r.spec.name: r for r in render_apps(head_root, config_new, apps=names, cache=cache)}
+        # The head is checked against every app sharing its target (an object two apps declare
+        # fails both); such an app joins the preview, since the deploy refuses it too.
+        rendered = render_apps(head_root, config_new, apps=names, cache=cache)
+        new = {r.spec.name: r for r in rendered}
+        names = [*names, *(name for name in new if name not in names)]
         old: dict[str, RenderedApp] = {}
         if config_old is not None:
             say(f"rendering {len(names)} app(s) at base {base_sha[:12]}")
             old = {
-                r.spec.name: r for r in render_apps(base_root, config_old, apps=names, cache=cache)
+                r.spec.name: r
+                for r in render_apps(
+                    base_root, config_old, apps=names, cache=cache, check_shared=False
+                )
             }
     say("diffing")
     for name in names:
@@ -145,11 +150,13 @@ def _diff_one(
     else:
         spec = after.spec
         moved = before is not None and before.spec.target != spec.target
+        if before is not None and spec.create_namespace:
+            old_objects = _with_created_namespace(before)
         app = diff_app(
             app=name,
             target=spec.target,
             old=[] if moved else old_objects,
-            new=after.manifests,
+            new=_with_created_namespace(after),
             commit=commit,
             prune=spec.prune,
         )
@@ -175,6 +182,22 @@ def _diff_one(
     if base_note:
         app.notes.append(base_note)
     return app
+
+
+def _with_created_namespace(rendered: RenderedApp) -> list[Manifest]:
+    """The app's objects, with the Namespace ``createNamespace: true`` creates first (unless the
+    app declares that Namespace itself), so the preview shows it created like any object.
+
+    The deploy creates it when missing and never deletes it: turning the key off, the base's
+    Namespace is simply not compared (no deletion shown)."""
+    spec = rendered.spec
+    if not (spec.create_namespace and spec.namespace):
+        return list(rendered.manifests)
+    if any(m.ref.key == ("", "Namespace", "", spec.namespace) for m in rendered.manifests):
+        return list(rendered.manifests)
+    namespace: Obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": spec.namespace}}
+    source = Source(file=CONFIG_FILE, line=spec.line)
+    return [Manifest(app=spec.name, obj=namespace, source=source), *rendered.manifests]
 
 
 def _describe(error: ObjectError) -> str:

@@ -35,7 +35,13 @@ from typing import Any
 
 from bot.diff import REDACTED, secret_values
 from bot.errors import RenderError
-from bot.manifests.config import AppSpec, RepoConfig
+from bot.manifests.config import (
+    CONFIG_FILE,
+    MSG_PATH_MISSING,
+    MSG_PATH_NOT_DIR,
+    AppSpec,
+    RepoConfig,
+)
 from bot.manifests.kustomize import MSG_REMOTE, find_kustomization, references
 from bot.manifests.loader import (
     DEFAULT_LIMITS,
@@ -47,14 +53,13 @@ from bot.manifests.loader import (
     load_json,
     read_text,
 )
+from bot.manifests.overlap import mark_shared_objects
 from bot.manifests.validate import validate_objects
 from bot.model import Manifest, Obj, ObjectError, Source
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 KUBE_API_PREFIX_KUSTOMIZE = "kustomize.config.k8s.io/"
 
-MSG_NO_PATH = "app path {path!r} does not exist at this commit"
-MSG_NOT_DIR = "app path {path!r} is not a directory"
 MSG_HELM_MISSING = (
     "helm is not installed: install Helm 3 on the bot's PATH to render the chart in {path!r}"
 )
@@ -130,8 +135,17 @@ def render_app(
     result = RenderedApp(spec=spec)
     root = Path(os.path.abspath(root))  # subprocesses get absolute paths
     app_dir = root / spec.path
+    # a configured app's path mistakes point at its entry in .gitops.yaml
+    config_file = CONFIG_FILE if spec.line is not None else None
     if not app_dir.exists() and not app_dir.is_symlink():
-        result.errors.append(ObjectError(MSG_NO_PATH.format(path=spec.path), reason="RenderError"))
+        result.errors.append(
+            ObjectError(
+                MSG_PATH_MISSING.format(path=spec.path),
+                file=config_file,
+                line=spec.path_line,
+                reason="RenderError",
+            )
+        )
         result.dirs.add(spec.path)
         return result
     if not inside(root, app_dir):
@@ -144,7 +158,14 @@ def render_app(
         )
         return result
     if not app_dir.is_dir():
-        result.errors.append(ObjectError(MSG_NOT_DIR.format(path=spec.path), reason="RenderError"))
+        result.errors.append(
+            ObjectError(
+                MSG_PATH_NOT_DIR.format(path=spec.path),
+                file=config_file,
+                line=spec.path_line,
+                reason="RenderError",
+            )
+        )
         return result
     result.renderer = detect_renderer(root, spec)
     limit = timeout if timeout is not None else spec.render.timeout
@@ -166,6 +187,42 @@ def render_app(
 
 
 def render_apps(
+    root: Path,
+    config: RepoConfig,
+    *,
+    apps: Sequence[str] | None = None,
+    jobs: int | None = None,
+    cache: ParseCache | None = None,
+    check_shared: bool = True,
+    one_target: str | None = None,
+) -> list[RenderedApp]:
+    """Render the apps of ``config`` (all, or those named in ``apps``) in config order, each
+    checked against every other app deploying to the same target: an object two apps declare
+    is an error of both (:mod:`bot.manifests.overlap`).
+
+    Apps not named in ``apps`` that share a target with a named one are rendered too, for
+    that check only; one that does share an object with a named app is returned as well (in
+    config order, with the error), so a report shows every app the deploy would refuse.
+    ``check_shared=False`` skips the check (e.g. for a base commit, whose errors are only notes).
+    ``one_target``: every app goes to that one cluster (the CLI's ``--kubeconfig``), so only
+    the apps named are compared, all as one target. ``cache``: see :func:`render_app`."""
+    selected = _render_selected(root, config, apps=apps, jobs=jobs, cache=cache)
+    if not check_shared:
+        return selected
+    neighbours: list[RenderedApp] = []
+    if apps is not None and one_target is None:
+        targets = {r.spec.target for r in selected}
+        others = [s.name for s in config.apps if s.target in targets and s.name not in apps]
+        if others:
+            neighbours = _render_selected(root, config, apps=others, jobs=jobs, cache=cache)
+    order = {spec.name: index for index, spec in enumerate(config.apps)}
+    everything = sorted([*selected, *neighbours], key=lambda r: order[r.spec.name])
+    named = {r.spec.name for r in selected}
+    marked = mark_shared_objects(everything, one_target=one_target, involving=named)
+    return [r for r in everything if r.spec.name in named or r.spec.name in marked]
+
+
+def _render_selected(
     root: Path,
     config: RepoConfig,
     *,

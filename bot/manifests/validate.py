@@ -4,7 +4,9 @@ Per object: ``apiVersion``, ``kind`` and ``metadata.name`` present and strings; 
 for its kind (RFC 1123 subdomain for most kinds, RFC 1123 label for Namespace, RFC 1035 label
 for Service, path segment for RBAC kinds, ``<plural>.<group>`` for CRDs); the namespace filled
 in or removed according to the kind's scope (see :mod:`bot.manifests.scopes`); the same object
-(group, kind, namespace, name) declared twice is an error naming both places. Optionally each
+(group, kind, namespace, name) declared twice is an error naming both places; a Secret's ``data``
+and a ConfigMap's ``binaryData`` hold base64 (as the API server demands: its error names the
+key, never the value). Optionally each
 object is validated against the Kubernetes OpenAPI schema of :data:`KUBE_VERSION` with the
 ``kubernetes-validate`` package (strict: unknown fields are errors, as ``kubectl apply`` does).
 
@@ -13,6 +15,8 @@ Errors are collected per object; a bad object never stops the others.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import re
 from collections.abc import Sequence
@@ -40,6 +44,13 @@ _PATH_SEGMENT_KINDS = frozenset(
 MSG_MISSING = "{field} is missing or not a string"
 MSG_METADATA = "metadata is missing or not a mapping"
 MSG_DUPLICATE = "{ref} is declared twice: first in {first}, again in {second}"
+MSG_BASE64 = (
+    "{keys} {verb} not valid base64 (the API server refuses the {kind}); encode the value with "
+    "base64, or write it as plain text under {plain}"
+)
+MSG_BASE64_SHAPE = "{kind} {field} must be a mapping of keys to base64-encoded values"
+# Where plain text goes instead of base64, per (kind, field).
+_BASE64_FIELDS = {("Secret", "data"): "stringData", ("ConfigMap", "binaryData"): "data"}
 MSG_SCHEMA = "schema (Kubernetes {version}): {problems}"
 MAX_SCHEMA_PROBLEMS = 3
 
@@ -151,6 +162,8 @@ def validate_objects(
                 good_namespaces.add(ref_namespace)
         if problem is None and schema:
             problem = schema_problem(obj, kube_version)
+        if problem is None and group == "":
+            problem = base64_problem(kind, obj)
         if problem:
             errors.append(
                 ObjectError(problem, ref=ref, file=source.file, line=source.line, reason="Invalid")
@@ -172,6 +185,40 @@ def validate_objects(
         seen[key] = source
         manifests.append(Manifest(app=app, obj=obj, source=source))
     return manifests, errors
+
+
+def _is_base64(value: Any) -> bool:
+    if value is None:  # null decodes to empty bytes
+        return True
+    if not isinstance(value, str):
+        return False
+    # Go's base64 decoder (the API server's) skips line breaks; anything else must be valid
+    try:
+        base64.b64decode(value.replace("\n", "").replace("\r", ""), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def base64_problem(kind: str, obj: Obj) -> str | None:
+    """Why a core-group Secret's ``data`` or ConfigMap's ``binaryData`` would be refused for
+    not being base64, naming the keys and never quoting a value; None when it would not."""
+    for (of_kind, field), plain in _BASE64_FIELDS.items():
+        if kind != of_kind or obj.get(field) is None:
+            continue
+        values = obj[field]
+        if not isinstance(values, dict):
+            return MSG_BASE64_SHAPE.format(kind=kind, field=field)
+        bad = [str(key) for key, value in values.items() if not _is_base64(value)]
+        if bad:
+            return MSG_BASE64.format(
+                kind=kind,
+                field=field,
+                keys=", ".join(f"{field}.{key}" for key in sorted(bad)),
+                verb="is" if len(bad) == 1 else "are",
+                plain=plain,
+            )
+    return None
 
 
 def _shape_problem(obj: Obj) -> str | None:
