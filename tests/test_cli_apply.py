@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -12,7 +13,14 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import main
-from bot.cli.apply import EXIT_ERRORS, EXIT_OK, EXIT_UNHEALTHY, exit_code
+from bot.cli.apply import (
+    EXIT_ERRORS,
+    EXIT_OK,
+    EXIT_UNHEALTHY,
+    ProgressBars,
+    ProgressLines,
+    exit_code,
+)
 from bot.model import AppResult, Health, Mode, ObjectError, ObjectHealth, ObjectRef, RunResult
 
 pytestmark = pytest.mark.realcluster
@@ -325,3 +333,131 @@ def test_removed_app_is_previewed_as_the_deploy_treats_it(repo: Path, kubeconfig
         text=True,
     )
     assert out.returncode == 0  # still there, as previewed
+
+
+def test_apply_errors_before_any_app_are_reports_in_the_chosen_format(
+    repo: Path, tmp_path: Path
+) -> None:
+    """A broken .gitops.yaml, an unknown ref or app and bad settings all exit 2 with a report
+    (they used to exit 1 with a bare message)."""
+    sha = commit(
+        repo, {".gitops.yaml": "version: 2\napps:\n  - {name: Web_App, path: web}\n"}, "broken"
+    )
+    kubeconfig = tmp_path / "kubeconfig"  # never read: nothing gets that far
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    runner = CliRunner()
+
+    def apply(*args: str) -> Any:
+        return runner.invoke(
+            main, ["apply", "--repo", str(repo), "--kubeconfig", str(kubeconfig), *args]
+        )
+
+    result = apply("--format", "json")
+    assert result.exit_code == EXIT_ERRORS
+    report = json.loads(result.stdout)
+    assert report["head"] == sha and report["apps"] == []
+    assert [(e["line"], e["reason"]) for e in report["errors"]] == [
+        (1, "ConfigError"),
+        (3, "ConfigError"),
+        (3, "ConfigError"),
+    ]  # version, missing path and app name: every problem in one run
+    result = apply("--ref", "no-such-ref")
+    assert result.exit_code == EXIT_ERRORS
+    assert "'no-such-ref' is not a commit" in result.stdout
+    assert not result.stderr
+    commit(repo, {".gitops.yaml": GITOPS_YAML, "web/ns.yaml": NAMESPACE}, "fixed")
+    result = apply("--app", "nope", "--format", "markdown")
+    assert result.exit_code == EXIT_ERRORS
+    assert "unknown app(s): nope (known: web)" in result.stdout
+    bad_settings = runner.invoke(
+        main,
+        ["apply", "--repo", str(repo), "--kubeconfig", str(kubeconfig), "--format", "json"],
+        env={"GITOPS_KUBE_CONCURRENCY": "many"},
+    )
+    assert bad_settings.exit_code == EXIT_ERRORS
+    assert "GITOPS_KUBE_CONCURRENCY" in json.loads(bad_settings.stdout)["errors"][0]["message"]
+
+
+def test_two_apps_declaring_one_object_are_both_refused(repo: Path, kubeconfig: Path) -> None:
+    two = GITOPS_YAML + "- name: copy\n  path: copy\n  namespace: web\n"
+    sha = commit(
+        repo,
+        {
+            ".gitops.yaml": two,
+            "web/ns.yaml": NAMESPACE,
+            "web/a.yaml": configmap("a", "1"),
+            "copy/a.yaml": configmap("a", "2"),
+            "copy/b.yaml": configmap("b", "2"),
+        },
+        "two apps, one ConfigMap",
+    )
+    result = run_apply(repo, kubeconfig, "--ref", sha)
+    assert result.exit_code == EXIT_ERRORS
+    apps = {a["name"]: a for a in json.loads(result.stdout)["apps"]}
+    for name in ("web", "copy"):
+        assert apps[name]["created"] == [] and apps[name]["updated"] == []
+        (error,) = apps[name]["errors"]
+        assert error["reason"] == "SharedObject" and error["object"]["name"] == "a"
+    # `--app web` alone on one cluster: sent alone, it is the only owner there
+    alone = run_apply(repo, kubeconfig, "--ref", sha, "--app", "web")
+    assert alone.exit_code == EXIT_OK, alone.output
+    assert sorted(o["name"] for o in json.loads(alone.stdout)["apps"][0]["created"]) == ["a", "web"]
+
+
+def test_apply_prints_progress_lines_when_stderr_is_not_a_terminal(
+    repo: Path, kubeconfig: Path
+) -> None:
+    sha = commit(
+        repo,
+        {".gitops.yaml": GITOPS_YAML, "web/ns.yaml": NAMESPACE, "web/a.yaml": configmap("a", "1")},
+        "first",
+    )
+    result = run_apply(repo, kubeconfig, "--ref", sha)
+    assert result.exit_code == EXIT_OK, result.output
+    lines = result.stderr.splitlines()
+    assert any(line.startswith("[web] applying") for line in lines), lines
+    assert all(line.startswith("[web] ") for line in lines), lines
+
+
+def test_progress_lines_every_step_and_every_interval() -> None:
+    now = [0.0]
+    written: list[str] = []
+    lines = ProgressLines(written.append, interval=10.0, clock=lambda: now[0])
+    web, api = lines("web"), lines("api")
+    web("applying namespaced objects", 0, 3)
+    web("applying namespaced objects", 2, 3)  # too soon for a line
+    web("applying namespaced objects", 3, 3)  # the step completes: a line
+    web("waiting for health", 0, 2)
+    for second in range(1, 26):
+        now[0] = float(second)
+        web("waiting for health", 0, 2)
+        if second == 5:
+            api("pruning", 0, 1)
+    web("waiting for health", 2, 2)
+    assert written == [
+        "[web] applying namespaced objects: 0/3",
+        "[web] applying namespaced objects: 3/3",
+        "[web] waiting for health: 0/2",
+        "[api] pruning: 0/1",
+        "[web] waiting for health: 0/2 (10 s)",
+        "[web] waiting for health: 0/2 (20 s)",
+        "[web] waiting for health: 2/2 (25 s)",
+    ]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bars_on_a_terminal() -> None:
+    stream = _Terminal()
+    bars = ProgressBars(stream)
+    web = bars("web")
+    web("applying namespaced objects", 0, 4)
+    web("applying namespaced objects", 4, 4)
+    web("waiting for health", 1, 2)
+    bars.close()
+    text = stream.getvalue()
+    assert "[web] applying namespaced objects" in text and "4/4" in text
+    assert "[web] waiting for health" in text and "1/2" in text

@@ -173,13 +173,21 @@ def test_app_option_and_unknown_app(repo: Path) -> None:
     code, data = as_json(repo, "--base", "HEAD", "--app", "nope")
     assert code == 2
     assert "unknown app 'nope'" in data["errors"][0]["message"]
+    assert "(known: cluster, kz, web)" in data["errors"][0]["message"]
 
 
-def test_unknown_ref_exits_2(repo: Path) -> None:
+def test_unknown_ref_exits_2_with_the_error_in_the_chosen_format(repo: Path) -> None:
     code, out, err = preview(repo, "--base", "does-not-exist")
     assert code == 2
-    assert "'does-not-exist' is not a commit" in err
-    assert out == ""
+    assert "'does-not-exist' is not a commit" in out  # the text report, not a bare message
+    assert err == ""
+    code, data = as_json(repo, "--base", "does-not-exist")
+    assert code == 2
+    (error,) = data["errors"]
+    assert "'does-not-exist' is not a commit" in error["message"]
+    assert error["reason"] == "GitError"
+    code, out, _ = preview(repo, "--base", "does-not-exist", "--format", "markdown")
+    assert code == 2 and "does-not-exist" in out and "is not a commit" in out
 
 
 def test_secret_values_never_printed(repo: Path) -> None:
@@ -319,3 +327,84 @@ def test_namespace_change_does_not_preview_deletions_the_deploy_would_not_make(
     assert app["deleted"] == []
     assert app["created"]  # the objects that take the new namespace
     assert any("namespace changed from 'web' to 'web2'" in note for note in app["notes"])
+
+
+def test_create_namespace_is_previewed_as_a_creation(repo: Path) -> None:
+    config = (repo / ".gitops.yaml").read_text()
+    commit(
+        repo,
+        {
+            ".gitops.yaml": config.replace(
+                "namespace: kz\n", "namespace: kz\n    createNamespace: true\n"
+            )
+        },
+    )
+    code, data = as_json(repo, "--base", "HEAD~1")
+    assert code == 0
+    (app,) = data["apps"]
+    assert app["name"] == "kz"
+    (created,) = app["created"]
+    assert (created["kind"], created["name"], created["namespace"]) == ("Namespace", "kz", None)
+    assert created["source"]["file"] == ".gitops.yaml"
+    assert "kind: Namespace" in created["diff"]
+    # once the base has it too, it is unchanged; an app declaring the Namespace itself keeps its own
+    commit(
+        repo, {"apps/kz/app.properties": (repo / "apps/kz/app.properties").read_text() + "x=1\n"}
+    )
+    code, data = as_json(repo, "--base", "HEAD~1")
+    (app,) = data["apps"]
+    assert not app["created"]
+    assert any(o["kind"] == "Namespace" for o in app["unchanged"])
+
+
+def test_invalid_base64_in_a_secret_fails_the_preview_without_its_value(repo: Path) -> None:
+    secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\ndata:\n  token: {v}\n"
+    commit(repo, {"apps/web/creds.yaml": secret.format(v="plain-text-s3cret")})
+    for fmt in ("json", "text", "markdown"):
+        code, out, _ = preview(repo, "--base", "HEAD~1", "--format", fmt)
+        assert code == 2
+        assert "plain-text-s3cret" not in out
+        assert "data.token is not valid base64" in out
+    code, data = as_json(repo, "--base", "HEAD~1")
+    (error,) = data["apps"][0]["errors"]
+    assert (error["file"], error["line"]) == ("apps/web/creds.yaml", 1)
+
+
+def test_changed_files_of_no_app_are_named(repo: Path) -> None:
+    from bot.manifests import offline_preview
+
+    commit(
+        repo,
+        {
+            "README.md": "docs\n",
+            "apps/web/new.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: n}\n",
+        },
+    )
+    result = offline_preview(repo, "HEAD~1", "HEAD")
+    assert [a.name for a in result.apps] == ["web"]
+    assert result.unowned_files == ["README.md"]
+
+
+def test_argocd_example_apps_guestbook_change_is_previewed(tmp_path: Path) -> None:
+    """Without .gitops.yaml, a change in the top-level `guestbook/` previews the guestbook app
+    (it used to preview nothing: plain YAML was looked for only under deploy/, manifests/, k8s/)."""
+    from bot.manifests import offline_preview
+
+    repo = make_repo(tmp_path, "argocd-example-apps")
+    deployment = (repo / "guestbook/guestbook-ui-deployment.yaml").read_text()
+    commit(
+        repo,
+        {
+            "guestbook/guestbook-ui-deployment.yaml": deployment.replace(
+                "replicas: 1", "replicas: 2"
+            ),
+            "jsonnet-guestbook/guestbook-ui.jsonnet": "[]\n",
+        },
+    )
+    code, data = as_json(repo, "--base", "HEAD~1")
+    assert code == 0, data
+    (app,) = data["apps"]
+    assert app["name"] == "guestbook"
+    assert [o["name"] for o in app["updated"]] == ["guestbook-ui"]
+    result = offline_preview(repo, "HEAD~1", "HEAD")
+    assert result.unowned_files == ["jsonnet-guestbook/guestbook-ui.jsonnet"]

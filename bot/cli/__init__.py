@@ -1,18 +1,31 @@
 """The ``gitops-bot`` command: one click group, one module per subcommand.
 
 Subcommand modules register themselves on :data:`main` when imported below; adding a command is
-adding a module, not editing a switch.
+adding a module, not editing a switch. ``gitops-bot --help`` imports every one of them, so a
+command module imports at its top only what its options need (click, the light core) and the
+rest inside its function: the Kubernetes client, Celery or Redis load only for the command that
+uses them (``bench/cli.py`` measures it).
 """
 
 from __future__ import annotations
 
-import importlib
+import sys
+import traceback
+from typing import NoReturn
 
 import click
 
 from bot import __version__
-from bot.errors import SettingsError
+from bot.errors import ConfigError, GitopsError, SettingsError
+from bot.model import Mode, ObjectError, RunResult
 from bot.settings import Settings
+
+EXIT_OK, EXIT_FINDINGS, EXIT_ERRORS = 0, 1, 2
+"""The exit codes of ``preview`` and ``apply``: 0 ok; 1 changes (``preview --exit-code``) or
+something unhealthy (``apply``); 2 any error, whatever else happened."""
+
+FORMATS = ("text", "json", "markdown")
+MSG_INTERNAL = "internal error ({kind}: {error}); the traceback is on stderr, please report it"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,11 +42,48 @@ def cli_settings(*, require_webhook_secret: bool = False) -> Settings:
         raise click.ClickException(f"configuration error: {exc}") from exc
 
 
-# Each module defines its command(s) with @main.command(); optional ones may be missing while
-# the project grows, so a failing import of an unfinished command never breaks the others.
-for _module in ("serve", "preview", "apply"):
-    try:
-        importlib.import_module(f"bot.cli.{_module}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"bot.cli.{_module}":
-            raise
+def exit_code(result: RunResult, *, changes_fail: bool = False) -> int:
+    """2 on any error; else 1 when something is unhealthy, or changes with ``changes_fail``;
+    else 0."""
+    if result.has_errors:
+        return EXIT_ERRORS
+    if not result.ok or (changes_fail and result.has_changes):
+        return EXIT_FINDINGS
+    return EXIT_OK
+
+
+def error_result(mode: Mode, exc: BaseException) -> RunResult:
+    """A run that ended before any app: the error as the report's top-level errors (every
+    problem of a broken ``.gitops.yaml``, with its line)."""
+    result = RunResult(mode=mode)
+    if isinstance(exc, ConfigError):
+        from bot.manifests import config_errors
+
+        result.errors.extend(config_errors(exc))
+    elif isinstance(exc, GitopsError):
+        result.errors.append(ObjectError(str(exc), reason=type(exc).__name__))
+    else:
+        result.errors.append(
+            ObjectError(MSG_INTERNAL.format(kind=type(exc).__name__, error=exc), reason="Internal")
+        )
+    return result
+
+
+def finish(result: RunResult, *, fmt: str, changes_fail: bool = False) -> NoReturn:
+    """Print ``result`` in ``fmt`` on stdout and exit with :func:`exit_code`."""
+    from bot.report import render
+
+    click.echo(render(result, fmt=fmt))  # type: ignore[arg-type]
+    sys.exit(exit_code(result, changes_fail=changes_fail))
+
+
+def fail(exc: BaseException, *, mode: Mode, fmt: str) -> NoReturn:
+    """End a command that could not run (broken ``.gitops.yaml``, unknown ref, bad settings,
+    or a bug) with its report in ``fmt`` and exit code 2."""
+    if not isinstance(exc, GitopsError):
+        traceback.print_exception(exc, file=sys.stderr)
+    finish(error_result(mode, exc), fmt=fmt)
+
+
+# Each module defines its command(s) with @main.command() when imported.
+from bot.cli import apply, apps, preview, serve  # noqa: E402, F401

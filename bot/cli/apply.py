@@ -2,38 +2,41 @@
 
 The same engine as the bot's deploy job: render every (or each named) app at the commit,
 apply in order with server-side apply, prune through the ApplySet, wait for health, record the
-deployed commit. Progress goes to stderr (a line per step on a terminal, nothing otherwise);
-the final report goes to stdout.
+deployed commit. Progress goes to stderr: a progress bar on a terminal; otherwise (a CI log) a
+line per step of each app and, while a step lasts, one every 10 s, so a long health wait is
+never silent. The final report goes to stdout, in the chosen format, even when the run stopped
+before any app (broken ``.gitops.yaml``, unknown ref or app, bad settings).
 
-Exit codes: 0 every object applied and is healthy; 1 everything applied but something is
-unhealthy (degraded, or still progressing at the timeout); 2 errors (render, API, refused).
+Exit codes (shared with ``preview``, :func:`bot.cli.exit_code`): 0 every object applied and is
+healthy; 1 everything applied but something is unhealthy (degraded, or still progressing at
+the timeout); 2 any error (render, API, refused, configuration, unknown ref).
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from bot.cli import cli_settings, main
-from bot.cluster.apply import IsAncestor, Progress
-from bot.cluster.applyset import DEFAULT_TOOLING
-from bot.cluster.runner import Clusters, run_apply
-from bot.cluster.targets import Targets
-from bot.errors import GitopsError
-from bot.model import RunResult
+from bot.cli import EXIT_ERRORS, EXIT_FINDINGS, EXIT_OK, FORMATS, exit_code, fail, finish, main
+from bot.model import Mode, ObjectError, RunResult
 
-EXIT_OK, EXIT_UNHEALTHY, EXIT_ERRORS = 0, 1, 2
+if TYPE_CHECKING:
+    from bot.cluster.apply import IsAncestor, Progress
+    from bot.settings import Settings
 
+EXIT_UNHEALTHY = EXIT_FINDINGS
+__all__ = ["EXIT_ERRORS", "EXIT_OK", "EXIT_UNHEALTHY", "deploy_commit", "exit_code"]
 
-def exit_code(result: RunResult) -> int:
-    """0 all applied and healthy, 2 any error, 1 otherwise unhealthy."""
-    if result.has_errors:
-        return EXIT_ERRORS
-    return EXIT_OK if result.ok else EXIT_UNHEALTHY
+PROGRESS_INTERVAL = 10.0
+"""Seconds between two progress lines of one step when stderr is not a terminal."""
+
+MSG_UNKNOWN_APPS = "unknown app(s): {unknown} (known: {known})"
 
 
 def git_is_ancestor(repo: Path) -> IsAncestor:
@@ -51,19 +54,136 @@ def git_is_ancestor(repo: Path) -> IsAncestor:
     return is_ancestor
 
 
-def _progress_for(enabled: bool) -> Callable[[str], Progress]:
-    def for_app(app: str) -> Progress:
-        last: list[tuple[str, int, int]] = []
+def _to_stderr(line: str) -> None:
+    click.echo(line, err=True)
 
+
+class ProgressLines:
+    """Progress for a log (stderr is not a terminal): ``[app] step: done/total``, written when
+    an app starts a step, when the step completes, and every ``interval`` seconds in between
+    with the time spent (the health wait reports each poll; the log gets a line per interval).
+    """
+
+    def __init__(
+        self,
+        write: Callable[[str], None] | None = None,
+        *,
+        interval: float = PROGRESS_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.write: Callable[[str], None] = write or _to_stderr
+        self.interval, self.clock = interval, clock
+        # per app: (step, done written last, when the step started, when a line was written)
+        self._state: dict[str, tuple[str, int, float, float]] = {}
+
+    def __call__(self, app: str) -> Progress:
         def report(step: str, done: int, total: int) -> None:
-            # the health wait reports every poll; a line only when something moved
-            if enabled and (not last or last[0] != (step, done, total)):
-                last[:] = [(step, done, total)]
-                click.echo(f"[{app}] {step}: {done}/{total}", err=True)
+            now = self.clock()
+            state = self._state.get(app)
+            if state is None or state[0] != step:
+                started = now
+            else:
+                _step, written, started, last = state
+                complete = done == total and written != total
+                if not complete and now - last < self.interval:
+                    return
+            elapsed = f" ({now - started:.0f} s)" if now - started >= 1 else ""
+            self.write(f"[{app}] {step}: {done}/{total}{elapsed}")
+            self._state[app] = (step, done, started, now)
 
         return report
 
-    return for_app
+    def close(self) -> None:
+        """Nothing to finish: every line is complete when written."""
+
+
+class ProgressBars:
+    """Progress on a terminal: one ``click.progressbar`` per step of each app, on ``stream``."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream: TextIO = stream or sys.stderr
+        self._bar: Any = None  # click's ProgressBar of the step under way
+        self._step: tuple[str, str] | None = None
+
+    def __call__(self, app: str) -> Progress:
+        def report(step: str, done: int, total: int) -> None:
+            if self._step != (app, step):
+                self.close()
+                self._bar = click.progressbar(
+                    length=max(total, 1), label=f"[{app}] {step}", file=self.stream, show_pos=True
+                )
+                self._bar.__enter__()
+                self._step = (app, step)
+            if done > self._bar.pos:
+                self._bar.update(done - self._bar.pos)
+
+        return report
+
+    def close(self) -> None:
+        """Finish the bar under way (its line stays on the terminal)."""
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+        self._bar, self._step = None, None
+
+
+def deploy_commit(
+    repo: Path,
+    ref: str,
+    *,
+    settings: Settings,
+    kubeconfig: Path | None = None,
+    context: str | None = None,
+    apps: Sequence[str] = (),
+    dry_run: bool = False,
+    wait: bool = True,
+    progress: Callable[[str], Progress] | None = None,
+) -> RunResult:
+    """Render the apps (all, or ``apps``) of commit ``ref`` and deploy them (Mode.DEPLOY).
+
+    ``kubeconfig``/``context`` send every app to that one cluster; otherwise each goes to its
+    target from ``settings.clusters_file``. A broken ``.gitops.yaml`` or an unknown app name
+    ends in the result's errors with nothing applied. Raises :class:`bot.manifests.GitError`
+    for an unknown ref and :class:`bot.cluster.TargetError` for unusable targets."""
+    from bot.cluster.applyset import DEFAULT_TOOLING
+    from bot.cluster.runner import Clusters, run_apply
+    from bot.cluster.targets import Targets
+    from bot.errors import ConfigError
+    from bot.manifests import checkout, config_errors, load_config, render_apps, resolve_commit
+
+    commit = resolve_commit(repo, ref)
+    override: str | None = None
+    if kubeconfig is not None or context is not None:
+        override = context or "kubeconfig"
+        targets = Targets.single(override, kubeconfig=kubeconfig, context=context)
+    else:
+        targets = Targets.from_settings(settings.clusters_file)
+    failed = RunResult(mode=Mode.DEPLOY, head=commit)
+    with checkout(repo, commit) as root:
+        try:
+            config = load_config(root)
+        except ConfigError as exc:
+            failed.errors.extend(config_errors(exc))
+            return failed
+        unknown = [name for name in dict.fromkeys(apps) if config.app(name) is None]
+        if unknown:
+            known = ", ".join(sorted(config.names)) or "none"
+            message = MSG_UNKNOWN_APPS.format(unknown=", ".join(unknown), known=known)
+            failed.errors.append(ObjectError(message, reason="UnknownApp"))
+            return failed
+        rendered = render_apps(root, config, apps=list(apps) or None, one_target=override)
+    with Clusters(targets, concurrency=settings.kube_concurrency) as clusters:
+        return run_apply(
+            rendered,
+            clusters,
+            commit=commit,
+            field_manager=settings.field_manager,
+            dry_run=dry_run,
+            progress=progress,
+            is_ancestor=git_is_ancestor(repo),
+            target_override=override,
+            wait=wait,
+            tooling=settings.applyset_tooling or DEFAULT_TOOLING,
+        )
 
 
 @main.command("apply")
@@ -86,13 +206,7 @@ def _progress_for(enabled: bool) -> Callable[[str], Progress]:
 @click.option("--context", default=None, help="Kubeconfig context (default: its current one).")
 @click.option("--app", "apps", multiple=True, help="Only this app (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Server-side dry-run: show what would change.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "markdown"]),
-    default="text",
-    show_default=True,
-)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--no-wait", is_flag=True, help="Do not wait for workloads to become healthy.")
 def apply_command(
     repo: Path,
@@ -108,42 +222,23 @@ def apply_command(
 
     Exit code 0 only when every object applied and is healthy; 1 when something is unhealthy;
     2 on any error."""
-    from bot.manifests import checkout, load_config, render_apps, resolve_commit
-    from bot.report import render
-
-    settings = cli_settings()
-    tooling = settings.applyset_tooling or DEFAULT_TOOLING
+    progress = ProgressBars() if sys.stderr.isatty() else ProgressLines()
     try:
-        commit = resolve_commit(repo, ref)
-        if kubeconfig is not None or context is not None:
-            name = context or "kubeconfig"
-            targets, override = Targets.single(name, kubeconfig=kubeconfig, context=context), name
-        else:
-            targets = Targets.from_settings(settings.clusters_file)
-            override = None
-        with checkout(repo, commit) as root:
-            config = load_config(root)
-            known = {spec.name for spec in config.apps}
-            unknown = [a for a in apps if a not in known]
-            if unknown:
-                raise click.UsageError(
-                    f"unknown app(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
-                )
-            rendered = render_apps(root, config, apps=list(apps) or None)
-        with Clusters(targets, concurrency=settings.kube_concurrency) as clusters:
-            result = run_apply(
-                rendered,
-                clusters,
-                commit=commit,
-                field_manager=settings.field_manager,
-                dry_run=dry_run,
-                progress=_progress_for(sys.stderr.isatty()),
-                is_ancestor=git_is_ancestor(repo),
-                target_override=override,
-                wait=not no_wait,
-                tooling=tooling,
-            )
-    except GitopsError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(render(result, fmt=fmt))  # type: ignore[arg-type]
-    sys.exit(exit_code(result))
+        from bot.settings import Settings
+
+        result = deploy_commit(
+            repo,
+            ref,
+            settings=Settings.from_env(),
+            kubeconfig=kubeconfig,
+            context=context,
+            apps=apps,
+            dry_run=dry_run,
+            wait=not no_wait,
+            progress=progress,
+        )
+    except Exception as exc:  # every failure is a report in the chosen format, exit code 2
+        progress.close()
+        fail(exc, mode=Mode.DEPLOY, fmt=fmt)
+    progress.close()
+    finish(result, fmt=fmt)

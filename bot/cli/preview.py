@@ -6,9 +6,11 @@ forge needed) or, with ``--kubeconfig``/``--context``, head against the live clu
 server-side dry-run (:mod:`bot.cluster.live`). Progress goes to stderr only when stderr is a
 terminal; the report goes to stdout.
 
-Exit codes: 0 success; 1 with ``--exit-code`` when something changes (like ``git diff
---exit-code``); 2 on any error (bad ``.gitops.yaml``, an app that fails to render or validate, an
-unknown ref), with or without ``--exit-code``: a preview with errors is never a clean pass.
+Exit codes (shared with ``apply``, :func:`bot.cli.exit_code`): 0 success; 1 with
+``--exit-code`` when something changes (like ``git diff --exit-code``); 2 on any error (bad
+``.gitops.yaml``, an app that fails to render or validate, an unknown ref or app, bad
+settings), with or without ``--exit-code``: a preview with errors is never a clean pass. An
+error that stops the preview before any app is still a report in the chosen format.
 """
 
 from __future__ import annotations
@@ -19,20 +21,8 @@ from pathlib import Path
 
 import click
 
-from bot.cli import cli_settings, main
-from bot.errors import GitopsError
-from bot.model import RunResult
-
-EXIT_OK, EXIT_CHANGES, EXIT_ERRORS = 0, 1, 2
-
-
-def exit_code(result: RunResult, *, changes_fail: bool) -> int:
-    """2 on any error, else 1 when ``changes_fail`` and something changes, else 0."""
-    if result.has_errors:
-        return EXIT_ERRORS
-    if changes_fail and result.has_changes:
-        return EXIT_CHANGES
-    return EXIT_OK
+from bot.cli import fail, finish, main
+from bot.model import Mode
 
 
 @main.command("preview")
@@ -86,9 +76,6 @@ def preview_command(
     exit_on_changes: bool,
 ) -> None:
     """Preview what HEAD changes compared with BASE, per app (offline unless --kubeconfig)."""
-    from bot.manifests import offline_preview
-    from bot.report import render
-
     show = sys.stderr.isatty()
     started = time.monotonic()
 
@@ -96,11 +83,13 @@ def preview_command(
         if show:
             click.echo(f"[{time.monotonic() - started:5.1f}s] {message}", err=True)
 
+    live = kubeconfig is not None or context is not None
     try:
-        if kubeconfig is not None or context is not None:
+        if live:
             from bot.cluster.live import live_preview
+            from bot.settings import Settings
 
-            settings = cli_settings()
+            settings = Settings.from_env()
             result = live_preview(
                 repo,
                 base,
@@ -114,12 +103,12 @@ def preview_command(
                 concurrency=settings.kube_concurrency,
             )
         else:
+            from bot.manifests import offline_preview
+
             result = offline_preview(repo, base, head, apps=list(apps) or None, progress=progress)
-    except GitopsError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(EXIT_ERRORS)
-    click.echo(render(result, fmt=fmt))  # type: ignore[arg-type]
-    sys.exit(exit_code(result, changes_fail=exit_on_changes))
+    except Exception as exc:  # every failure is a report in the chosen format, exit code 2
+        fail(exc, mode=Mode.LIVE if live else Mode.OFFLINE, fmt=fmt)
+    finish(result, fmt=fmt, changes_fail=exit_on_changes)
 
 
 @main.command("schema")

@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from bot.cli import cli_settings, main
-from bot.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from bot.processes import Supervisor, celery_command, prometheus_dir, run_gunicorn, worker_commands
-from bot.queue import QUEUES
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.embedded_redis import EmbeddedRedis
 
 log = logging.getLogger("gitops_bot.cli")
 
@@ -38,6 +40,10 @@ def _setup_logging(settings: Settings) -> None:
 )
 def serve(host: str, port: int, workers: bool | None) -> None:
     """Run the webhook server (and, without REDIS_URL, an embedded Redis and the workers)."""
+    # redis and celery load here, not at import: `gitops-bot --help` stays fast
+    from bot.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+    from bot.queue import QUEUES
+
     settings = cli_settings(require_webhook_secret=True)
     _setup_logging(settings)
     embedded: EmbeddedRedis | None = None
@@ -68,12 +74,14 @@ def serve(host: str, port: int, workers: bool | None) -> None:
 @main.command()
 @click.option(
     "--queues",
-    default=",".join(QUEUES),
-    show_default=True,
-    help="Comma-separated queues; each gets its own Celery worker process.",
+    default=None,
+    help="Comma-separated queues; each gets its own Celery worker process. Default: every queue.",
 )
-def worker(queues: str) -> None:
+def worker(queues: str | None) -> None:
     """Run the Celery workers (needs REDIS_URL)."""
+    from bot.queue import QUEUES
+
+    queues = queues or ",".join(QUEUES)
     settings = cli_settings(require_webhook_secret=False)
     if not settings.redis_url:
         raise click.ClickException(
