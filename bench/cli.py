@@ -43,9 +43,10 @@ def _env(tree: Path) -> dict[str, str]:
     return env
 
 
-def _time(argv: list[str], env: dict[str, str]) -> float:
+def _time(argv: list[str], tree: Path) -> float:
+    # cwd too: `python -c` puts the working directory first on sys.path
     started = time.perf_counter()
-    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, env=_env(tree), cwd=tree, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 
@@ -58,14 +59,13 @@ def main() -> None:
     if args.before is not None:
         trees = {"before": args.before.resolve(), "after": ROOT}
     python = sys.executable
-    click_env = _env(ROOT)
     timings: dict[str, list[float]] = {"import click": [], **{name: [] for name in trees}}
     for tree in trees.values():  # warm the page cache and .pyc files before timing
-        _time([python, "-c", HELP], _env(tree))
+        _time([python, "-c", HELP], tree)
     for _ in range(args.runs):
-        timings["import click"].append(_time([python, "-c", "import click"], click_env))
+        timings["import click"].append(_time([python, "-c", "import click"], ROOT))
         for name, tree in trees.items():
-            timings[name].append(_time([python, "-c", HELP], _env(tree)))
+            timings[name].append(_time([python, "-c", HELP], tree))
     floor = statistics.median(timings["import click"])
     print(f"{args.runs} runs each, interleaved; whole processes (median / min)")
     print(
@@ -74,7 +74,12 @@ def main() -> None:
     for name, tree in trees.items():
         median = statistics.median(timings[name])
         heavy = subprocess.run(
-            [python, "-c", PROBE], env=_env(tree), check=True, capture_output=True, text=True
+            [python, "-c", PROBE],
+            env=_env(tree),
+            cwd=tree,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         print(
             f"  gitops-bot --help ({name}): {median * 1000:6.0f} ms / "
