@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -498,3 +499,40 @@ def test_scaling_a_kustomize_app_restarts_nothing(tmp_path: Path) -> None:
     after = kustomize(tmp_path, "head", level="info", token="t", replicas=4)
     assert workload_restarts(before, after) == []
 
+
+def test_the_offline_preview_lists_the_restarts_a_generator_change_causes(tmp_path: Path) -> None:
+    """What `gitops-bot preview` prints for a Kustomize app whose generated ConfigMap changes."""
+    from click.testing import CliRunner
+
+    from bot.cli import main
+    from tests.fixtures.repos.builder import commit, make_repo
+
+    if kubectl_path() is None:
+        pytest.skip("kubectl (for kustomize) is not installed")
+    repo = make_repo(tmp_path)
+    files = {
+        ".gitops.yaml": "version: 1\napps:\n  - {name: web, path: web, namespace: web}\n",
+        "web/kustomization.yaml": KUSTOMIZATION.format(level="info", token="t"),
+        "web/deployment.yaml": API.replace("{replicas}", "2"),
+        "web/worker.yaml": WORKER,
+    }
+    commit(repo, files)
+    commit(repo, {"web/kustomization.yaml": KUSTOMIZATION.format(level="debug", token="t")})
+    run = CliRunner().invoke(main, ["preview", "--repo", str(repo), "--base", "HEAD~1"])
+    assert run.exit_code == 0, run.output
+    assert "  will restart: Deployment web/api (config map app-config changed)\n" in run.stdout
+    assert "worker" not in run.stdout.split("will restart")[1].split("\n")[0]
+    data = CliRunner().invoke(
+        main, ["preview", "--repo", str(repo), "--base", "HEAD~1", "--format", "json"]
+    )
+    (app,) = [a for a in json.loads(data.stdout)["apps"]]
+    assert app["restarts"] == [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "namespace": "web",
+            "name": "api",
+            "restart": True,
+            "reasons": ["config map app-config changed"],
+        }
+    ]

@@ -143,6 +143,7 @@ def apply_command(
                 wait=not no_wait,
                 tooling=tooling,
             )
+            result.dry_run = dry_run
     except GitopsError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(render(result, fmt=fmt))  # type: ignore[arg-type]
