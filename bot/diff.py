@@ -527,10 +527,18 @@ def _redact_error(error: ObjectError, scrub: Callable[[str], str]) -> ObjectErro
 def _redact_app(app: AppResult, scrub: Callable[[str], str]) -> AppResult:
     return dataclasses.replace(
         app,
-        changes=[dataclasses.replace(c, diff=scrub(c.diff)) for c in app.changes],
+        changes=[
+            dataclasses.replace(
+                c, diff=scrub(c.diff), pr_diff=scrub(c.pr_diff), drift_diff=scrub(c.drift_diff)
+            )
+            for c in app.changes
+        ],
         errors=[_redact_error(e, scrub) for e in app.errors],
         health=[_redact_health(h, scrub) for h in app.health],
         notes=[scrub(n) for n in app.notes],
+        restarts=[
+            dataclasses.replace(r, reasons=tuple(scrub(x) for x in r.reasons)) for r in app.restarts
+        ],
     )
 
 

@@ -4,7 +4,9 @@ The offline diff (two commits), the live preview (server-side dry-run), the depl
 prune + health) and drift detection all end in a :class:`RunResult`: per app, the objects that
 are created / updated / deleted / unchanged, each with its (already masked) diff and where in
 Git it came from, plus the errors collected per object. A report renderer consumes it without
-knowing which engine made it.
+knowing which engine made it. Two analyses of :mod:`bot.impact` add to it: each change's
+:class:`Origin` in a live preview (the PR's own change, drift, or both) and the workloads whose
+pods a change replaces (:class:`Restart`).
 
 Everything here is plain data: no I/O, safe to serialise to JSON (``to_json``).
 """
@@ -98,6 +100,17 @@ class Change(enum.Enum):
     UNCHANGED = "unchanged"
 
 
+class Origin(enum.Enum):
+    """Whose doing a live preview's change is: the pull request's, the cluster's, or both.
+
+    Set by :func:`bot.impact.classify_origins` from three states of each object: the base
+    rendered, the merge result rendered, and the cluster (its dry-run answers)."""
+
+    PR = "pr"  # the PR changes the object; the cluster matches what the base declares
+    DRIFT = "drift"  # the cluster differs from the base; the PR does not touch the object
+    BOTH = "both"  # the PR changes it, and the cluster already differs from the base too
+
+
 class Health(enum.Enum):
     """Where an applied object ended after the health wait."""
 
@@ -110,18 +123,32 @@ class Health(enum.Enum):
 @dataclass
 class ObjectChange:
     """One object's change. ``diff`` is a unified YAML diff, already normalized and with every
-    Secret value masked; it is empty for UNCHANGED and may be empty for DELETE."""
+    Secret value masked; it is empty for UNCHANGED and may be empty for DELETE.
+
+    In a live preview classified by :func:`bot.impact.classify_origins`, ``origin`` says whose
+    change it is, and two more diffs (masked the same way) separate the two: ``pr_diff`` is the
+    PR's own change (base → merge result) when the origin is PR or BOTH; ``drift_diff`` is how
+    the cluster already differs from the base (cluster → base), which merging overwrites, when
+    the origin is DRIFT or BOTH. ``diff`` stays what the run does to the cluster. An object the
+    PR changes but the cluster already holds as the merge result declares is UNCHANGED with
+    origin PR: merging changes nothing there."""
 
     ref: ObjectRef
     change: Change
     diff: str = ""
     source: Source | None = None
+    origin: Origin | None = None
+    pr_diff: str = ""
+    drift_diff: str = ""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = self.ref.to_json()
         data["change"] = self.change.value
         data["diff"] = self.diff
         data["source"] = self.source.to_json() if self.source else None
+        data["origin"] = self.origin.value if self.origin else None
+        data["prDiff"] = self.pr_diff
+        data["driftDiff"] = self.drift_diff
         return data
 
 
@@ -165,6 +192,25 @@ class ObjectHealth:
         return data
 
 
+@dataclass(frozen=True)
+class Restart:
+    """A workload (Deployment, StatefulSet, DaemonSet) whose pods the change affects.
+
+    ``restart`` is True when its pod template changes, so its pods are replaced; False when
+    something it depends on changes but no pod is replaced (a ConfigMap or Secret changed in
+    place, an ``OnDelete`` update strategy, a paused Deployment): the reasons say which.
+    ``reasons`` name objects and fields, never a value (see :func:`bot.impact.workload_restarts`)."""
+
+    ref: ObjectRef
+    reasons: tuple[str, ...] = ()
+    restart: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = self.ref.to_json()
+        data.update(restart=self.restart, reasons=list(self.reasons))
+        return data
+
+
 @dataclass
 class AppResult:
     """Everything one run found for one app on one target."""
@@ -179,6 +225,7 @@ class AppResult:
     )  # e.g. "skipped values.yaml: not a Kubernetes object"
     commit: str | None = None  # the commit the desired state was rendered from
     pruned: bool = False  # deploy only: whether the prune step ran
+    restarts: list[Restart] = field(default_factory=list)  # workloads whose pods it affects
 
     def _of(self, kind: Change) -> list[ObjectChange]:
         return [c for c in self.changes if c.change is kind]
@@ -204,6 +251,12 @@ class AppResult:
         return any(c.change is not Change.UNCHANGED for c in self.changes)
 
     @property
+    def classified(self) -> bool:
+        """Whether the changes carry an :class:`Origin` (a live preview split into the PR's own
+        changes and drift)."""
+        return any(c.origin is not None for c in self.changes)
+
+    @property
     def ok(self) -> bool:
         """No errors and nothing unhealthy."""
         return not self.errors and all(
@@ -223,6 +276,7 @@ class AppResult:
             "errors": [e.to_json() for e in self.errors],
             "health": [h.to_json() for h in self.health],
             "notes": list(self.notes),
+            "restarts": [r.to_json() for r in self.restarts],
         }
 
 
@@ -246,8 +300,10 @@ class RunResult:
     errors: list[ObjectError] = field(
         default_factory=list
     )  # not tied to one app (bad .gitops.yaml)
-    unowned_files: list[str] = field(default_factory=list)
-    """Changed files (repo-relative) that no app reads: a change there deploys nothing."""
+    dry_run: bool = False  # DEPLOY only: a server-side dry run, nothing was changed
+    unowned_files: list[str] = field(
+        default_factory=list
+    )  # changed files (repository paths) that belong to no app: nothing previews them
 
     @property
     def has_changes(self) -> bool:
@@ -268,4 +324,6 @@ class RunResult:
             "head": self.head,
             "apps": [a.to_json() for a in self.apps],
             "errors": [e.to_json() for e in self.errors],
+            "dryRun": self.dry_run,
+            "unownedFiles": list(self.unowned_files),
         }

@@ -99,12 +99,14 @@ def test_apply_deploys_prunes_and_exits_zero(repo: Path, kubeconfig: Path) -> No
     second = commit(repo, {"web/a.yaml": configmap("a", "2")}, "second")
     dry = run_apply(repo, kubeconfig, "--ref", second, "--dry-run")
     assert dry.exit_code == EXIT_OK, dry.output
+    assert json.loads(dry.stdout)["dryRun"] is True
     dry_app = json.loads(dry.stdout)["apps"][0]
     assert [o["name"] for o in dry_app["updated"]] == ["a"]
     assert [o["name"] for o in dry_app["deleted"]] == ["b"]
 
     result = run_apply(repo, kubeconfig, "--ref", second)
     assert result.exit_code == EXIT_OK, result.output
+    assert json.loads(result.stdout)["dryRun"] is False
     app = json.loads(result.stdout)["apps"][0]
     assert [o["name"] for o in app["updated"]] == ["a"]
     assert [o["name"] for o in app["deleted"]] == ["b"]

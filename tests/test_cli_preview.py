@@ -383,6 +383,10 @@ def test_changed_files_of_no_app_are_named(repo: Path) -> None:
     result = offline_preview(repo, "HEAD~1", "HEAD")
     assert [a.name for a in result.apps] == ["web"]
     assert result.unowned_files == ["README.md"]
+    code, data = as_json(repo, "--base", "HEAD~1")
+    assert code == 0 and data["unownedFiles"] == ["README.md"]
+    code, out, _ = preview(repo, "--base", "HEAD~1")
+    assert "README.md" in out
 
 
 def test_argocd_example_apps_guestbook_change_is_previewed(tmp_path: Path) -> None:

@@ -27,11 +27,15 @@ from bot.model import (
     ObjectError,
     ObjectHealth,
     ObjectRef,
+    Origin,
+    Restart,
     RunResult,
     Source,
 )
 from bot.report import (
     GITHUB_COMMENT_LIMIT,
+    NO_APPS,
+    comment_parts,
     escape_md,
     fence,
     marker_for,
@@ -288,7 +292,35 @@ def test_json_is_the_model_shape() -> None:
         "change": "created",
         "diff": app["created"][0]["diff"],
         "source": {"file": "apps/guestbook/redis-leader.yaml", "document": 0, "line": 1},
+        "origin": None,
+        "prDiff": "",
+        "driftDiff": "",
     }
+
+
+# The JSON shape before drift, restarts, dry runs and unowned files were added: every key and
+# value of it must stay as it was (scripts parse it); new keys are only ever added.
+V1_RUN_KEYS = {"mode", "base", "head", "apps", "errors"}
+V1_APP_KEYS = {
+    "name", "target", "commit", "created", "updated", "deleted", "unchanged", "errors",
+    "health", "notes",
+}  # fmt: skip
+V1_OBJECT_KEYS = {"apiVersion", "kind", "namespace", "name", "change", "diff", "source"}
+
+
+def test_json_shape_only_grows() -> None:
+    result = classified_result()
+    data = result.to_json()
+    assert set(data) == V1_RUN_KEYS | {"dryRun", "unownedFiles"}
+    for app in data["apps"]:
+        assert set(app) == V1_APP_KEYS | {"restarts"}
+        for kind in ("created", "updated", "deleted", "unchanged"):
+            for obj in app[kind]:
+                assert set(obj) == V1_OBJECT_KEYS | {"origin", "prDiff", "driftDiff"}
+    # the new fields of an unclassified result are empty, never missing
+    plain = realistic().to_json()
+    assert plain["dryRun"] is False and plain["unownedFiles"] == []
+    assert all(app["restarts"] == [] for app in plain["apps"])
 
 
 def test_render_dispatch() -> None:
@@ -667,3 +699,477 @@ def test_escaped_text_renders_as_itself_on_github(text: str) -> None:
     assert " ".join(html.unescape(inner).split()) == flat
     table = gfm_html("| a |\n|---|\n| " + escape_md(text) + " |\n")
     assert table.count("<td") == 1
+
+
+# -- a deploy dry run, config failures, transient errors, files no app owns -------------------------
+
+
+def test_a_deploy_dry_run_says_nothing_was_changed_in_every_format(
+    md_snapshot: SnapshotAssertion,
+) -> None:
+    result = realistic(Mode.DEPLOY)
+    result.dry_run = True
+    for app in result.apps:
+        app.health = []
+    markdown = render_markdown(result)
+    assert "### GitOps deploy (dry run: nothing was changed) · <code>0123456..fedcba9</code>" in (
+        markdown
+    )
+    assert "**Dry run: nothing was changed.**" in markdown
+    assert "Applied to the cluster" not in markdown
+    assert "1 to create, 2 to update, 1 to delete" in markdown  # not "created"
+    text = render_text(result)
+    assert text.startswith(
+        "GitOps deploy 0123456..fedcba9 (deploy, dry run: nothing was changed)\n"
+    )
+    assert json.loads(render_json(result))["dryRun"] is True
+    assert markdown == md_snapshot
+    # a real deploy keeps its wording
+    result.dry_run = False
+    assert "Applied to the cluster, pruned" in render_markdown(result)
+    assert "1 created, 2 updated, 1 deleted" in render_markdown(result)
+
+
+def test_a_configuration_failure_does_not_also_say_no_app_is_affected() -> None:
+    result = RunResult(
+        mode=Mode.OFFLINE,
+        base=BASE,
+        head=HEAD,
+        errors=[
+            ObjectError("apps[0].name: 'Web' does not match", file=".gitops.yaml", line=3),
+            ObjectError("duplicate app name 'web'", file=".gitops.yaml", line=9),
+        ],
+    )
+    markdown, text = render_markdown(result), render_text(result)
+    assert NO_APPS not in markdown and NO_APPS not in text
+    assert "#### Errors" in markdown and markdown.count("(<code>.gitops.yaml:") == 2
+    assert "! (.gitops.yaml:9): duplicate app name 'web'" in text
+    assert "No changes." not in markdown
+    # with no error and no app, it is still said
+    empty = RunResult(mode=Mode.OFFLINE, base=BASE, head=HEAD)
+    assert NO_APPS in render_markdown(empty) and NO_APPS in render_text(empty)
+
+
+def test_transient_errors_say_what_happens_where_the_report_is_read() -> None:
+    result = realistic()
+    cli = [render_markdown(result), render_text(result), render(result, fmt="text")]
+    bot = [render_markdown(result, retried=True), render_text(result, retried=True)]
+    bot.append(render(result, fmt="markdown", retried=True))
+    for output in cli:
+        assert "transient: run again when the cluster is reachable" in output
+        assert "will be retried" not in output
+    for output in bot:
+        assert "transient: will be retried" in output
+        assert "run again" not in output
+
+
+def test_changed_files_that_belong_to_no_app() -> None:
+    files = [f"guestbook/file-{i:02d}.yaml" for i in range(25)]
+    result = RunResult(mode=Mode.OFFLINE, base=BASE, head=HEAD, unowned_files=files)
+    markdown = render_markdown(result)
+    assert NO_APPS in markdown
+    assert "**25 changed files belong to no app**, so no preview covers them:" in markdown
+    assert "<code>guestbook/file-19.yaml</code> …and 5 more." in markdown
+    assert "file-20" not in markdown
+    text = render_text(result)
+    assert (
+        "25 changed files belong to no app, so no preview covers them: guestbook/file-00.yaml,"
+        in (text)
+    )
+    assert "guestbook/file-19.yaml …and 5 more." in text
+    assert json.loads(render_json(result))["unownedFiles"] == files
+    one = RunResult(mode=Mode.OFFLINE, unowned_files=["<b>|x.yaml"])
+    assert (
+        "**1 changed file belongs to no app**, so no preview covers it: <code>&lt;b&gt;&#124;x.yaml</code>."
+        in (render_markdown(one))
+    )
+    # beside apps that are affected, the files are still named
+    mixed = realistic()
+    mixed.unowned_files = ["README.md"]
+    assert "belongs to no app" in render_markdown(mixed)
+    assert "belongs to no app" in render_text(mixed)
+
+
+# -- the text report groups diffs by app and target -------------------------------------------
+
+
+def twins() -> RunResult:
+    """Two apps that each hold a ConfigMap named 'settings' in the same namespace name."""
+    result = RunResult(mode=Mode.OFFLINE, base=BASE, head=HEAD)
+    for name, target, value in (("frontend", "staging", "a"), ("backend", "production", "b")):
+        old: Obj = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": "app"},
+            "data": {"mode": "old"},
+        }
+        new = {**old, "data": {"mode": value}}
+        result.apps.append(
+            AppResult(
+                name=name,
+                target=target,
+                changes=[change(old, new, Change.UPDATE, f"{name}/settings.yaml")],
+            )
+        )
+    return result
+
+
+def test_text_diffs_sit_under_their_app_and_target(text_snapshot: SnapshotAssertion) -> None:
+    text = render_text(twins())
+    frontend = text.index("=== frontend -> staging ===")
+    backend = text.index("=== backend -> production ===")
+    assert frontend < text.index("+  mode: a") < backend < text.index("+  mode: b")
+    assert text == text_snapshot
+    colored = render_text(twins(), color=True)
+    assert "\x1b[1m=== frontend -> staging ===\x1b[0m" in colored
+
+
+# -- the PR's own changes apart from drift, and restarts ----------------------------------------
+
+
+def classified_result() -> RunResult:
+    """A live preview split by origin: the PR changes the frontend's image; someone scaled the
+    worker by hand (drift); the api was changed by the PR and edited by hand (both); the PR's
+    ConfigMap change is already in the cluster."""
+    web = deployment("frontend", "web:1")
+    web_new = deployment("frontend", "web:2")
+    worker = deployment("worker", "worker:1")
+    worker_live = deployment("worker", "worker:1", replicas=9)
+    api = deployment("api", "api:1")
+    api_new = deployment("api", "api:2")
+    api_live = deployment("api", "api:1", replicas=7)
+    cm_old: Obj = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "flags", "namespace": "guestbook"},
+        "data": {"beta": "false"},
+    }
+    cm_new = {**cm_old, "data": {"beta": "true"}}
+
+    def obj_change(
+        ref_obj: Obj, kind: Change, origin: Origin, diff: str, pr: str = "", drift: str = ""
+    ) -> ObjectChange:
+        return ObjectChange(
+            ref=ObjectRef.of(ref_obj),
+            change=kind,
+            diff=diff,
+            source=Source(f"apps/guestbook/{ref_obj['metadata']['name']}.yaml", line=1),
+            origin=origin,
+            pr_diff=pr,
+            drift_diff=drift,
+        )
+
+    ref = ObjectRef.of
+
+    def live(old: Obj, new: Obj) -> str:
+        return object_diff(old, new, ref=ref(new))
+
+    def offline(old: Obj, new: Obj) -> str:
+        return object_diff(old, new, ref=ref(new), labels=("base", "head"))
+
+    app = AppResult(
+        name="guestbook",
+        target="production",
+        changes=[
+            obj_change(
+                api_new,
+                Change.UPDATE,
+                Origin.BOTH,
+                live(api_live, api_new),
+                pr=offline(api, api_new),
+                drift=object_diff(api_live, api, ref=ref(api), labels=("live", "base")),
+            ),
+            obj_change(cm_new, Change.UNCHANGED, Origin.PR, "", pr=offline(cm_old, cm_new)),
+            obj_change(
+                web_new, Change.UPDATE, Origin.PR, live(web, web_new), pr=offline(web, web_new)
+            ),
+            obj_change(
+                worker,
+                Change.UPDATE,
+                Origin.DRIFT,
+                live(worker_live, worker),
+                drift=live(worker_live, worker),
+            ),
+        ],
+        restarts=[
+            Restart(
+                ref=ref(api_new),
+                reasons=("pod template changed: spec.containers[api].image",),
+            ),
+            Restart(
+                ref=ref(web_new),
+                reasons=("config map app-config changed",),
+            ),
+            Restart(
+                ref=ref(worker),
+                reasons=("config map flags changed in place: no restart (…)",),
+                restart=False,
+            ),
+        ],
+    )
+    return RunResult(
+        mode=Mode.LIVE, base=BASE, head=HEAD, apps=[app], unowned_files=["docs/README.md"]
+    )
+
+
+def test_drift_is_shown_apart_from_the_prs_changes(
+    md_snapshot: SnapshotAssertion, text_snapshot: SnapshotAssertion
+) -> None:
+    result = classified_result()
+    markdown = render_markdown(result)
+    assert (
+        "**2 objects already differ in the cluster** from what the base declares; merging also "
+        "overwrites them" in markdown
+    )
+    pr_section = markdown.split("##### Changed by this PR")[1].split("#####")[0]
+    drift_section = markdown.split(
+        "##### Already differs in the cluster; merging also overwrites it"
+    )[1]
+    assert pr_section.count("<details>") == 3  # api, flags (already live), frontend
+    assert "ConfigMap guestbook/flags" in pr_section and "already in the cluster" in pr_section
+    assert "+++ head/Deployment guestbook/api" in pr_section
+    assert "replicas: 7" not in pr_section  # the hand edit is not the PR's doing
+    assert drift_section.count("<details>") == 2  # api (also changed by this PR), worker
+    assert "-  replicas: 7" in drift_section and "-  replicas: 9" in drift_section
+    assert "also changed by this PR" in drift_section
+    assert "frontend" not in drift_section
+    html = gfm_html(markdown)
+    assert html.count("<details>") == html.count("</details>") == 5
+    assert markdown == md_snapshot
+    text = render_text(result)
+    assert (
+        "  = ConfigMap guestbook/flags  (apps/guestbook/flags.yaml:1)  [changed by this PR" in text
+    )
+    assert "  ~ Deployment guestbook/worker  (apps/guestbook/worker.yaml:1)  [drift" in text
+    assert text.index("=== guestbook -> production: changed by this PR ===") < text.index(
+        "=== guestbook -> production: already differs in the cluster; merging also overwrites it"
+    )
+    assert text == text_snapshot
+
+
+def test_restarts_are_listed_before_the_diffs() -> None:
+    result = classified_result()
+    markdown = render_markdown(result)
+    restart = markdown.index("**Will restart:**")
+    assert restart < markdown.index("<details>")
+    assert (
+        "- <code>Deployment guestbook/frontend</code> (config map app-config changed)\n" in markdown
+    )
+    assert "**Changed without a restart:**" in markdown
+    text = render_text(result, diffs=False)
+    assert "  will restart: Deployment guestbook/frontend (config map app-config changed)" in text
+    assert "  changed without a restart: Deployment guestbook/worker (config map flags" in text
+    # with several apps each line names its app
+    result.apps.append(AppResult(name="other", target="staging"))
+    assert "(config map app-config changed) — guestbook → production" in render_markdown(result)
+
+
+def test_a_thousand_restarts_are_counted_not_listed() -> None:
+    result = classified_result()
+    result.apps[0].restarts = [
+        Restart(ref=ObjectRef("apps/v1", "Deployment", "ns", f"d{i:04d}"), reasons=("x" * 50,))
+        for i in range(1_000)
+    ]
+    markdown = render_markdown(result, max_chars=20_000)
+    assert utf16_units(markdown) <= 20_000
+    shown = markdown.count("- <code>Deployment ns/d")
+    assert 0 < shown < 1_000
+    assert f"…and {1_000 - shown} more workloads." in markdown
+
+
+def test_drift_and_restarts_are_redacted_too() -> None:
+    result = classified_result()
+    result.apps[0].changes[0].drift_diff += "+  token: hunter2-secret\n"
+    result.apps[0].changes[0].pr_diff += "+  token: hunter2-secret\n"
+    result.apps[0].restarts[0] = Restart(
+        ref=result.apps[0].restarts[0].ref, reasons=("quoted hunter2-secret",)
+    )
+    for fmt in ("markdown", "text", "json"):
+        assert "hunter2" in render(result, fmt=fmt)  # type: ignore[arg-type]
+        out = render(result, fmt=fmt, redact=["hunter2-secret"])  # type: ignore[arg-type]
+        assert "hunter2" not in out
+
+
+# -- comment parts ------------------------------------------------------------------------------
+
+
+def test_a_report_that_fits_is_one_part_without_a_marker() -> None:
+    result = realistic()
+    assert comment_parts(result, limit=65_000) == [render_markdown(result, marker="")]
+    assert comment_parts(RunResult(mode=Mode.OFFLINE), limit=2_000) == [
+        render_markdown(RunResult(mode=Mode.OFFLINE), marker="")
+    ]
+
+
+def test_long_reports_continue_in_numbered_parts() -> None:
+    result = big_result(apps=3, per_app=30, lines=60)
+    parts = comment_parts(result, limit=20_000, max_parts=10)
+    assert 1 < len(parts) <= 10
+    assert all(utf16_units(p) <= 20_000 for p in parts)
+    first = parts[0]
+    assert "| 📝 app-00 | production | 0 | 30 | 0 | 1 | 0 | — |" in first
+    assert "**3 apps:** 0 to create, 90 to update" in first
+    more = f"parts 2\N{EN DASH}{len(parts)} (the next {len(parts) - 1} comments)"
+    assert f"Diffs continue in {more}." in first
+    assert "left out" not in first
+    for number, part in enumerate(parts[1:], start=2):
+        assert part.startswith(
+            f"### GitOps preview · <code>0123456..fedcba9</code> · part {number} of {len(parts)}\n"
+        )
+        assert "| App |" not in part
+    shown = [n for p in parts for n in re.findall(r"<summary>~ ConfigMap (ns-\d/config-\d+)", p)]
+    assert len(shown) == len(set(shown)) == 90
+    # an app that goes on in the next part is named again there
+    assert any("#### app-01 → production (continued)" in p for p in parts[1:])
+    assert parts == comment_parts(result, limit=20_000, max_parts=10)  # deterministic
+
+
+def test_a_diff_larger_than_a_part_is_split_with_its_fence_reopened() -> None:
+    result = big_result(apps=1, per_app=1, lines=2_000)
+    result.apps[0].changes[0].diff += "+  quoted: '```'\n"
+    diff = result.apps[0].changes[0].diff
+    parts = comment_parts(result, limit=10_000)
+    assert len(parts) > 2
+    bodies = []
+    for part in parts:
+        html = gfm_html(part)
+        assert html.count("<details>") == html.count("</details>") == part.count("<details>")
+        bodies += re.findall(r"(`{3,})diff\n(.*?)(?<=\n)\1\n", part, re.S)
+    pieces = [body for _, body in bodies]
+    assert "".join(pieces) == diff  # nothing truncated, nothing repeated
+    assert all(ticks == "````" for ticks, _ in bodies[-1:])
+    count = len(pieces)
+    assert f"part {count} of {count} of this diff" in parts[-1]
+
+
+def test_an_enormous_line_is_cut_within_the_line() -> None:
+    ref = ObjectRef("v1", "ConfigMap", "ns", "minified")
+    diff = "--- a\n+++ b\n@@ -1 +1 @@\n+  json: " + "{" * 30_000 + "\n"
+    result = RunResult(
+        mode=Mode.OFFLINE,
+        apps=[AppResult(name="a", target="t", changes=[ObjectChange(ref, Change.CREATE, diff)])],
+    )
+    parts = comment_parts(result, limit=5_000)
+    assert all(utf16_units(p) <= 5_000 for p in parts)
+    bodies = [b for p in parts for _, b in re.findall(r"(`{3,})diff\n(.*?)(?<=\n)\1\n", p, re.S)]
+    assert "".join(bodies).replace("\n", "") == diff.replace("\n", "")
+
+
+def test_beyond_ten_parts_the_largest_diffs_are_left_out_and_named() -> None:
+    result = big_result(apps=2, per_app=60, lines=120)
+    command = "gitops-bot preview --repo . --base main --head pr-42 --format text"
+    parts = comment_parts(result, limit=15_000, max_parts=10, full_command=command)
+    assert len(parts) == 10
+    assert all(utf16_units(p) <= 15_000 for p in parts)
+    shown = {n for p in parts for n in re.findall(r"<summary>~ ConfigMap (ns-\d/config-\d+)", p)}
+    note = parts[-1].split("left out** (the largest)")[1]
+    named = set(re.findall(r"<code>~ ConfigMap (ns-\d/config-\d+)</code> in app-0\d", note))
+    everything = {f"ns-{a}/config-{i:04d}" for a in range(2) for i in range(60)}
+    assert shown | named == everything and not shown & named
+    assert f"```sh\n{command}\n```" in parts[-1]
+    match = re.search(r"\*\*(\d+) diffs left out\*\* \(the largest\): part 10 names them", parts[0])
+    assert match is not None and int(match.group(1)) == len(named)
+    sizes = {f"{c.ref.namespace}/{c.ref.name}": len(c.diff) for a in result.apps for c in a.changes}
+    assert max(sizes[n] for n in shown) <= min(sizes[n] for n in named)
+
+
+def test_one_part_at_most_is_the_single_comment_report() -> None:
+    result = big_result(apps=1, per_app=30, lines=60)
+    assert comment_parts(result, limit=10_000, max_parts=1) == [
+        render_markdown(result, max_chars=10_000, marker="")
+    ]
+
+
+def test_comment_parts_refuses_a_limit_too_small_to_work_with() -> None:
+    with pytest.raises(ValueError, match="at least 1,000"):
+        comment_parts(realistic(), limit=500)
+    with pytest.raises(ValueError, match="max_parts"):
+        comment_parts(realistic(), limit=5_000, max_parts=0)
+
+
+_diff_line = st.lists(
+    st.sampled_from([*"ab `~<>/-+|\\*_#\n", "</details>", "```", "🔥", "<details>"]),
+    max_size=60,
+).map("".join)
+
+
+@st.composite
+def random_results(draw: st.DrawFn) -> RunResult:
+    result = RunResult(mode=draw(st.sampled_from([Mode.OFFLINE, Mode.LIVE])), base=BASE, head=HEAD)
+    for a in range(draw(st.integers(1, 3))):
+        app = AppResult(name=f"app-{a}", target=draw(st.sampled_from(["prod", "staging"])))
+        for i in range(draw(st.integers(0, 6))):
+            lines = draw(st.lists(_diff_line, max_size=draw(st.sampled_from([3, 40, 400]))))
+            if draw(st.booleans()) and draw(st.booleans()):
+                lines.append("x" * draw(st.integers(1_000, 9_000)))  # minified
+            diff = "--- a\n+++ b\n@@ -1 +1 @@\n" + "".join(f"+{line}\n" for line in lines)
+            ref = ObjectRef("v1", "ConfigMap", f"ns{a}", f"c{i}")
+            origin = draw(st.sampled_from([None, Origin.PR, Origin.DRIFT, Origin.BOTH]))
+            app.changes.append(
+                ObjectChange(
+                    ref,
+                    draw(st.sampled_from([Change.CREATE, Change.UPDATE, Change.DELETE])),
+                    diff,
+                    origin=origin,
+                    pr_diff=diff if origin in (Origin.PR, Origin.BOTH) else "",
+                    drift_diff=diff if origin in (Origin.DRIFT, Origin.BOTH) else "",
+                )
+            )
+        if any(c.origin for c in app.changes):
+            for c in app.changes:  # a classified app has an origin on every change
+                if c.origin is None:
+                    c.origin, c.pr_diff = Origin.PR, c.diff
+        result.apps.append(app)
+    return result
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    result=random_results(),
+    limit=st.integers(1_000, 12_000),
+    max_parts=st.integers(1, 10),
+)
+def test_comment_parts_properties(result: RunResult, limit: int, max_parts: int) -> None:
+    """Whatever the diffs hold and however small the limit: at most ``max_parts`` parts, each
+    within ``limit``, each valid Markdown on its own (every <details> and every fence closed in
+    its part), and every diff either shown whole (in order across its pieces) or named as left
+    out."""
+    parts = comment_parts(result, limit=limit, max_parts=max_parts)
+    assert 1 <= len(parts) <= max_parts
+    assert parts == comment_parts(result, limit=limit, max_parts=max_parts)
+    shown: dict[str, list[str]] = {}
+    accounted = 0  # entries named as left out, or counted in a "…and N more"
+    for part in parts:
+        assert utf16_units(part) <= limit
+        html = gfm_html(part)
+        opened = part.count("\n<details><summary>")
+        # an unclosed fence would swallow the rest of the part, tags included
+        assert html.count("<details>") == html.count("</details>") == opened
+        for title, _ticks, body in re.findall(
+            r"<summary>(.*?)</summary>\n\n(`{3,})diff\n(.*?)(?<=\n)\2\n", part, re.S
+        ):
+            key = re.sub(r" <i>\(part \d+ of \d+ of this diff\)</i>", "", title)
+            shown.setdefault(key, []).append(body)
+        accounted += len(re.findall(r"^- <code>. ConfigMap ns\d/c\d</code> in ", part, re.M))
+        accounted += len(re.findall(r"^- . ConfigMap ns\d/c\d.*_\(diff omitted\)_$", part, re.M))
+        for pattern in (r"\n…and (\d+) more\.\n", r"…and (\d+) more changed objects? not listed"):
+            accounted += sum(int(n) for n in re.findall(pattern, part))
+    expected = 0
+    for app in result.apps:
+        for c in app.changes:
+            diffs = {
+                None: [c.diff],
+                Origin.PR: [c.pr_diff],
+                Origin.DRIFT: [c.drift_diff],
+                Origin.BOTH: [c.pr_diff, c.drift_diff],
+            }[c.origin]
+            expected += len(diffs)
+            keys = [k for k in shown if f" {escape_md(c.ref)} " in k]
+            for diff, key in zip(diffs, keys, strict=False):
+                # shown whole: its pieces, in order, are the diff (a cut line gains a newline)
+                assert "".join(shown[key]).replace("\n", "") == diff.replace("\n", "")
+    assert len(shown) + accounted == expected

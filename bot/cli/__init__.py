@@ -52,10 +52,10 @@ def exit_code(result: RunResult, *, changes_fail: bool = False) -> int:
     return EXIT_OK
 
 
-def error_result(mode: Mode, exc: BaseException) -> RunResult:
+def error_result(mode: Mode, exc: BaseException, *, dry_run: bool = False) -> RunResult:
     """A run that ended before any app: the error as the report's top-level errors (every
     problem of a broken ``.gitops.yaml``, with its line)."""
-    result = RunResult(mode=mode)
+    result = RunResult(mode=mode, dry_run=dry_run)
     if isinstance(exc, ConfigError):
         from bot.manifests import config_errors
 
@@ -77,12 +77,12 @@ def finish(result: RunResult, *, fmt: str, changes_fail: bool = False) -> NoRetu
     sys.exit(exit_code(result, changes_fail=changes_fail))
 
 
-def fail(exc: BaseException, *, mode: Mode, fmt: str) -> NoReturn:
+def fail(exc: BaseException, *, mode: Mode, fmt: str, dry_run: bool = False) -> NoReturn:
     """End a command that could not run (broken ``.gitops.yaml``, unknown ref, bad settings,
     or a bug) with its report in ``fmt`` and exit code 2."""
     if not isinstance(exc, GitopsError):
         traceback.print_exception(exc, file=sys.stderr)
-    finish(error_result(mode, exc), fmt=fmt)
+    finish(error_result(mode, exc, dry_run=dry_run), fmt=fmt)
 
 
 # Each module defines its command(s) with @main.command() when imported.

@@ -157,7 +157,7 @@ def deploy_commit(
         targets = Targets.single(override, kubeconfig=kubeconfig, context=context)
     else:
         targets = Targets.from_settings(settings.clusters_file)
-    failed = RunResult(mode=Mode.DEPLOY, head=commit)
+    failed = RunResult(mode=Mode.DEPLOY, head=commit, dry_run=dry_run)
     with checkout(repo, commit) as root:
         try:
             config = load_config(root)
@@ -172,7 +172,7 @@ def deploy_commit(
             return failed
         rendered = render_apps(root, config, apps=list(apps) or None, one_target=override)
     with Clusters(targets, concurrency=settings.kube_concurrency) as clusters:
-        return run_apply(
+        result = run_apply(
             rendered,
             clusters,
             commit=commit,
@@ -184,6 +184,8 @@ def deploy_commit(
             wait=wait,
             tooling=settings.applyset_tooling or DEFAULT_TOOLING,
         )
+    result.dry_run = dry_run
+    return result
 
 
 @main.command("apply")
@@ -239,6 +241,6 @@ def apply_command(
         )
     except Exception as exc:  # every failure is a report in the chosen format, exit code 2
         progress.close()
-        fail(exc, mode=Mode.DEPLOY, fmt=fmt)
+        fail(exc, mode=Mode.DEPLOY, fmt=fmt, dry_run=dry_run)
     progress.close()
     finish(result, fmt=fmt)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from bot.diff import diff_app, redact_values, rendered_secret_values
 from bot.errors import ConfigError
+from bot.impact import workload_restarts
 from bot.manifests.changes import select_apps
 from bot.manifests.config import CONFIG_FILE, ConfigProblems, RepoConfig, load_config
 from bot.manifests.gitrepo import changed_files, checkouts, resolve_commit
@@ -161,6 +162,9 @@ def _diff_one(
             prune=spec.prune,
         )
         app.notes.extend(after.notes)
+        # a moved app starts afresh on its new target: nothing there restarts
+        before_objects = [] if moved else [m.obj for m in old_objects]
+        app.restarts = workload_restarts(before_objects, [m.obj for m in after.manifests])
         old_namespace = before.spec.namespace if before is not None else None
         if before is not None and not moved and old_namespace != spec.namespace:
             # the deploy prunes through the ApplySet parent, which lives in the app's namespace
