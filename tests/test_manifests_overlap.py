@@ -164,8 +164,12 @@ def test_flux_style_repository_previews_the_shared_helmrelease_as_an_error(
     apps = {a["name"]: a for a in json.loads(result.stdout)["apps"]}
     assert sorted(apps) == ["apps-production", "apps-staging"]
     for app in apps.values():
-        messages = [e["message"] for e in app["errors"] if e["reason"] == REASON]
-        assert any(
-            m.startswith("HelmRelease podinfo/podinfo is declared by 2 apps") for m in messages
-        )
-        assert all("'apps-production'" in m and "'apps-staging'" in m for m in messages)
+        shared = [e for e in app["errors"] if e["reason"] == REASON]
+        assert {e["object"]["kind"] for e in shared} == {
+            "Namespace",
+            "HelmRelease",
+            "HelmRepository",
+        }
+        for error in shared:
+            assert error["message"].startswith("declared by 2 apps on target 'default'")
+            assert "'apps-production'" in error["message"] and "'apps-staging'" in error["message"]

@@ -22,14 +22,15 @@ if TYPE_CHECKING:
     from bot.manifests.render import RenderedApp
 
 REASON = "SharedObject"
+# The report prints the object and its file:line before the message: it names the others.
 MSG_SHARED = (
-    "{ref} is declared by {count} apps on target {target!r}: {owners}. Two apps must never own "
-    "one object (each deploy would take it over, and one app's prune would delete what the "
-    "other still declares); give them different targets or namespaces in .gitops.yaml"
+    "declared by {count} apps on target {target!r}: {owners}. Two apps must never own one "
+    "object (each deploy would take it over, and one app's prune would delete it from under the "
+    "other): give them different targets or namespaces in .gitops.yaml"
 )
 MSG_SHARED_ONE_CLUSTER = (
-    "{ref} is declared by {count} apps sent to the one cluster given on the command line: "
-    "{owners}. Two apps must never own one object; choose the apps to send with --app"
+    "declared by {count} apps sent to the one cluster given on the command line: {owners}. Two "
+    "apps must never own one object: choose the apps to send with --app"
 )
 
 Key = tuple[str, str, str, str]
@@ -68,9 +69,7 @@ def mark_shared_objects(
         for app, manifest in holders:
             app.errors.append(
                 ObjectError(
-                    template.format(
-                        ref=manifest.ref, count=len(holders), target=target, owners=listed
-                    ),
+                    template.format(count=len(holders), target=target, owners=listed),
                     ref=manifest.ref,
                     file=manifest.source.file,
                     line=manifest.source.line,
