@@ -17,6 +17,8 @@ from typing import Any
 from bot.errors import SettingsError
 
 MIB = 1024 * 1024
+MAX_BODY_BYTES = 25 * MIB
+"""Default largest webhook body (GitHub caps payloads at 25 MB; GitLab's default is the same)."""
 
 
 def _parse_bool(raw: str) -> bool:
@@ -122,7 +124,7 @@ class Settings:
         "GITOPS_MAX_BODY_BYTES",
         _parse_positive_int,
         "Largest webhook body accepted; larger deliveries get 413 without being read.",
-        default=25 * MIB,
+        default=MAX_BODY_BYTES,
     )
     preview_drafts: bool = _setting(
         "GITOPS_PREVIEW_DRAFTS",
