@@ -1,10 +1,11 @@
-"""Webhook intake throughput and latency under gunicorn with a real Redis.
+"""Webhook intake latency and CPU under gunicorn (2 workers) with a real Redis.
 
 Fires signed GitHub ``pull_request`` (synchronize) deliveries, each with a fresh delivery id (so
-every one is verified, parsed and durably queued), at concurrency 8 and 32, and measures the
-same server's ``/healthz`` the same way in the same run, so the ratio holds on a noisy machine.
-``/readyz`` (``/healthz`` plus one Redis PING) is measured alongside: no intake that persists a
-delivery before answering can beat it, so it shows what share of the gap is the round trip.
+every one is verified, parsed and durably queued), at concurrency 8 and 32. The targets: p99
+under 25 ms at concurrency 8, and at most 1.5 ms of web-worker CPU per queued delivery. The same
+server's ``/healthz`` is measured the same way in the same run and the ratio printed for
+information; ``/readyz?exclude=workers`` (``/healthz`` plus one Redis PING) is measured
+alongside: no intake that persists a delivery before answering can beat it.
 
     ./dev bench webhooks [--requests N] [--workers W] [--rounds R] [--concurrency C ...] [--close]
 
@@ -43,8 +44,11 @@ ENDPOINTS = {
     "healthz": "GET /healthz",
     "readyz": "GET /readyz (1 Redis PING)",
 }
-"""What each round measures. /readyz is /healthz plus one Redis round trip: the floor of any
-intake that persists a delivery in Redis before answering, shown for comparison."""
+"""What each round measures. /readyz?exclude=workers is /healthz plus one Redis round trip: the
+floor of any intake that persists a delivery in Redis before answering, shown for comparison."""
+
+CPU_TARGET_MS = 1.5
+"""Most web-worker CPU per queued delivery: over 600 deliveries a second per core."""
 
 
 def free_port() -> int:
@@ -146,7 +150,7 @@ def request_templates() -> tuple[bytes, bytes, bytes]:
         + body
     )
     health = b"GET /healthz HTTP/1.1\r\nHost: bench\r\nX-Ignored: {DELIVERY}\r\n\r\n"
-    ready = health.replace(b"/healthz", b"/readyz")
+    ready = health.replace(b"/healthz", b"/readyz?exclude=workers")
     return webhook, health, ready
 
 
@@ -294,13 +298,24 @@ def main() -> None:
                     f"target p99 < 25 ms at concurrency 8: {p99_8:.2f} ms "
                     f"({'met' if p99_8 < 25 else 'MISSED'})"
                 )
-            if ("webhook", 32) in results:
-                ratio_32 = results[("webhook", 32)]["rps"] / results[("healthz", 32)]["rps"]
-                floor_32 = results[("readyz", 32)]["rps"] / results[("healthz", 32)]["rps"]
+            for concurrency in args.concurrency:
+                worker_ms = cpu[("webhook", concurrency)][0] * 1000
                 print(
-                    f"target webhook/healthz throughput >= 0.5 at concurrency 32: {ratio_32:.2f} "
-                    f"({'met' if ratio_32 >= 0.5 else 'MISSED'}); one Redis round trip alone "
-                    f"(readyz/healthz): {floor_32:.2f}"
+                    f"target web-worker CPU per queued delivery <= {CPU_TARGET_MS} ms at "
+                    f"concurrency {concurrency}: {worker_ms:.3f} ms "
+                    f"({'met' if worker_ms <= CPU_TARGET_MS else 'MISSED'})"
+                )
+                ratio = (
+                    results[("webhook", concurrency)]["rps"]
+                    / results[("healthz", concurrency)]["rps"]
+                )
+                floor = (
+                    results[("readyz", concurrency)]["rps"]
+                    / results[("healthz", concurrency)]["rps"]
+                )
+                print(
+                    f"for information, throughput at concurrency {concurrency}: webhook/healthz "
+                    f"{ratio:.2f}; one Redis round trip alone (readyz/healthz) {floor:.2f}"
                 )
         finally:
             server.send_signal(signal.SIGTERM)
@@ -313,7 +328,9 @@ def _wait_ready(port: int) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as answer:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/readyz?exclude=workers", timeout=1
+            ) as answer:
                 if answer.status == 200:
                     return
         except OSError:

@@ -10,88 +10,38 @@ body in their delivery logs and that is where operators debug:
 - ``200 {"delivery", "action": "pong"}``: GitHub's ping;
 - ``400/401/413 {"delivery", "action": "rejected", "error"}``: the sender's fault;
 - ``503 {"delivery", "action": "failed", "error"}``: the queue is unreachable; redeliver later.
+
+``/readyz`` is 200 when Redis answers and every queue has a worker consuming it (a heartbeat in
+Redis), 503 saying which is missing otherwise.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any, Final
 
-import orjson
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from bot.errors import QueueUnavailable
+from bot.errors import QueueUnavailable, SettingsError
 from bot.metrics import CONTENT_TYPE, WebMetrics
 from bot.queue import JobQueue, redis_client
 from bot.settings import Settings
-from bot.webhooks import (
-    IntakeOptions,
-    Outcome,
-    WebhookError,
-    github,
-    gitlab,
-    handle_github,
-    handle_gitlab,
-)
+from bot.webhooks import KNOWN_EVENTS, PROVIDERS, IntakeOptions, WebhookError
 
 log = logging.getLogger("gitops_bot.web")
 
-Handler = Callable[..., Outcome]
-
-PROVIDERS: Final[dict[str, tuple[str, tuple[str, ...], str, Handler]]] = {
-    # provider: (event header, delivery headers in order of preference, secret setting, parser)
-    "github": (
-        github.EVENT_HEADER,
-        (github.DELIVERY_HEADER,),
-        "GITHUB_WEBHOOK_SECRET",
-        handle_github,
-    ),
-    "gitlab": (
-        gitlab.EVENT_HEADER,
-        gitlab.DELIVERY_HEADERS,
-        "GITLAB_WEBHOOK_SECRET",
-        handle_gitlab,
-    ),
-}
-
-KNOWN_EVENTS: Final = frozenset(
-    {
-        "ping",
-        "pull_request",
-        "issue_comment",
-        "push",
-        "pull_request_review",
-        "pull_request_review_comment",
-        "check_run",
-        "check_suite",
-        "status",
-        "installation",
-        "create",
-        "delete",
-        "Merge Request Hook",
-        "Note Hook",
-        "Push Hook",
-        "Tag Push Hook",
-        "Pipeline Hook",
-        "Job Hook",
-        "Issue Hook",
-        "System Hook",
-    }
-)
-"""Event names used as metric labels; anything else is counted as "other" so a sender cannot
-grow the metrics without bound."""
-
-NOT_CONFIGURED: Final = "{provider} webhooks are not configured on this bot: set {setting}"
-TOO_LARGE: Final = "body is larger than the {limit} bytes this bot accepts"
-QUEUE_DOWN: Final = "the job queue is unavailable; nothing was queued, redeliver later"
+NOT_CONFIGURED = "{provider} webhooks are not configured on this bot: set {setting}"
+TOO_LARGE = "body is larger than the {limit} bytes this bot accepts"
+QUEUE_DOWN = "the job queue is unavailable; nothing was queued, redeliver later"
+NO_WORKER = "no worker consumes {queues}: jobs wait there until one does"
 
 
 def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
     """The Flask app. ``queue`` defaults to one on ``settings.redis_url``."""
     app = Flask("gitops_bot")
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # werkzeug refuses a larger declared length before reading, and stops a chunked body at it.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     if queue is None:
         if not settings.redis_url:
             raise ValueError("create_app needs settings.redis_url or a queue")
@@ -110,32 +60,32 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
 
     @app.post("/webhooks/<provider>")
     def webhook(provider: str) -> tuple[Response, int]:
-        if provider not in PROVIDERS:
+        intake = PROVIDERS.get(provider)
+        if intake is None:
             return jsonify(error=f"no webhook endpoint for {provider!r}"), 404
-        event_header, delivery_headers, setting, handler = PROVIDERS[provider]
-        headers = _request_headers(request.environ)
-        delivery = _delivery_hint(headers, delivery_headers)
-        label = _event_label(headers.get(event_header.lower()))
-        metrics.inc(metrics.received, provider, label)
+        headers = request.headers
+        delivery = next(
+            (headers[name] for name in intake.delivery_headers if headers.get(name)), ""
+        )
+        delivery = delivery[:200]  # only echoed until the parser has checked it
+        label = _event_label(headers.get(intake.event_header))
+        metrics.received.labels(provider, label).inc()
         secret = secrets[provider]
         if not secret:
-            metrics.inc(metrics.rejected, provider, label, "404")
-            message = NOT_CONFIGURED.format(provider=provider.capitalize(), setting=setting)
-            return _answer(delivery, 404, action="rejected", error=message)
-
-        body = _read_body(request.environ, settings.max_body_bytes)
-        if body is None:
-            metrics.inc(metrics.rejected, provider, label, "413")
-            return _answer(
-                delivery,
-                413,
-                action="rejected",
-                error=TOO_LARGE.format(limit=settings.max_body_bytes),
+            metrics.rejected.labels(provider, label, "404").inc()
+            message = NOT_CONFIGURED.format(
+                provider=provider.capitalize(), setting=intake.secret_setting
             )
+            return _answer(delivery, 404, action="rejected", error=message)
+        body = _read_body(settings.max_body_bytes)
+        if body is None:
+            metrics.rejected.labels(provider, label, "413").inc()
+            message = TOO_LARGE.format(limit=settings.max_body_bytes)
+            return _answer(delivery, 413, action="rejected", error=message)
         try:
-            outcome = handler(headers=headers, body=body, secret=secret, options=options)
+            outcome = intake.handle(headers=headers, body=body, secret=secret, options=options)
         except WebhookError as exc:
-            metrics.inc(metrics.rejected, provider, label, str(exc.status))
+            metrics.rejected.labels(provider, label, str(exc.status)).inc()
             log.info("rejected %s delivery %s: %s", provider, delivery, exc.message)
             return _answer(delivery, exc.status, action="rejected", error=exc.message)
 
@@ -144,20 +94,20 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
         if outcome.event is None:
             if outcome.event_name == "ping":
                 return _answer(delivery, 200, action="pong")
-            metrics.inc(metrics.ignored, provider, label)
+            metrics.ignored.labels(provider, label).inc()
             return _answer(delivery, 200, action="ignored", reason=outcome.reason)
         try:
             queued = queue.enqueue(outcome.event, provider=provider)
         except QueueUnavailable as exc:
-            metrics.inc(metrics.rejected, provider, label, "503")
+            metrics.rejected.labels(provider, label, "503").inc()
             log.error("could not queue %s delivery %s: %s", provider, delivery, exc)
             return _answer(delivery, 503, action="failed", error=QUEUE_DOWN)
         if queued.duplicate:
-            metrics.inc(metrics.duplicates, provider, label)
+            metrics.duplicates.labels(provider, label).inc()
             return _answer(
                 delivery, 200, action="duplicate", job=queued.job_type, job_id=queued.job_id
             )
-        metrics.inc(metrics.jobs_queued, queued.job_type)
+        metrics.jobs_queued.labels(queued.job_type).inc()
         log.info(
             "queued %s job %s for %s delivery %s (%s)",
             queued.job_type,
@@ -174,11 +124,21 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
 
     @app.get("/readyz")
     def readyz() -> tuple[Response, int]:
+        # Checks can be left out by name, as on Kubernetes' own /readyz: a web process that
+        # must keep taking deliveries while the workers are away uses ?exclude=workers.
+        excluded = set(request.args.getlist("exclude"))
         try:
-            queue.ping()
+            if "workers" in excluded:
+                queue.ping()
+                return jsonify(status="ready"), 200
+            workers = queue.workers()
         except QueueUnavailable as exc:
-            return jsonify(status="unavailable", queue=str(exc)), 503
-        return jsonify(status="ready"), 200
+            return jsonify(status="unavailable", error=str(exc)), 503
+        idle = [name for name, count in workers.items() if not count]
+        if idle:
+            message = NO_WORKER.format(queues=" or ".join(idle))
+            return jsonify(status="unavailable", error=message, workers=workers), 503
+        return jsonify(status="ready", workers=workers), 200
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
@@ -192,56 +152,24 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
     return app
 
 
-def _answer(delivery: str, status: int, **fields: Any) -> tuple[Response, int]:
-    """A webhook's JSON answer, as ``jsonify`` writes it but by orjson, since every delivery
-    pays for it; ``jsonify`` for what orjson refuses (a lone surrogate, were one ever to get
-    past ``printable``)."""
-    body = {"delivery": delivery, **fields}
+def _read_body(limit: int) -> bytes | None:
+    """The request's body, or None when it is larger than ``limit`` (MAX_CONTENT_LENGTH).
+
+    werkzeug refuses a declared length over the limit before reading, and reads a streamed
+    (chunked) body only up to the limit, without telling whether more was coming: a streamed
+    body that reaches the limit is taken as larger."""
     try:
-        data = orjson.dumps(body) + b"\n"
-    except TypeError:  # orjson.JSONEncodeError
-        return jsonify(body), status
-    return Response(data, status=status, mimetype="application/json"), status
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        return None
+    if request.content_length is None and len(body) >= limit:
+        return None
+    return body
 
 
-def _read_body(environ: dict[str, Any], limit: int) -> bytes | None:
-    """The raw body, or None when it exceeds ``limit``, read from the WSGI input as werkzeug's
-    ``request.stream`` reads it (without its wrappers, on every delivery). A declared
-    Content-Length over the limit is refused before reading; a chunked body (which the server
-    marks ``wsgi.input_terminated``) is read only up to limit + 1 bytes."""
-    stream = environ["wsgi.input"]
-    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-    raw = environ.get("CONTENT_LENGTH", "")
-    if raw.isascii() and raw.isdigit() and not chunked:
-        declared = int(raw)
-        if declared > limit:
-            return None
-        body: bytes = stream.read(declared) if declared else b""
-        return body
-    if not environ.get("wsgi.input_terminated"):
-        return b""  # no length, and the server cannot tell where the body ends: none
-    body = stream.read(limit + 1)
-    return None if len(body) > limit else body
-
-
-def _request_headers(environ: dict[str, Any]) -> dict[str, str]:
-    """The request's headers, names lower-cased, read from the WSGI environ as werkzeug's
-    ``request.headers`` reads them (at a fraction of its cost, paid by every delivery)."""
-    headers = {
-        key[5:].replace("_", "-").lower(): value
-        for key, value in environ.items()
-        if key.startswith("HTTP_")
-    }
-    for key, name in (("CONTENT_TYPE", "content-type"), ("CONTENT_LENGTH", "content-length")):
-        if environ.get(key):
-            headers[name] = environ[key]
-    return headers
-
-
-def _delivery_hint(headers: dict[str, str], names: tuple[str, ...]) -> str:
-    """The delivery id as the headers give it, for answers before the payload is parsed."""
-    value = next((headers[key] for key in map(str.lower, names) if headers.get(key)), "")
-    return value[:200]
+def _answer(delivery: str, status: int, **fields: str) -> tuple[Response, int]:
+    """A webhook's JSON answer: the delivery id, then what was done with it."""
+    return jsonify(delivery=delivery, **fields), status
 
 
 def _event_label(name: str | None) -> str:
@@ -253,8 +181,6 @@ def create_app_from_env() -> Flask:
     environment, REDIS_URL required."""
     settings = Settings.from_env(require_webhook_secret=True)
     if not settings.redis_url:
-        from bot.errors import SettingsError
-
         raise SettingsError("REDIS_URL is not set; the web process needs the job queue's Redis")
     logging.basicConfig(level=settings.log_level)
     return create_app(settings)

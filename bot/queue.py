@@ -6,30 +6,26 @@ writes a small job record and pushes a Celery message onto the job's queue, all 
 There is no window in which a delivery is remembered but its job is lost, or the other way round,
 and a webhook costs one Redis round trip.
 
-The message is built with Celery's own protocol-2 encoder (``AMQP.as_task_v2``) and pushed
-straight onto the Redis list kombu's Redis transport consumes, so the workers are plain Celery.
-Pushing to the list directly (rather than through a kombu exchange) also avoids the Redis
-transport's binding lookup, which silently drops messages published before any worker declared
-its queues.
+The message is Celery's own: built per job by ``create_task_message`` (what ``send_task`` uses),
+with ``before_task_publish`` and ``after_task_publish`` sent around it as ``send_task`` sends
+them, so tracing integrations that add headers there (OpenTelemetry's) see every job. It is
+stored as kombu's Redis transport stores a message published to Celery's anonymous direct
+exchange: pushed onto the list named after the queue, which the workers consume.
 
-Every Redis call has a bounded timeout and no retries: when Redis is down or hung the caller
-gets :class:`QueueUnavailable` within ``GITOPS_REDIS_TIMEOUT`` and answers 503, so the forge
-marks the delivery failed and it can be redelivered.
+Every Redis call is bounded and never retried, so a delivery is answered within
+``GITOPS_REDIS_TIMEOUT`` (to connect, then to answer) and well inside GitHub's 10 s: when Redis
+is down or hung the caller gets :class:`QueueUnavailable` and answers 503, so the forge marks
+the delivery failed and it can be redelivered. The one second attempt is redis-py's pool's own:
+a pooled connection that Redis closed meanwhile (a restart, an idle timeout, a proxy) is found
+closed when taken from the pool and connected afresh once, before the script is sent.
 
-Intake is the web process's hot path, so it is kept lean (``bench/webhooks.py`` prints its CPU
-per request): the queue keeps its own idle list of redis-py ``Connection`` objects (made by the
-client's pool, so URL, auth, TLS and timeouts are the pool's) instead of going through the
-client's per-call pool checkout with its instrumentation, retry wrapper and response
-callbacks; commands are packed by hiredis when installed; and Celery's envelope is built once
-per task from ``as_task_v2`` and then only filled in per job.
+Workers announce themselves here too: each consumer writes a heartbeat (``record_heartbeat``) so
+the web process can tell a queue that no worker consumes (``JobQueue.workers``, ``/readyz``).
 """
 
 from __future__ import annotations
 
 import base64
-import json
-import os
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -37,14 +33,11 @@ from typing import Any, Final
 
 import redis
 from celery import Celery
+from celery.signals import after_task_publish, before_task_publish
+from kombu.serialization import dumps as serialize
+from kombu.utils.json import dumps as json_dumps
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError
 from redis.retry import Retry
-
-try:
-    import orjson
-except ImportError:  # optional: json gives the same messages, slower
-    orjson = None  # type: ignore[assignment]
 
 from bot.errors import QueueUnavailable
 from bot.events import Event
@@ -69,6 +62,10 @@ DELIVERY_KEY: Final = "gitops:delivery:{provider}:{delivery_id}"
 JOB_KEY: Final = "gitops:job:{job_id}"
 JOBS_PROCESSED_KEY: Final = "gitops:metrics:jobs_processed"
 """Hash of "<job type>|<outcome>" → count, written by workers and read by /metrics."""
+RESTARTS_KEY: Final = "gitops:metrics:restarts"
+"""Hash of process name → restarts, written by the supervisors and read by /metrics."""
+WORKERS_KEY: Final = "gitops:workers:{queue}"
+"""Sorted set per queue: worker name → time (Redis's clock) its last heartbeat expires."""
 
 _ENQUEUE_LUA: Final = """
 local existing = redis.call('GET', KEYS[1])
@@ -83,42 +80,27 @@ redis.call('LPUSH', KEYS[2], ARGV[3])
 return {1, ARGV[1]}
 """
 
+# Heartbeats are timed by Redis's clock, so workers and web processes on machines whose clocks
+# disagree still agree on which heartbeats are current.
+_HEARTBEAT_LUA: Final = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+for _, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', t)
+  redis.call('ZADD', key, t + tonumber(ARGV[2]), ARGV[1])
+end
+return 1
+"""
 
-class _JobIds:
-    """Random (version 4) UUIDs from ``os.urandom``, fetched for many ids at a time.
-
-    ``uuid.uuid4()`` makes a ``getrandom`` system call per id, which releases the interpreter
-    lock; under gunicorn's threads another thread takes it and the caller waits to get it
-    back. Drawing the kernel's randomness for 64 ids at once (and using the job id as the
-    message's delivery tag, one id per delivery instead of two) saved 30-60 µs of worker CPU
-    per delivery in ``bench/webhooks.py`` runs. The ids stay as unpredictable as ``uuid4``'s."""
-
-    BATCH = 64
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pool = b""
-        self._next = 0
-        os.register_at_fork(after_in_child=self._forget)
-
-    def _forget(self) -> None:
-        # A forked child must not hand out ids its parent (or a sibling) will also hand out,
-        # and must not inherit a lock another thread held at the fork.
-        self._lock = threading.Lock()
-        self._pool = b""
-        self._next = 0
-
-    def new(self) -> str:
-        with self._lock:
-            if self._next >= len(self._pool):
-                self._pool, self._next = os.urandom(16 * self.BATCH), 0
-            start = self._next
-            self._next += 16
-        return str(uuid.UUID(bytes=self._pool[start : start + 16], version=4))
-
-
-new_job_id = _JobIds().new
-"""A new job's id: a random version-4 UUID."""
+_LIVE_WORKERS_LUA: Final = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local counts = {}
+for i, key in ipairs(KEYS) do
+  counts[i] = redis.call('ZCOUNT', key, '(' .. t, '+inf')
+end
+return counts
+"""
 
 
 @dataclass(frozen=True)
@@ -130,20 +112,19 @@ class Enqueued:
     duplicate: bool
 
 
-def _dumps(value: Any) -> str:
-    """JSON text: orjson when installed, ``json`` for what orjson refuses (lone surrogates,
-    integers beyond 64 bits), so every message stays what ``json.dumps`` would mean."""
-    if orjson is not None:
-        try:
-            return orjson.dumps(value).decode()
-        except TypeError:  # orjson.JSONEncodeError
-            pass
-    return json.dumps(value)
+@dataclass(frozen=True)
+class QueueStats:
+    """The figures ``/metrics`` reads from Redis at scrape time."""
+
+    depths: dict[str, int]
+    processed: dict[tuple[str, str], int]
+    restarts: dict[str, int]
+    workers: dict[str, int]
 
 
 def redis_client(url: str, *, timeout: float) -> redis.Redis:
-    """A Redis client whose every call ends within ``timeout`` seconds (connect + answer) and
-    never retries: the caller decides what an outage means."""
+    """A Redis client whose every call ends within ``timeout`` seconds to connect plus
+    ``timeout`` to answer, and is never retried: the caller decides what an outage means."""
     return redis.Redis.from_url(
         url,
         socket_timeout=timeout,
@@ -161,153 +142,103 @@ def kombu_url(redis_url: str) -> str:
     return redis_url
 
 
+def redis_transport_message(message: Any, *, queue: str) -> str:
+    """The JSON text kombu's Redis transport stores for a Celery ``task_message`` (headers,
+    properties, body) published to the anonymous exchange with ``queue`` as routing key:
+    what ``Producer.publish`` and the transport's ``basic_publish`` write."""
+    serialized = serialize(message.body, serializer="json")  # type: ignore[no-untyped-call]
+    content_type, content_encoding, body = serialized
+    return str(
+        json_dumps(  # type: ignore[no-untyped-call]
+            {
+                "body": base64.b64encode(body.encode(content_encoding)).decode("ascii"),
+                "content-encoding": content_encoding,
+                "content-type": content_type,
+                "headers": message.headers,
+                "properties": {
+                    **message.properties,
+                    "delivery_mode": 2,  # persistent
+                    "priority": 0,
+                    "body_encoding": "base64",
+                    "delivery_info": {"exchange": "", "routing_key": queue},
+                    "delivery_tag": str(uuid.uuid4()),
+                },
+            }
+        )
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class JobQueue:
     """Turns events into queued Celery jobs, once per delivery. Thread-safe."""
 
     def __init__(self, client: redis.Redis, *, delivery_ttl: int) -> None:
         self._redis = client
         self._delivery_ttl = delivery_ttl
-        self._script = client.register_script(_ENQUEUE_LUA)
-        self._script_sha = self._script.sha
-        # A broker-less Celery app, used only for its message encoder: no connection is made.
-        self._encoder = Celery("gitops-bot-web", set_as_current=False)
-        self._templates: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any], Any]] = {}
-        # Idle connections, most recently used last: as many as enqueues ever ran at once
-        # (one per web thread at most), each used by one enqueue at a time.
-        self._idle: list[Any] = []
-        self._idle_lock = threading.Lock()
-        self._pid = os.getpid()
+        self._enqueue_script = client.register_script(_ENQUEUE_LUA)
+        self._live_workers_script = client.register_script(_LIVE_WORKERS_LUA)
+        # A broker-less Celery app, for its message factory only: it never connects.
+        self._celery = Celery("gitops-bot-web", set_as_current=False)
 
     def enqueue(self, event: Event, *, provider: str) -> Enqueued:
         """Persist the job for ``event`` unless its delivery was seen; raises QueueUnavailable."""
         job_type = event.job_type
-        job_id = new_job_id()
+        job_id = str(uuid.uuid4())
+        task_name = TASK_NAMES[job_type]
         queue = QUEUE_OF[job_type]
-        message = self.celery_message(
-            task_name=TASK_NAMES[job_type],
-            task_id=job_id,
+        message = self._celery.amqp.create_task_message(
+            job_id,
+            task_name,
             args=(event.to_task(),),
-            queue=queue,
-            summary=f"{type(event).__name__}({event.repository.full_name}, "
+            kwargs={},
+            ignore_result=True,
+            # What Celery shows as the task's arguments in logs and monitoring.
+            argsrepr=f"{type(event).__name__}({event.repository.full_name}, "
             f"delivery {event.delivery_id})",
+            kwargsrepr="{}",
+        )
+        # As send_task sends it: receivers may add headers, which travel with the message.
+        before_task_publish.send(
+            sender=task_name,
+            body=message.body,
+            exchange="",
+            routing_key=queue,
+            declare=[self._celery.amqp.queues[queue]],
+            headers=message.headers,
+            properties=message.properties,
+            retry_policy={"max_retries": 0},
         )
         try:
-            created, found_id = self._evalsha(
-                DELIVERY_KEY.format(provider=provider, delivery_id=event.delivery_id),
-                queue,
-                JOB_KEY.format(job_id=job_id),
-                job_id,
-                self._delivery_ttl,
-                message,
-                job_type,
-                event.delivery_id,
-                event.repository.full_name,
-                f"{time.time():.3f}",
+            created, found_id = self._enqueue_script(
+                keys=[
+                    DELIVERY_KEY.format(provider=provider, delivery_id=event.delivery_id),
+                    queue,
+                    JOB_KEY.format(job_id=job_id),
+                ],
+                args=[
+                    job_id,
+                    self._delivery_ttl,
+                    redis_transport_message(message, queue=queue),
+                    job_type,
+                    event.delivery_id,
+                    event.repository.full_name,
+                    f"{time.time():.3f}",
+                ],
             )
         except redis.RedisError as exc:
             raise QueueUnavailable(f"job queue (Redis) unavailable: {exc}") from exc
-        found = found_id.decode() if isinstance(found_id, bytes) else str(found_id)
-        return Enqueued(job_id=found, job_type=job_type, duplicate=not bool(created))
-
-    def _evalsha(self, *keys_then_args: Any) -> Any:
-        """The intake script (3 keys, then its arguments) on a connection of the queue's own,
-        loading the script first when Redis does not have it (after a restart or a flush)."""
-        command = ("EVALSHA", self._script_sha, 3, *keys_then_args)
-        conn, reused = self._checkout()
-        try:
-            try:
-                return self._run_script(conn, command)
-            except redis.ConnectionError:
-                if not reused:
-                    raise
-                # An idle connection Redis closed meanwhile (a restart, a failover, its idle
-                # timeout, a proxy's): once more on a fresh socket. Safe even if the first
-                # call ran: the delivery key makes the second answer "duplicate", same job id.
-                return self._run_script(conn, command)
-        finally:
-            self._checkin(conn)
-
-    def _run_script(self, conn: Any, command: tuple[Any, ...]) -> Any:
-        try:
-            return self._call(conn, command)
-        except NoScriptError:
-            self._call(conn, ("SCRIPT", "LOAD", _ENQUEUE_LUA))
-            return self._call(conn, command)
-
-    @staticmethod
-    def _call(conn: Any, command: tuple[Any, ...]) -> Any:
-        try:
-            conn.send_packed_command(conn.pack_command(*command), check_health=False)
-            return conn.read_response()
-        except redis.ResponseError:
-            raise  # Redis answered: the connection is in a known state
-        except BaseException:
-            # a timeout or a dropped connection leaves the protocol mid-answer: start afresh
-            conn.disconnect()
-            raise
-
-    def _checkout(self) -> tuple[Any, bool]:  # a redis-py Connection (untyped), reused?
-        """An idle connection (True), or a new one. Connections made before a fork are left
-        to the parent (gunicorn forks workers; a shared socket would interleave answers)."""
-        with self._idle_lock:
-            if self._pid != os.getpid():
-                self._idle.clear()  # redis-py never shuts down a socket of another process
-                self._pid = os.getpid()
-            if self._idle:
-                return self._idle.pop(), True
-        return self._redis.connection_pool.make_connection(), False
-
-    def _checkin(self, conn: Any) -> None:
-        with self._idle_lock:
-            if self._pid == os.getpid():
-                self._idle.append(conn)
-
-    def close(self) -> None:
-        """Close the idle connections (call when no enqueue is running)."""
-        with self._idle_lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.disconnect()
-
-    def celery_message(
-        self, *, task_name: str, task_id: str, args: tuple[Any, ...], queue: str, summary: str
-    ) -> str:
-        """The JSON envelope kombu's Redis transport stores in a queue list, for one task.
-
-        The headers and properties come from Celery's own protocol-2 encoder
-        (``AMQP.as_task_v2``), run once per task and queue; each job fills in its ids, its
-        summary and its body. ``summary`` is what Celery shows as the task's arguments in logs
-        and monitoring; giving it spares Celery's generic repr of the event."""
-        template = self._templates.get((task_name, queue))
-        if template is None:
-            template = self._templates[(task_name, queue)] = self._template(task_name, queue)
-        base_headers, base_properties, embed = template
-        headers = dict(base_headers, id=task_id, root_id=task_id, argsrepr=summary)
-        # One message per job, so the job id is a unique delivery tag (kombu acks by it).
-        properties = dict(base_properties, correlation_id=task_id, delivery_tag=task_id)
-        body = _dumps([args, {}, embed])
-        return _dumps(
-            {
-                "body": base64.b64encode(body.encode()).decode(),
-                "content-encoding": "utf-8",
-                "content-type": "application/json",
-                "headers": headers,
-                "properties": properties,
-            }
-        )
-
-    def _template(self, task_name: str, queue: str) -> tuple[dict[str, Any], dict[str, Any], Any]:
-        headers, properties, body, _ = self._encoder.amqp.as_task_v2(
-            "template", task_name, args=(), kwargs={}, ignore_result=True, kwargsrepr="{}"
-        )
-        properties.update(
-            body_encoding="base64",
-            delivery_mode=2,
-            priority=0,
-            delivery_info={"exchange": "", "routing_key": queue},
-        )
-        _args, _kwargs, embed = body
-        return headers, properties, embed
+        if created:
+            after_task_publish.send(
+                sender=task_name,
+                body=message.body,
+                headers=message.headers,
+                exchange="",
+                routing_key=queue,
+            )
+        return Enqueued(job_id=_text(found_id), job_type=job_type, duplicate=not created)
 
     def ping(self) -> None:
         """Raises QueueUnavailable unless Redis answers within the timeout."""
@@ -316,25 +247,53 @@ class JobQueue:
         except redis.RedisError as exc:
             raise QueueUnavailable(f"job queue (Redis) unavailable: {exc}") from exc
 
-    def depths(self) -> dict[str, int]:
-        """Messages waiting per queue (not counting those a worker holds)."""
+    def workers(self) -> dict[str, int]:
+        """Workers consuming each queue (a current heartbeat); raises QueueUnavailable."""
+        try:
+            counts = self._live_workers_script(keys=[WORKERS_KEY.format(queue=q) for q in QUEUES])
+        except redis.RedisError as exc:
+            raise QueueUnavailable(f"job queue (Redis) unavailable: {exc}") from exc
+        return dict(zip(QUEUES, (int(n) for n in counts), strict=True))
+
+    def stats(self) -> QueueStats:
+        """Queue depths (messages not yet taken by a worker), jobs processed, restarts and
+        workers, in one round trip; raises QueueUnavailable."""
         try:
             pipe = self._redis.pipeline(transaction=False)
             for queue in QUEUES:
                 pipe.llen(queue)
-            return dict(zip(QUEUES, (int(n) for n in pipe.execute()), strict=True))
-        except redis.RedisError as exc:
-            raise QueueUnavailable(str(exc)) from exc
-
-    def jobs_processed(self) -> dict[tuple[str, str], int]:
-        """Counts workers recorded, by (job type, outcome)."""
-        try:
-            raw = self._redis.hgetall(JOBS_PROCESSED_KEY)
+            pipe.hgetall(JOBS_PROCESSED_KEY)
+            pipe.hgetall(RESTARTS_KEY)
+            *depths, processed, restarts = pipe.execute()
+            workers = self.workers()
         except redis.RedisError as exc:
             raise QueueUnavailable(str(exc)) from exc
         counts: dict[tuple[str, str], int] = {}
-        for key, value in raw.items():
-            text = key.decode() if isinstance(key, bytes) else str(key)
-            job_type, _, outcome = text.partition("|")
+        for key, value in processed.items():
+            job_type, _, outcome = _text(key).partition("|")
             counts[(job_type, outcome)] = int(value)
-        return counts
+        return QueueStats(
+            depths=dict(zip(QUEUES, (int(n) for n in depths), strict=True)),
+            processed=counts,
+            restarts={_text(name): int(value) for name, value in restarts.items()},
+            workers=workers,
+        )
+
+
+def record_heartbeat(client: redis.Redis, *, worker: str, queues: list[str], ttl: float) -> None:
+    """Mark ``worker`` as consuming ``queues`` for the next ``ttl`` seconds."""
+    keys = [WORKERS_KEY.format(queue=queue) for queue in queues]
+    client.eval(_HEARTBEAT_LUA, len(keys), *keys, worker, ttl)
+
+
+def forget_worker(client: redis.Redis, *, worker: str, queues: list[str]) -> None:
+    """``worker`` stopped consuming ``queues`` (a warm shutdown)."""
+    pipe = client.pipeline(transaction=False)
+    for queue in queues:
+        pipe.zrem(WORKERS_KEY.format(queue=queue), worker)
+    pipe.execute()
+
+
+def count_restart(client: redis.Redis, process: str) -> None:
+    """Count one restart of ``process`` (shown by /metrics as gitops_process_restarts_total)."""
+    client.hincrby(RESTARTS_KEY, process, 1)

@@ -17,6 +17,8 @@ from typing import Any
 from bot.errors import SettingsError
 
 MIB = 1024 * 1024
+MAX_BODY_BYTES = 25 * MIB
+"""Default largest webhook body (GitHub caps payloads at 25 MB; GitLab's default is the same)."""
 
 
 def _parse_bool(raw: str) -> bool:
@@ -122,7 +124,7 @@ class Settings:
         "GITOPS_MAX_BODY_BYTES",
         _parse_positive_int,
         "Largest webhook body accepted; larger deliveries get 413 without being read.",
-        default=25 * MIB,
+        default=MAX_BODY_BYTES,
     )
     preview_drafts: bool = _setting(
         "GITOPS_PREVIEW_DRAFTS",
@@ -175,6 +177,34 @@ class Settings:
         "Threads per gunicorn worker process (more threads wait on Redis together, but contend "
         "for the GIL).",
         default=4,
+    )
+    lock_timeout: float = _setting(
+        "GITOPS_LOCK_TIMEOUT",
+        _parse_positive_float,
+        "Seconds `gitops-bot serve` waits for another bot to release GITOPS_DATA_DIR (long "
+        "enough for a restart) before it exits with an error; two bots never share one.",
+        default=30.0,
+    )
+    restart_limit: int = _setting(
+        "GITOPS_RESTART_LIMIT",
+        _parse_positive_int,
+        "Times `serve` and `worker` restart one of their processes (embedded Redis, a worker, "
+        "the web server, beat) within GITOPS_RESTART_WINDOW before they give up and exit "
+        "non-zero, for the service manager to restart the whole bot.",
+        default=5,
+    )
+    restart_window: float = _setting(
+        "GITOPS_RESTART_WINDOW",
+        _parse_positive_float,
+        "Seconds over which GITOPS_RESTART_LIMIT counts restarts.",
+        default=600.0,
+    )
+    worker_heartbeat: float = _setting(
+        "GITOPS_WORKER_HEARTBEAT",
+        _parse_positive_float,
+        "Seconds between a worker's heartbeats in Redis; after three missed ones /readyz "
+        "counts it gone.",
+        default=10.0,
     )
     clusters_file: Path | None = _setting(
         "GITOPS_CLUSTERS_FILE",

@@ -15,7 +15,7 @@ import redis
 from flask.testing import FlaskClient
 
 from bot.app import create_app
-from bot.queue import JOB_KEY
+from bot.queue import JOB_KEY, count_restart, record_heartbeat
 from bot.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"
@@ -222,7 +222,7 @@ def test_redis_down_answers_503_so_the_forge_redelivers() -> None:
 
 
 def test_readyz_when_redis_answers(client: FlaskClient) -> None:
-    assert client.get("/readyz").get_json() == {"status": "ready"}
+    assert client.get("/readyz?exclude=workers").get_json() == {"status": "ready"}
 
 
 def test_metrics_count_deliveries_and_jobs(client: FlaskClient) -> None:
@@ -241,6 +241,13 @@ def test_metrics_count_deliveries_and_jobs(client: FlaskClient) -> None:
     )
     assert 'gitops_queue_depth{queue="previews"} 1.0' in text
     assert "gitops_queue_up 1.0" in text
+    assert 'gitops_queue_workers{queue="deploys"} 0.0' in text
+
+
+def test_metrics_count_process_restarts(client: FlaskClient, redis_url: str) -> None:
+    count_restart(redis.Redis.from_url(redis_url), "redis")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'gitops_process_restarts_total{process="redis"} 1.0' in text
 
 
 def test_unknown_event_names_do_not_grow_the_metrics(client: FlaskClient) -> None:
@@ -270,40 +277,38 @@ def test_event_payload_in_queue_is_plain_values(client: FlaskClient, redis_url: 
     assert GITHUB_SECRET not in json.dumps(args)
 
 
-def test_answers_are_what_jsonify_would_write(redis_url: str) -> None:
-    """Webhook answers are written by orjson: the same JSON as Flask's jsonify, and jsonify
-    itself for a value orjson refuses (a lone surrogate)."""
-    from bot.app import _answer
-
-    app = make_client(redis_url).application
-    with app.test_request_context():
-        for fields in ({"action": "ignored", "reason": "Zoë's PR"}, {"error": "bad \ud800"}):
-            ours, status = _answer("d-1", 200, **fields)
-            reference = app.json.response(delivery="d-1", **fields)
-            assert status == 200 and ours.mimetype == "application/json"
-            assert json.loads(ours.get_data()) == json.loads(reference.get_data())
-
-
-@pytest.mark.parametrize(
-    ("environ", "expected"),
-    [
-        # a declared length is read exactly: the next keep-alive request stays unread
-        ({"CONTENT_LENGTH": "5"}, b"hello"),
-        ({"CONTENT_LENGTH": "11"}, None),  # over the limit: refused before reading
-        ({"CONTENT_LENGTH": "0"}, b""),
-        # a chunked body the server terminates is read up to limit + 1
-        ({"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True}, None),
-        ({"HTTP_TRANSFER_ENCODING": "chunked", "CONTENT_LENGTH": "5"}, b""),
-        ({"CONTENT_LENGTH": "nonsense", "wsgi.input_terminated": True}, None),
-        ({"CONTENT_LENGTH": "-5"}, b""),  # werkzeug reads no body here either
-        ({"CONTENT_LENGTH": "\u00b2"}, b""),  # a superscript digit: not a length, not a 500
-        ({}, b""),
-    ],
-)
-def test_body_is_read_as_werkzeug_reads_it(environ: dict[str, Any], expected: bytes | None) -> None:
+def test_a_chunked_body_over_the_limit_is_413(redis_url: str) -> None:
+    """No Content-Length to refuse up front: the body is read up to the limit, no further."""
     import io
 
-    from bot.app import _read_body
+    client = make_client(redis_url, GITOPS_MAX_BODY_BYTES="1000")
+    stream = io.BytesIO(b"x" * 5000)
+    response = client.post(
+        "/webhooks/github",
+        input_stream=stream,
+        headers={"X-GitHub-Event": "push", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.get_json()["action"] == "rejected"
+    assert stream.tell() <= 1001
 
-    stream = io.BytesIO(b"helloGET /next HTTP/1.1")
-    assert _read_body({**environ, "wsgi.input": stream}, 10) == expected
+
+def test_readyz_names_a_queue_no_worker_consumes(client: FlaskClient, redis_url: str) -> None:
+    """Merges would queue and never deploy: not ready, saying which queue lacks a worker."""
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["workers"] == {"deploys": 0, "previews": 0}
+    assert "deploys or previews" in response.get_json()["error"]
+    # A web process that must take deliveries while the workers are away asks for less.
+    assert client.get("/readyz?exclude=workers").get_json() == {"status": "ready"}
+    redis_store = redis.Redis.from_url(redis_url)
+    record_heartbeat(redis_store, worker="previews@host", queues=["previews"], ttl=60)
+    response = client.get("/readyz")
+    assert (
+        response.status_code == 503 and "no worker consumes deploys" in response.get_json()["error"]
+    )
+    record_heartbeat(redis_store, worker="deploys@host", queues=["deploys"], ttl=60)
+    assert client.get("/readyz").get_json() == {
+        "status": "ready",
+        "workers": {"deploys": 1, "previews": 1},
+    }

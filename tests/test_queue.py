@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
 import threading
 import time
 import uuid
+from typing import Any
 
 import pytest
 import redis
+from celery import Celery
+from celery.signals import after_task_publish, before_task_publish
 
 from bot.errors import QueueUnavailable
 from bot.events import PullRequestEvent, PushEvent, Repository, from_task
-from bot.queue import JOB_KEY, JobQueue, kombu_url, new_job_id, redis_client
+from bot.queue import (
+    JOB_KEY,
+    JobQueue,
+    forget_worker,
+    kombu_url,
+    record_heartbeat,
+    redis_client,
+)
 
 REPO = Repository(
     provider="github",
@@ -151,15 +162,8 @@ def test_a_flushed_script_is_loaded_again(redis_url: str) -> None:
     assert queue.enqueue(pr_event("after-flush"), provider="github").job_id == queued.job_id
 
 
-def test_concurrent_enqueues_use_separate_connections_and_reuse_them(redis_url: str) -> None:
+def test_concurrent_enqueues_are_all_queued(redis_url: str) -> None:
     queue = make_queue(redis_url)
-    first, _ = queue._checkout()
-    second, _ = queue._checkout()  # taken while the first is in use: another connection
-    assert second is not first
-    queue._checkin(second)
-    queue._checkin(first)
-    assert queue._checkout() == (first, True)  # most recently used first
-    queue._checkin(first)
     threads = [
         threading.Thread(
             target=queue.enqueue, args=(pr_event(f"c-{i}"),), kwargs={"provider": "github"}
@@ -171,17 +175,23 @@ def test_concurrent_enqueues_use_separate_connections_and_reuse_them(redis_url: 
     for t in threads:
         t.join()
     assert redis.Redis.from_url(redis_url).llen("previews") == 8
-    assert 1 <= len(queue._idle) <= 8
 
 
-def test_connections_made_before_a_fork_stay_with_the_parent(redis_url: str) -> None:
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_process_gets_connections_of_its_own(redis_url: str) -> None:
+    """gunicorn forks its workers after the app may have connected: parent and child must not
+    share a socket (their answers would interleave); redis-py's pool starts afresh in the child."""
     queue = make_queue(redis_url)
-    queue.enqueue(pr_event("f-1"), provider="github")
-    parent_conn = queue._idle[-1]
-    queue._pid = -1  # as a gunicorn worker sees it just after the fork
-    conn, reused = queue._checkout()
-    assert conn is not parent_conn and not reused
-    assert not queue.enqueue(pr_event("f-2"), provider="github").duplicate
+    queue.enqueue(pr_event("f-parent-1"), provider="github")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            queue.enqueue(pr_event("f-child"), provider="github")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert not queue.enqueue(pr_event("f-parent-2"), provider="github").duplicate
+    assert redis.Redis.from_url(redis_url).llen("previews") == 3
 
 
 def test_an_idle_connection_closed_by_redis_is_replaced_unseen(redis_url: str) -> None:
@@ -190,71 +200,107 @@ def test_an_idle_connection_closed_by_redis_is_replaced_unseen(redis_url: str) -
     queue = make_queue(redis_url)
     queue.enqueue(pr_event("k-1"), provider="github")
     client = redis.Redis.from_url(redis_url)
-    before = client.llen("previews")
-    queue_conn_id = queue._call(queue._idle[-1], ("CLIENT", "ID"))
-    assert client.client_kill_filter(_id=queue_conn_id) == 1
+    assert client.client_kill_filter(_type="normal", skipme=True) >= 1  # the queue's connection
     assert not queue.enqueue(pr_event("k-2"), provider="github").duplicate
-    assert client.llen("previews") == before + 1
+    assert client.llen("previews") == 2
 
 
-def test_a_new_connection_that_fails_is_not_retried() -> None:
-    """Nothing listening: one attempt, QueueUnavailable (503), no second wait."""
-    queue = make_queue(f"redis://127.0.0.1:{closed_port()}/0", timeout=0.5)
-    with pytest.raises(QueueUnavailable):
-        queue.enqueue(pr_event(), provider="github")
-    assert queue._idle and queue._idle[0]._sock is None  # disconnected, kept for next time
+def test_a_timeout_is_not_retried() -> None:
+    """A server that accepts but never answers: one connection, QueueUnavailable after one
+    timeout; no second attempt doubles the wait the forge sees."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        queue = make_queue(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(QueueUnavailable):
+            queue.enqueue(pr_event(), provider="github")
+        assert time.monotonic() - started < 1.5  # one timeout, not two
+        assert len(accepted) == 1
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
 
 
-def test_message_is_what_celerys_own_encoder_builds(redis_url: str) -> None:
-    """The per-task template filled in per job equals Celery's ``as_task_v2`` output for
-    that job, but for the delivery tag (the job id: one message per job) and the origin."""
+def test_message_is_what_celery_publishes(redis_url: str) -> None:
+    """The stored message is what kombu's Redis transport stores when Celery's own
+    ``send_task`` publishes the same task, but for the per-message delivery tag, the sending
+    process (origin) and what send_task adds for results."""
+    celery = Celery("reference", broker=kombu_url(redis_url), set_as_current=False)
     queue = make_queue(redis_url)
-    ours = json.loads(
-        queue.celery_message(
-            task_name="gitops.deploy", task_id="T-1", args=({"a": 1},), queue="deploys", summary="S"
-        )
+    event = pr_event("same-as-celery")
+    ours = queue.enqueue(event, provider="github")
+    celery.send_task(
+        "gitops.preview",
+        args=(event.to_task(),),
+        task_id=ours.job_id,
+        queue="previews",
+        ignore_result=True,
+        argsrepr=f"PullRequestEvent({REPO.full_name}, delivery same-as-celery)",
+        kwargsrepr="{}",
     )
-    headers, properties, body, _ = queue._encoder.amqp.as_task_v2(
-        "T-1", "gitops.deploy", args=({"a": 1},), kwargs={}, ignore_result=True,
-        argsrepr="S", kwargsrepr="{}",
-    )  # fmt: skip
-    assert ours["headers"] == json.loads(json.dumps(headers))
-    assert json.loads(base64.b64decode(ours["body"])) == json.loads(json.dumps(body))
-    assert ours["properties"]["delivery_tag"] == "T-1"
-    assert {k: v for k, v in ours["properties"].items() if k != "delivery_tag"} == {
-        **properties,
-        "body_encoding": "base64",
-        "delivery_mode": 2,
-        "priority": 0,
-        "delivery_info": {"exchange": "", "routing_key": "deploys"},
-    }
+    client = redis.Redis.from_url(redis_url)
+    celerys, mine = (json.loads(raw) for raw in client.lrange("previews", 0, -1))
+    for message in (celerys, mine):
+        del message["properties"]["delivery_tag"], message["headers"]["origin"]
+    # send_task also copies its argsrepr/kwargsrepr options into the properties, and names its
+    # app as reply_to for results, which jobs do not have
+    for name in ("argsrepr", "kwargsrepr", "reply_to"):
+        celerys["properties"].pop(name)
+    mine["properties"].pop("reply_to")
+    assert mine == celerys
 
 
-def test_job_ids_are_distinct_version_4_uuids() -> None:
-    ids = [new_job_id() for _ in range(1000)]  # several batches of the kernel's randomness
-    assert len(set(ids)) == 1000
-    assert all(
-        uuid.UUID(job_id).version == 4 and str(uuid.UUID(job_id)) == job_id for job_id in ids
-    )
+def test_publish_signals_fire_as_celery_fires_them(redis_url: str) -> None:
+    """Tracing integrations add headers in before_task_publish: they travel with the message.
+    after_task_publish fires for a job queued, not for a redelivery that queued nothing."""
+    published: list[str] = []
+
+    def add_header(headers: dict[str, Any], **_: Any) -> None:
+        headers["x-trace"] = "trace-1"
+
+    def record(headers: dict[str, Any], routing_key: str, **_: Any) -> None:
+        published.append(f"{headers['id']}@{routing_key}")
+
+    before_task_publish.connect(add_header)
+    after_task_publish.connect(record)
+    try:
+        queue = make_queue(redis_url)
+        first = queue.enqueue(pr_event("signals"), provider="github")
+        queue.enqueue(pr_event("signals"), provider="github")
+    finally:
+        before_task_publish.disconnect(add_header)
+        after_task_publish.disconnect(record)
+    raw = redis.Redis.from_url(redis_url).lindex("previews", 0)
+    assert raw is not None and json.loads(raw)["headers"]["x-trace"] == "trace-1"
+    assert published == [f"{first.job_id}@previews"]
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_forked_processes_draw_different_job_ids() -> None:
-    """gunicorn forks its workers after importing the app: they must not share the ids the
-    parent drew from the kernel and has not handed out yet."""
-    new_job_id()  # the parent holds a part-used batch when it forks, as a preloaded app would
-    reader, writer = os.pipe()
-    children = []
-    for _ in range(2):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            os.write(writer, (new_job_id() + "\n").encode())
-            os._exit(0)
-        children.append(pid)
-    for pid in children:
-        os.waitpid(pid, 0)
-    os.close(writer)
-    with os.fdopen(reader) as stream:
-        from_children = stream.read().split()
-    assert len(from_children) == 2
-    assert len({*from_children, new_job_id()}) == 3
+def test_job_ids_are_version_4_uuids(redis_url: str) -> None:
+    queue = make_queue(redis_url)
+    ids = {queue.enqueue(pr_event(f"u-{i}"), provider="github").job_id for i in range(20)}
+    assert len(ids) == 20
+    assert all(uuid.UUID(job_id).version == 4 for job_id in ids)
+
+
+def test_workers_are_counted_by_current_heartbeat(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    queue = make_queue(redis_url)
+    assert queue.workers() == {"deploys": 0, "previews": 0}
+    record_heartbeat(client, worker="a@host", queues=["previews"], ttl=60)
+    record_heartbeat(client, worker="b@host", queues=["previews", "deploys"], ttl=0.3)
+    assert queue.workers() == {"deploys": 1, "previews": 2}
+    time.sleep(0.4)  # b's heartbeat expired: it died without saying so
+    assert queue.workers() == {"deploys": 0, "previews": 1}
+    forget_worker(client, worker="a@host", queues=["previews"])  # a warm shutdown
+    assert queue.workers() == {"deploys": 0, "previews": 0}

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from bot.events import CommandEvent, PullRequestEvent, PushEvent
+from bot.settings import MAX_BODY_BYTES
 from bot.webhooks import IntakeOptions, Outcome, WebhookError, handle_github
-from bot.webhooks.base import MAX_BODY_BYTES
 from bot.webhooks.github import sign
 
 FIXTURES = Path(__file__).parent / "fixtures" / "webhooks" / "github"

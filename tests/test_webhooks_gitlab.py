@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from bot.events import CommandEvent, PullRequestEvent, PushEvent, Repository
+from bot.settings import MAX_BODY_BYTES
 from bot.webhooks import IntakeOptions, Outcome, WebhookError, handle_gitlab
-from bot.webhooks.base import MAX_BODY_BYTES
 from bot.webhooks.gitlab import api_url
 
 FIXTURES = Path(__file__).parent / "fixtures" / "webhooks" / "gitlab"

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from celery import Celery
+from celery.signals import before_task_publish
 
 from bot.events import PushEvent
-from bot.queue import JOB_KEY, JobQueue, redis_client
+from bot.queue import JOB_KEY, JobQueue, kombu_url, redis_client
 from bot.settings import Settings
 from tests.test_queue import REPO, pr_event
 from workers.celery_app import celery_config
@@ -31,6 +33,21 @@ def wait_for_state(client: redis.Redis, job_id: str, state: str, timeout: float 
     raise AssertionError(
         f"job {job_id} never reached {state}: {client.hgetall(JOB_KEY.format(job_id=job_id))}"
     )
+
+
+def celery_worker(redis_url: str, log: Path, *, queue: str = "previews") -> subprocess.Popen[bytes]:
+    """A real Celery worker on the bot's app, with the test tasks and signal receivers loaded."""
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "workers.celery_app:app", "worker",
+            "--queues", queue, "--concurrency", "1", "--include", "tests.worker_tasks",
+            "--without-gossip", "--without-mingle",
+        ],
+        env=dict(os.environ, REDIS_URL=redis_url, GITOPS_WORKER_HEARTBEAT="0.5"),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=Path(__file__).parents[1],
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -76,7 +93,7 @@ def test_jobs_queued_before_a_worker_runs_are_processed_when_it_starts(
     start_worker()  # type: ignore[operator]
     wait_for_state(client, preview.job_id, "done")
     wait_for_state(client, deploy.job_id, "done")
-    counts = JobQueue(redis_client(redis_url, timeout=2), delivery_ttl=60).jobs_processed()
+    counts = JobQueue(redis_client(redis_url, timeout=2), delivery_ttl=60).stats().processed
     assert counts == {("preview", "done"): 1, ("deploy", "done"): 1}
     assert client.llen("previews") == 0 and client.llen("deploys") == 0
 
@@ -108,40 +125,10 @@ def test_a_job_whose_worker_process_is_killed_runs_again(redis_url: str, tmp_pat
     the process running it dies (OOM kill, SIGKILL) the job goes back on the queue and runs
     again; nothing is lost. (A whole worker host lost mid-job is covered by the visibility
     timeout: its unacknowledged job is handed out again after GITOPS_JOB_TIMEOUT x 2 + 300 s.)"""
-    env = dict(os.environ, REDIS_URL=redis_url)
-    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.celery_app:app",
-            "worker",
-            "--queues",
-            "previews",
-            "--concurrency",
-            "1",
-            "--include",
-            "tests.worker_tasks",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        env=env,
-        stdout=log,
-        stderr=log,
-        cwd=Path(__file__).parents[1],
-    )
+    worker = celery_worker(redis_url, tmp_path / "worker.log")
     client = redis.Redis.from_url(redis_url)
-    queue = JobQueue(redis_client(redis_url, timeout=2), delivery_ttl=60)
-    message = queue.celery_message(
-        task_name="gitops.test.slow",
-        task_id="slow-1",
-        args=("k", 60),
-        queue="previews",
-        summary="slow",
-    )
-    client.lpush("previews", message)
+    sender = Celery("test-sender", broker=kombu_url(redis_url), set_as_current=False)
+    sender.send_task("gitops.test.slow", args=("k", 60), queue="previews")
     try:
         deadline = time.monotonic() + 60
         while client.get("k:pid:1") is None:
@@ -156,3 +143,70 @@ def test_a_job_whose_worker_process_is_killed_runs_again(redis_url: str, tmp_pat
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_header_set_by_a_publish_receiver_reaches_the_task(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Tracing integrations (OpenTelemetry's) put their context in the message's headers in
+    ``before_task_publish`` and read it back in the worker: the bot's intake sends that signal
+    as Celery's send_task does, so the header arrives with the job."""
+
+    def add_trace(headers: dict[str, object], **_: object) -> None:
+        headers["x-test-trace"] = "trace-42"
+
+    before_task_publish.connect(add_trace)
+    try:
+        queued = JobQueue(redis_client(redis_url, timeout=2), delivery_ttl=60).enqueue(
+            pr_event("traced"), provider="github"
+        )
+    finally:
+        before_task_publish.disconnect(add_trace)
+    worker = celery_worker(redis_url, tmp_path / "worker.log")
+    client = redis.Redis.from_url(redis_url)
+    try:
+        wait_for_state(client, queued.job_id, "done")
+        assert client.get(f"trace:{queued.job_id}") == b"trace-42"
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_worker_announces_its_queues_while_it_consumes_them(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """/readyz knows a queue has a worker by its heartbeat: there while the worker runs, gone at
+    once after a warm shutdown, expired a few intervals after a SIGKILL."""
+    queue = JobQueue(redis_client(redis_url, timeout=2), delivery_ttl=60)
+    assert queue.workers() == {"deploys": 0, "previews": 0}
+    worker = celery_worker(redis_url, tmp_path / "worker.log", queue="deploys")
+    try:
+        deadline = time.monotonic() + 60
+        while queue.workers()["deploys"] != 1:
+            assert worker.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "worker.log"
+            ).read_text()
+            time.sleep(0.1)
+        assert queue.workers()["previews"] == 0
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert queue.workers() == {"deploys": 0, "previews": 0}  # withdrawn by the warm shutdown
+
+    worker = celery_worker(redis_url, tmp_path / "worker-2.log", queue="deploys")
+    try:
+        deadline = time.monotonic() + 60
+        while queue.workers()["deploys"] != 1:
+            assert time.monotonic() < deadline, (tmp_path / "worker-2.log").read_text()
+            time.sleep(0.1)
+        worker.kill()
+        worker.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while queue.workers()["deploys"] != 0:  # three missed heartbeats: 1.5 s
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        if worker.poll() is None:
+            worker.kill()

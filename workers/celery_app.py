@@ -9,6 +9,9 @@ At-least-once delivery: ``acks_late`` (a job is acknowledged only when done),
 holds no jobs it is not running) and a Redis visibility timeout longer than the longest job (an
 unacknowledged job is handed to another worker only after that). Jobs must therefore be
 idempotent, which every task is.
+
+Each worker announces the queues it consumes in Redis (``workers.heartbeat``), and beat's
+schedule comes from ``workers.schedule``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from celery import Celery
 
 from bot.queue import QUEUE_OF, QUEUES, TASK_NAMES, kombu_url
 from bot.settings import Settings
+from workers.heartbeat import Heartbeat
+from workers.schedule import beat_schedule
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -54,6 +59,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": False,
         "worker_enable_remote_control": False,
         "broker_connection_max_retries": None,
+        "beat_schedule": beat_schedule(settings),
     }
 
 
@@ -65,5 +71,6 @@ class GitopsCelery(Celery):  # type: ignore[misc]
 
 
 app = GitopsCelery("gitops_bot", include=["workers.tasks"], set_as_current=True)
+app.steps["consumer"].add(Heartbeat)
 
 __all__ = ["QUEUES", "app", "celery_config"]

@@ -1,27 +1,46 @@
 """``gitops-bot serve``, ``worker`` and ``beat``: running the bot.
 
 ``serve`` is the newcomer's one command: with no ``REDIS_URL`` it starts an embedded Redis
-(data in ``GITOPS_DATA_DIR``) and the Celery workers beside the web server. With ``REDIS_URL``
-set, run ``serve`` (or gunicorn) for the web and ``worker`` separately: the production shape.
+(data in ``GITOPS_DATA_DIR``), the Celery workers and beat beside the web server, and keeps them
+running (``bot.processes``). With ``REDIS_URL`` set, run ``serve`` (or gunicorn) for the web and
+``worker`` and ``beat`` separately: the production shape.
+
+Order of start-up: the data directory's lock (waiting ``GITOPS_LOCK_TIMEOUT`` for a bot that is
+stopping), the listening socket (a busy port ends here, with nothing started), then the
+processes; gunicorn serves on the socket ``serve`` bound.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import click
 
 from bot.cli import cli_settings, main
-from bot.processes import Supervisor, celery_command, prometheus_dir, run_gunicorn, worker_commands
+from bot.processes import (
+    Command,
+    DataDirBusy,
+    DataDirLock,
+    Supervised,
+    Supervisor,
+    beat_command,
+    prometheus_dir,
+    web_command,
+    worker_commands,
+)
 from bot.settings import Settings
 
-if TYPE_CHECKING:
-    from bot.embedded_redis import EmbeddedRedis
-
 log = logging.getLogger("gitops_bot.cli")
+
+PORT_IN_USE = (
+    "cannot listen on {host}:{port}: the port is in use (another gitops-bot?); stop what "
+    "listens there, or choose another --port"
+)
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -30,83 +49,155 @@ def _setup_logging(settings: Settings) -> None:
     )
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``, or a ClickException saying why not."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(PORT_IN_USE.format(host=host, port=port)) from exc
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
+
+
+def _restart_counter(redis_url: str, timeout: float) -> Callable[[str], None]:
+    """Counts restarts in Redis, where /metrics reads them."""
+    # redis and celery load here, not at import: `gitops-bot --help` stays fast
+    from bot.queue import count_restart, redis_client
+
+    client = redis_client(redis_url, timeout=timeout)
+    return lambda name: count_restart(client, name)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free port, printed at start).",
+)
 @click.option(
     "--workers/--no-workers",
     default=None,
-    help="Run the Celery workers in this command too (default: only with the embedded Redis).",
+    help="Run the Celery workers and beat in this command too (default: only with the "
+    "embedded Redis).",
 )
 def serve(host: str, port: int, workers: bool | None) -> None:
-    """Run the webhook server (and, without REDIS_URL, an embedded Redis and the workers)."""
-    # redis and celery load here, not at import: `gitops-bot --help` stays fast
+    """Run the webhook server (and, without REDIS_URL, an embedded Redis, the workers and beat).
+
+    Every process is supervised: one that dies is restarted; one that keeps dying stops the
+    bot with exit code 1. Start-up errors (a busy port, a data directory another bot holds)
+    exit with code 1 before anything is started."""
+    settings = cli_settings(require_webhook_secret=True)
+    _setup_logging(settings)
+    lock = DataDirLock(settings.data_dir)
+    try:
+        lock.acquire(settings.lock_timeout)
+    except DataDirBusy as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        with _listen(host, port) as listener:
+            code = _serve(settings, listener, lock=lock, host=host, workers=workers)
+    finally:
+        lock.release()
+    sys.exit(code)
+
+
+def _serve(
+    settings: Settings,
+    listener: socket.socket,
+    *,
+    lock: DataDirLock,
+    host: str,
+    workers: bool | None,
+) -> int:
     from bot.embedded_redis import EmbeddedRedis, EmbeddedRedisError
     from bot.queue import QUEUES
 
-    settings = cli_settings(require_webhook_secret=True)
-    _setup_logging(settings)
-    embedded: EmbeddedRedis | None = None
-    supervisor: Supervisor | None = None
+    env = dict(os.environ)
+    layers: list[list[Supervised]] = []
+    if not settings.redis_url:
+        embedded = EmbeddedRedis(settings.data_dir, pass_fds=(lock.fileno(),))
+        settings = settings.with_redis_url(embedded.url)
+        env["REDIS_URL"] = embedded.url
+        layers.append([embedded])
+        click.echo(f"embedded Redis, data in {embedded.data_dir}", err=True)
+    assert settings.redis_url
+    if workers is None:
+        workers = bool(layers)
+    env["PROMETHEUS_MULTIPROC_DIR"] = prometheus_dir(settings.data_dir / "metrics")
+    processes: list[Supervised] = []
+    if workers:
+        processes += worker_commands(settings, queues=QUEUES, env=env)
+        processes.append(beat_command(settings, env=env))
+    processes.append(web_command(listener.fileno(), env=env))
+    layers.append(processes)
+    port = listener.getsockname()[1]
+    click.echo(f"gitops-bot listening on http://{host}:{port}", err=True)
+    supervisor = Supervisor(
+        layers,
+        restart_limit=settings.restart_limit,
+        restart_window=settings.restart_window,
+        on_restart=_restart_counter(settings.redis_url, settings.redis_timeout),
+    )
     try:
-        if not settings.redis_url:
-            try:
-                embedded = EmbeddedRedis(settings.data_dir).start()
-            except EmbeddedRedisError as exc:
-                raise click.ClickException(str(exc)) from exc
-            settings = settings.with_redis_url(embedded.url)
-            os.environ["REDIS_URL"] = embedded.url  # for the worker processes
-            click.echo(f"embedded Redis running, data in {embedded.data_dir}", err=True)
-        if workers is None:
-            workers = embedded is not None
-        prometheus_dir(settings.data_dir / "metrics")
-        if workers:
-            supervisor = Supervisor(worker_commands(settings, queues=QUEUES)).start()
-        click.echo(f"gitops-bot listening on http://{host}:{port}", err=True)
-        run_gunicorn(settings, host=host, port=port)
-    finally:
-        if supervisor is not None:
-            supervisor.stop()
-        if embedded is not None:
-            embedded.stop()
+        return supervisor.run()
+    except EmbeddedRedisError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.command()
 @click.option(
     "--queues",
     default=None,
-    help="Comma-separated queues; each gets its own Celery worker process. Default: every queue.",
+    help="Comma-separated queues; each gets its own Celery worker process. "
+    "[default: every queue]",
 )
 def worker(queues: str | None) -> None:
-    """Run the Celery workers (needs REDIS_URL)."""
+    """Run the Celery workers (needs REDIS_URL); a worker that dies is restarted."""
     from bot.queue import QUEUES
 
-    queues = queues or ",".join(QUEUES)
     settings = cli_settings(require_webhook_secret=False)
     if not settings.redis_url:
         raise click.ClickException(
             "REDIS_URL is not set: `gitops-bot worker` needs the Redis the web process queues "
             "to (or run `gitops-bot serve` alone, which embeds both)"
         )
-    chosen = [q.strip() for q in queues.split(",") if q.strip()]
+    chosen = [q.strip() for q in (queues or ",".join(QUEUES)).split(",") if q.strip()]
     unknown = sorted(set(chosen) - set(QUEUES))
     if unknown or not chosen:
         raise click.BadParameter(f"unknown queue(s) {unknown}; choose from {list(QUEUES)}")
     _setup_logging(settings)
-    sys.exit(Supervisor(worker_commands(settings, queues=chosen)).start().wait())
+    supervisor = Supervisor(
+        [worker_commands(settings, queues=chosen)],
+        restart_limit=settings.restart_limit,
+        restart_window=settings.restart_window,
+        on_restart=_restart_counter(settings.redis_url, settings.redis_timeout),
+    )
+    sys.exit(supervisor.run())
 
 
 @main.command()
 def beat() -> None:
-    """Run the Celery beat scheduler (periodic jobs; needs REDIS_URL)."""
+    """Run the Celery beat scheduler (periodic jobs; needs REDIS_URL). Run exactly one per
+    installation."""
     settings = cli_settings(require_webhook_secret=False)
     if not settings.redis_url:
         raise click.ClickException(
             "REDIS_URL is not set: `gitops-bot beat` needs the queue's Redis"
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    schedule = settings.data_dir / "celerybeat-schedule"
-    os.execv(
-        sys.executable,
-        celery_command("beat", "--schedule", str(schedule), "--loglevel", settings.log_level),
-    )
+    command: Command = beat_command(settings)
+    os.execv(command.argv[0], command.argv)

@@ -8,26 +8,19 @@ what is wrong, never any other exception.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 from urllib.parse import urlsplit
 
-try:
-    import orjson
-except ImportError:  # optional: json reads the same payloads, slower
-    orjson = None  # type: ignore[assignment]
-
 from bot.errors import GitopsError
-from bot.events import Event
+from bot.events import Event, Provider
+from bot.settings import MAX_BODY_BYTES
 
-#: Largest body accepted (GitHub caps payloads at 25 MB; GitLab's default is the same order).
-MAX_BODY_BYTES = 25 * 1024 * 1024
 #: Largest id/number accepted: what fits a signed 64-bit integer, as every forge uses.
 MAX_ID = 2**63 - 1
 #: Longest delivery id header accepted (real ones are 36-character UUIDs).
@@ -35,7 +28,6 @@ MAX_DELIVERY_ID_LENGTH = 200
 #: Prefix of delivery ids derived from the body when the forge sent none.
 BODY_DIGEST_PREFIX = "sha256-"
 
-Provider = Literal["github", "gitlab"]
 T = TypeVar("T")
 
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -146,7 +138,7 @@ def delivery_id(headers: Headers, names: Iterable[str], body: bytes) -> str:
     return BODY_DIGEST_PREFIX + hashlib.sha256(body).hexdigest()
 
 
-def check_size(body: bytes, limit: int = MAX_BODY_BYTES) -> None:
+def check_size(body: bytes, limit: int) -> None:
     """413 for bodies over ``limit`` bytes."""
     if len(body) > limit:
         raise WebhookError(413, f"body is larger than {limit} bytes")
@@ -159,37 +151,8 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-# Digits made "0", so that substring searches find any number that may not fit 64 bits (20
-# digits, or 19 after a minus sign), which orjson would turn into a float; a regex scan costs
-# more than the whole parse.
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_LONG_NUMBER = b"0" * 20
-_LONG_NEGATIVE = b"-" + b"0" * 19
-
-
-def _may_overflow(text: bytes) -> bool:
-    shape = text.translate(_DIGITS_AS_ZERO)
-    return _LONG_NUMBER in shape or _LONG_NEGATIVE in shape
-
-
 def parse_json_object(text: bytes | str, *, what: str = "body") -> dict[str, Any]:
-    """Decode a JSON object, or 400 saying why not.
-
-    orjson decodes the common case (a quarter of ``json``'s CPU, on every webhook); what it
-    refuses or could read differently (NaN, lone surrogates, a byte-order mark, 64-bit
-    overflow, numbers of 20 digits and more) goes to ``json``, so a payload decodes to the
-    values ``json`` gives and is refused with ``json``'s message. (orjson nests up to 1,024
-    levels, ``json`` to the interpreter's recursion limit: between the two a payload is now
-    read rather than refused; nothing walks it deeper than the fields an event needs.)"""
-    if orjson is not None and isinstance(text, bytes) and not _may_overflow(text):
-        try:
-            value = orjson.loads(text)
-        except ValueError:  # orjson.JSONDecodeError
-            pass
-        else:
-            if not isinstance(value, dict):
-                raise WebhookError(400, f"{what} must be a JSON object, got {type_name(value)}")
-            return value
+    """Decode a JSON object, or 400 saying why not (NaN and Infinity are not JSON)."""
     try:
         value = json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
@@ -208,24 +171,17 @@ def parse_json_object(text: bytes | str, *, what: str = "body") -> dict[str, Any
 _MISSING: Any = object()
 
 
-@functools.lru_cache(maxsize=512)
-def _path_keys(path: str) -> tuple[str, ...]:
-    """A dotted path's keys; the paths are the parsers' own constants, split once each."""
-    return tuple(path.split("."))
-
-
 def _lookup(payload: Mapping[str, Any], path: str) -> Any:
     """The value at dotted ``path``, or ``_MISSING``; 400 if a parent is not an object.
 
     A ``null`` parent counts as missing, so ``"pull_request": null`` reads as "payload is
     missing pull_request.head.sha"."""
-    keys = _path_keys(path)
+    keys = path.split(".")
     current: Any = payload
     for depth, key in enumerate(keys):
         if current is None:
             return _MISSING
-        # a parsed payload holds plain dicts: skip the slower ABC check for them
-        if type(current) is not dict and not isinstance(current, Mapping):
+        if not isinstance(current, Mapping):
             where = ".".join(keys[:depth])
             raise WebhookError(
                 400, f"payload field {where} must be an object, got {type_name(current)}"
@@ -294,12 +250,6 @@ def optional(
     if value is _MISSING or value is None:
         return default
     return _check(path, value, kind)
-
-
-def present(payload: Mapping[str, Any], path: str) -> bool:
-    """True if ``path`` exists and is not ``null`` (any type)."""
-    value = _lookup(payload, path)
-    return value is not _MISSING and value is not None
 
 
 def require_sha(payload: Mapping[str, Any], path: str) -> str:

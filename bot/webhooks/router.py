@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.events import Event
-from bot.webhooks.base import IntakeOptions, Outcome, Provider, WebhookError, optional, printable
+from bot.events import Event, Provider
+from bot.webhooks.base import IntakeOptions, Outcome, WebhookError, optional, printable
 
 Handler = Callable[["Delivery"], "Event | str"]
 
@@ -67,9 +67,14 @@ class Router:
             return self._routes[(event_name, action)]
         return self._routes.get((event_name, None))
 
+    @property
+    def events(self) -> frozenset[str]:
+        """The event names some handler is registered for."""
+        return frozenset(name for name, _ in self._routes)
+
     def handles(self, event_name: str) -> bool:
         """True if some handler is registered for ``event_name``."""
-        return any(name == event_name for name, _ in self._routes)
+        return event_name in self.events
 
     def dispatch(self, delivery: Delivery) -> Outcome:
         """Run the matching handler and wrap its answer in an :class:`Outcome`."""
