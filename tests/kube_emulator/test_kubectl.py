@@ -461,7 +461,7 @@ def test_standalone_command_serves_until_sigterm(tmp_path: Path) -> None:
     import signal
 
     kubeconfig = tmp_path / "kubeconfig"
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(
         [
             sys.executable,
