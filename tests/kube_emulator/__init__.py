@@ -40,8 +40,17 @@ Emulated (checked against the Kubernetes API reference and the real kubectl 1.37
   for the kinds that have it), creationTimestamp, managedFields; no-op writes store nothing.
 - A new cluster's state: namespaces default, kube-system, kube-public, kube-node-lease, each with a
   ``default`` ServiceAccount and a ``kube-root-ca.crt`` ConfigMap; Service ``default/kubernetes``.
-- Defaulting of built-in kinds (defaults.py) and CRD schema defaults and pruning (crd.py);
-  validation with the real wording (validation.py) including immutable fields.
+- Defaulting of built-in kinds (defaults.py); validation with the real wording (validation.py)
+  including immutable fields.
+- CRDs as published in the wild (controller-gen's shape) with the structural-schema rules of the
+  Kubernetes documentation (crd.py): the root's apiVersion/kind/metadata never pruned or
+  defaulted (root ``metadata`` may only restrict name/generateName, else the CRD is refused),
+  ``x-kubernetes-embedded-resource``, ``-preserve-unknown-fields``, ``-int-or-string``, defaults
+  at any depth (arrays of objects, ``additionalProperties``), ``nullable``, several served
+  versions with one storage version (conversion ``None``; deprecated versions warn), the status
+  subresource, printer columns (typed cells, priority, JSONPath filters). Not enforced: CEL
+  rules (``x-kubernetes-validations``), ``format``, ``oneOf``/``anyOf``/``allOf``/``not``,
+  conversion webhooks.
 - A controller thread (controller.py) that makes workloads ready after ``controller_delay`` seconds;
   an image tagged ``broken`` never becomes ready, and Deployments then hit ProgressDeadlineExceeded
   after their own ``progressDeadlineSeconds``.
@@ -62,7 +71,7 @@ permissions come from the fixed tokens); admission webhooks; protobuf and CBOR r
 only; protobuf request bodies are decoded for Namespace, ConfigMap, Secret and ServiceAccount,
 which ``kubectl create <generator>`` sends, other generators get 415); Pods and ReplicaSets made by
 controllers, scheduling, logs, exec, port-forward; Events; conversion webhooks (CRD versions
-differ only by apiVersion); CEL validation rules; several versions of one built-in group (e.g.
+differ only by apiVersion); CEL validation rules (``x-kubernetes-validations``); several versions of one built-in group (e.g.
 autoscaling/v1); quota and limit ranges; an eventually consistent garbage collector (dependents
 go at once).
 """

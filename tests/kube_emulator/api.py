@@ -510,6 +510,23 @@ class Emulator:
                 raise bad_request(
                     f'fieldValidation parameter unsupported: "{fv}"; expected one of [Ignore Warn Strict]'
                 )
+        resp = self._dispatch(verb, method, t, query, headers, body)
+        if t.rt.deprecation_warning:
+            # what a real server says of a CRD version marked deprecated (to every request)
+            warning = f'299 - "{t.rt.deprecation_warning}"'
+            old = resp.headers.get("Warning")
+            resp.headers["Warning"] = f"{old}, {warning}" if old else warning
+        return resp
+
+    def _dispatch(
+        self,
+        verb: str,
+        method: str,
+        t: Target,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: bytes,
+    ) -> Response:
         if t.sub == "scale":
             return self._scale(verb, t, query, headers, body)
         if verb == "get":
@@ -860,7 +877,7 @@ class Emulator:
             old is not None
             and rt.has_generation
             and subresource is None
-            and _spec_changed(obj, old)
+            and _spec_changed(obj, old, with_status=rt.crd and "status" not in rt.subresources)
         ):
             meta["generation"] = old["metadata"].get("generation", 1) + 1
         return obj
@@ -1481,9 +1498,11 @@ def _scale_of(obj: Obj) -> Obj:
 _SYSTEM_META = ("resourceVersion", "managedFields", "generation")
 
 
-def _spec_changed(new: Obj, old: Obj) -> bool:
+def _spec_changed(new: Obj, old: Obj, *, with_status: bool = False) -> bool:
+    """Whether a write bumps metadata.generation: any change but metadata's (and status's, for a
+    kind with a status subresource: a custom resource without one counts status changes too)."""
     for k in set(new) | set(old):
-        if k in ("metadata", "status", "apiVersion", "kind"):
+        if k in ("metadata", "apiVersion", "kind") or (k == "status" and not with_status):
             continue
         if new.get(k) != old.get(k):
             return True

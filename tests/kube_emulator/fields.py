@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from .openapi import _definitions, _raw_definitions
+from .openapi import OBJECT_META, _definitions, _raw_definitions
 from .resources import ResourceType
 
 # isinstance with a tuple: ``dict | list`` builds a union object on every call (hot loops).
@@ -129,24 +129,30 @@ def unknown_fields(rt: ResourceType, obj: Obj) -> list[str]:
 
 def _walk_crd(value: Any, schema: Obj, path: str, out: list[str], *, root: bool = False) -> None:
     if isinstance(value, dict):
-        if schema.get("x-kubernetes-preserve-unknown-fields"):
-            props_only = schema.get("properties") or {}
-            for k, v in value.items():
-                if k in props_only:
-                    _walk_crd(v, props_only[k], f"{path}.{k}" if path else k, out)
-            return
+        resource = root or schema.get("x-kubernetes-embedded-resource")
+        if resource and isinstance(value.get("metadata"), dict):
+            # the metadata of a resource is an ObjectMeta, whatever the CRD's schema says of it
+            defs = _definitions(_PREFIX)
+            found: list[str] = []
+            _walk(value["metadata"], defs[OBJECT_META], None, defs, found)
+            prefix = f"{path}.metadata" if path else "metadata"
+            out.extend(f"{prefix}.{f}" for f in found)
         props = schema.get("properties")
         addl = schema.get("additionalProperties")
-        embedded = root or schema.get("x-kubernetes-embedded-resource")
+        preserve = schema.get("x-kubernetes-preserve-unknown-fields")
         for k, v in value.items():
             child = f"{path}.{k}" if path else k
-            if embedded and k in ("apiVersion", "kind", "metadata"):
+            if resource and k in ("apiVersion", "kind", "metadata"):
                 continue
             if props and k in props:
                 _walk_crd(v, props[k], child, out)
             elif isinstance(addl, dict):
                 _walk_crd(v, addl, child, out)
-            elif addl is True or (props is None and addl is None and not schema.get("type")):
+            elif (
+                preserve
+                or addl is True
+                or (props is None and addl is None and not schema.get("type"))
+            ):
                 continue
             else:
                 out.append(child)

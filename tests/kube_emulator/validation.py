@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from .crd import schema_errors as crd_schema_errors
 from .errors import FieldError, duplicate, forbidden, invalid, not_supported, required
 from .resources import ResourceType
 from .selectors import match_label_selector_object
@@ -510,6 +511,8 @@ def _v_CustomResourceDefinition(obj: Obj, old: Obj | None) -> list[FieldError]:
             errs.append(
                 required(f"spec.versions[{i}].schema.openAPIV3Schema", "schemas are required")
             )
+    if isinstance(versions, list):
+        errs.extend(crd_schema_errors(versions))
     if old is not None:
         if scope != (old.get("spec") or {}).get("scope"):
             errs.append(invalid("spec.scope", scope, MSG_IMMUTABLE))
