@@ -35,7 +35,9 @@ Emulated (checked against the Kubernetes API reference and the real kubectl 1.37
 - Real Status errors: NotFound (``deployments.apps "x" not found``, ``namespaces "x" not found``),
   AlreadyExists, Conflict (stale resourceVersion, apply conflicts), Invalid with causes, Forbidden
   with the RBAC message shape, Unauthorized, unknown resources (``the server could not find the
-  requested resource``), MethodNotAllowed, UnsupportedMediaType.
+  requested resource``), MethodNotAllowed, UnsupportedMediaType. A Secret whose ``data`` is not
+  base64 fails where a real server's Go decoding fails, in its words and byte offsets: 400 on
+  create/update, 422 Invalid (field ``patch``) on a patch, 500 with no reason on an apply.
 - metadata: uid, resourceVersion (one monotonic counter), generation (bumped on spec changes only,
   for the kinds that have it), creationTimestamp, managedFields; no-op writes store nothing.
 - A new cluster's state: namespaces default, kube-system, kube-public, kube-node-lease, each with a

@@ -1029,6 +1029,7 @@ class Emulator:
     ) -> Response:
         rt = t.rt
         obj = self._check_object(rt, self._parse_body(body, headers.get("content-type", "")), t)
+        _decodable(rt, obj)
         warn = self._unknown_fields(rt, obj, query, apply=False)
         meta = obj["metadata"]
         if not meta.get("name") and not meta.get("generateName"):
@@ -1066,6 +1067,7 @@ class Emulator:
         rt = t.rt
         assert t.name is not None
         obj = self._check_object(rt, self._parse_body(body, headers.get("content-type", "")), t)
+        _decodable(rt, obj)
         with self.store.lock:
             old = self.store.get(rt.key, t.namespace or "", t.name)
             if old is None:
@@ -1176,6 +1178,7 @@ class Emulator:
             if rv and rv != old["metadata"].get("resourceVersion"):
                 raise conflict(rt, t.name)
             self._check_object(rt, new, t)
+            _patch_decodable(rt, new, patch, strategic=ctype == SMP)
             return self._write_update(t, new, old, query, headers)
 
     def _apply(self, t: Target, config: Any, old: Obj | None, query: dict[str, str]) -> Response:
@@ -1212,6 +1215,7 @@ class Emulator:
             raise ApiError(409, "Conflict", e.message(), {"causes": e.causes()}) from e
         except merge.PatchError as e:
             raise bad_request(str(e)) from e
+        _applied_decodable(rt, merged, config)
         if t.sub == "status" and old is not None:
             new = dict(old)
             new["metadata"] = dict(
@@ -1472,6 +1476,81 @@ class Emulator:
             cur = self.store.get(("", "namespaces"), "", name)
             if cur is not None and cur["metadata"].get("deletionTimestamp"):
                 self.store.remove(("", "namespaces"), "", name)
+
+
+# ---------------------------------------------------------------- fields Go cannot decode
+# A real server decodes every write into its Go type; a Secret's ``data`` values are []byte, so
+# invalid base64 fails there, with a different answer per kind of write (decode errors are not
+# validation errors): the request body of a create or update, the patched object of a patch, the
+# result of an apply (see Kubernetes' handlers/create.go, patch.go and structuredmerge.go).
+
+
+def _decodable(rt: ResourceType, obj: Obj) -> None:
+    """A create or update body: 400 BadRequest, as the request decoder answers."""
+    problem = validation.secret_data_problem(obj) if rt.key == ("", "secrets") else None
+    if problem:
+        raise bad_request(
+            f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {problem}'
+        )
+
+
+def _patch_decodable(rt: ResourceType, patched: Obj, patch: Any, *, strategic: bool) -> None:
+    """A JSON, merge or strategic merge patch: 422 Invalid on the field ``patch``, quoting the
+    patched object (JSON and merge patches) or the patch (strategic), as the real handler does."""
+    problem = validation.secret_data_problem(patched) if rt.key == ("", "secrets") else None
+    if not problem:
+        return
+    if strategic:
+        quoted, why = _go_format(patch), f"error decoding from json: {problem}"
+    else:
+        quoted, why = json.dumps(patched, sort_keys=True, separators=(",", ":")), problem
+    detail = f"Invalid value: {json.dumps(quoted)}: {why}"
+    raise ApiError(
+        422,
+        "Invalid",
+        f' "" is invalid: patch: {detail}',
+        {"causes": [{"reason": "FieldValueInvalid", "message": detail, "field": "patch"}]},
+    )
+
+
+def _applied_decodable(rt: ResourceType, merged: Obj, config: Obj) -> None:
+    """A server-side apply: the field manager's conversion of the result fails, and the error it
+    returns is no API status, so the server answers 500 with no reason (kubectl: "Error from
+    server: failed to convert new object ...")."""
+    if rt.key != ("", "secrets"):
+        return
+    problem = validation.secret_data_problem(merged)
+    if not problem:
+        return
+    meta = config.get("metadata") or {}
+    where = f"{meta.get('namespace', '')}/{meta.get('name', '')}; /v1, Kind=Secret"
+    if problem.startswith("json: "):
+        key, value = next(
+            (k, v) for k, v in (merged.get("data") or {}).items() if not isinstance(v, str | None)
+        )
+        message = (
+            f"failed to create typed patch object ({where}): .data.{key}: expected string, got "
+            f"&value.valueUnstructured{{Value:{_go_format(value)}}}"
+        )
+    else:
+        message = (
+            f"failed to convert new object ({where}) to proper version: unable to convert "
+            f"unstructured object to /v1, Kind=Secret: error decoding from json: {problem}"
+        )
+    raise ApiError(500, "", message)
+
+
+def _go_format(value: Any) -> str:
+    """Go's ``%+v`` of decoded JSON (maps sorted by key, strings bare)."""
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{_go_format(value[k])}" for k in sorted(value)) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(_go_format(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "<nil>"
+    return str(value)
 
 
 def _scale_of(obj: Obj) -> Obj:

@@ -1063,3 +1063,80 @@ def test_apply_with_managed_fields_is_refused_like_a_real_server(
     )
     body["metadata"]["managedFields"] = None
     assert c.apply(f"{DEP_PATH}/api", body)[0] == 201
+
+
+@pytest.mark.parametrize(
+    ("value", "offset"),
+    [
+        ("aGVsbG8=", None),
+        ("aGVs\r\nbG8=", None),  # Go skips CR and LF anywhere
+        ("hunter2", 4),  # the last quantum is short: Go reports where it began
+        ("billy", 4),
+        ("not base64!", 3),  # the space
+        ("ab=x", 2),
+        ("YQ==YQ==", 4),  # data after the padding
+        ("a", 0),
+    ],
+)
+def test_base64_offsets_are_gos(value: str, offset: int | None) -> None:
+    from tests.kube_emulator.validation import base64_error_offset
+
+    assert base64_error_offset(value) == offset
+
+
+def test_secret_with_invalid_base64_is_refused_as_each_kind_of_write_is(c: Client) -> None:
+    path = "/api/v1/namespaces/default/secrets"
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "creds", "namespace": "default"},
+        "data": {"user": "YWRtaW4=", "password": "hunter2"},
+    }
+    # create and update decode the body: 400, the decoder's words
+    code, status = c("POST", path, bad)
+    assert (code, status["reason"]) == (400, "BadRequest")
+    assert status["message"] == (
+        'Secret in version "v1" cannot be handled as a Secret: illegal base64 data at input byte 4'
+    )
+    # server-side apply: the field manager's conversion fails with no API status: 500, no reason
+    code, status = c.apply(f"{path}/creds", bad)
+    assert code == 500 and "reason" not in status
+    assert status["message"] == (
+        "failed to convert new object (default/creds; /v1, Kind=Secret) to proper version: "
+        "unable to convert unstructured object to /v1, Kind=Secret: error decoding from json: "
+        "illegal base64 data at input byte 4"
+    )
+    code, _ = c.apply(f"{path}/creds", bad, "fieldManager=test&dryRun=All")
+    assert code == 500
+    good = dict(bad, data={"user": "YWRtaW4="})
+    assert c("POST", path, good)[0] == 201
+    code, status = c("PUT", f"{path}/creds", bad)
+    assert code == 400 and "illegal base64 data at input byte 4" in status["message"]
+    # a patch: 422 Invalid on the field "patch"
+    code, status = c(
+        "PATCH",
+        f"{path}/creds",
+        {"data": {"password": "hunter2"}},
+        ctype="application/merge-patch+json",
+    )
+    assert (code, status["reason"]) == (422, "Invalid")
+    [cause] = status["details"]["causes"]
+    assert cause["field"] == "patch" and cause["reason"] == "FieldValueInvalid"
+    assert cause["message"].endswith('": illegal base64 data at input byte 4')
+    assert status["message"].startswith(' "" is invalid: patch: Invalid value: "{')
+    code, status = c(
+        "PATCH",
+        f"{path}/creds",
+        {"data": {"password": "hunter2"}},
+        ctype="application/strategic-merge-patch+json",
+    )
+    assert code == 422
+    assert status["details"]["causes"][0]["message"] == (
+        'Invalid value: "map[data:map[password:hunter2]]": error decoding from json: '
+        "illegal base64 data at input byte 4"
+    )
+    # nothing was stored by any of them
+    assert c("GET", f"{path}/creds")[1]["data"] == {"user": "YWRtaW4="}
+    # what decodes is accepted: padding, CR/LF, empty values
+    fine = dict(bad, data={"a": "aGVs\nbG8=", "b": ""})
+    assert c.apply(f"{path}/creds", fine)[0] == 200

@@ -527,3 +527,24 @@ def test_managed_fields_reset_scale_entry_and_csa_to_ssa_migration(kubectl: Kube
     dep = kubectl.get("deployment", "api", "-n", "web", "--show-managed-fields")
     assert "managedFields" not in dep["metadata"]
     assert dep["spec"]["replicas"] == 3
+
+
+def test_secret_with_invalid_base64_fails_as_on_a_real_cluster(kubectl: Kubectl) -> None:
+    secret = (
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: default}\n"
+        "data: {password: hunter2}\n"
+    )
+    created = kubectl("create", "-f", "-", stdin=secret)
+    assert created.returncode == 1
+    assert (
+        'Error from server (BadRequest): error when creating "STDIN": Secret in version "v1" '
+        "cannot be handled as a Secret: illegal base64 data at input byte 4"
+    ) in created.stderr
+    applied = kubectl("apply", "--server-side", "-f", "-", stdin=secret)
+    assert applied.returncode == 1
+    assert (
+        "Error from server: failed to convert new object (default/creds; /v1, Kind=Secret) to "
+        "proper version: unable to convert unstructured object to /v1, Kind=Secret: error "
+        "decoding from json: illegal base64 data at input byte 4"
+    ) in applied.stderr
+    assert "hunter2" not in created.stderr + applied.stderr

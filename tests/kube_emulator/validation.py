@@ -554,3 +554,61 @@ def validate(rt: ResourceType, obj: Obj, old: Obj | None) -> list[FieldError]:
         if fn is not None:
             errs.extend(fn(obj, old))
     return errs
+
+
+# ---------------------------------------------------------------------------- Secret data
+_B64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_NEWLINES = (0x0A, 0x0D)
+
+
+def base64_error_offset(text: str) -> int | None:
+    """Where Go's ``base64.StdEncoding`` stops decoding ``text`` (its ``CorruptInputError``
+    offset, in bytes), or None when it decodes. Go skips CR and LF anywhere and wants padding:
+    the offsets follow ``decodeQuantum`` so the message matches a real server's byte for byte."""
+    src = text.encode()
+    si, n = 0, len(src)
+    while True:
+        j = 0
+        while j < 4:
+            if si == n:
+                return None if j == 0 else si - j
+            c = src[si]
+            si += 1
+            if c in _B64_ALPHABET:
+                j += 1
+                continue
+            if c in _NEWLINES:
+                continue
+            if c != ord("=") or j in (0, 1):
+                return si - 1
+            if j == 2:  # "==" expected; the first "=" is consumed
+                while si < n and src[si] in _NEWLINES:
+                    si += 1
+                if si == n:
+                    return n
+                if src[si] != ord("="):
+                    return si - 1
+                si += 1
+            while si < n and src[si] in _NEWLINES:
+                si += 1
+            return si if si < n else None  # trailing garbage after the padding
+        if si == n:
+            return None
+
+
+def secret_data_problem(obj: Obj) -> str | None:
+    """Why a Secret's ``data`` cannot be decoded into the Go type (``map[string][]byte``), in the
+    decoder's words, or None. Values are never quoted: only the byte offset is."""
+    data = obj.get("data")
+    if not isinstance(data, dict):
+        return None
+    for value in data.values():
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            got = {bool: "bool", dict: "object", list: "array"}.get(type(value), "number")
+            return f"json: cannot unmarshal {got} into Go struct field Secret.data of type []uint8"
+        offset = base64_error_offset(value)
+        if offset is not None:
+            return f"illegal base64 data at input byte {offset}"
+    return None
