@@ -56,8 +56,16 @@ Emulated (checked against the Kubernetes API reference and the real kubectl 1.37
 - A controller thread (controller.py) that makes workloads ready after ``controller_delay`` seconds;
   an image tagged ``broken`` never becomes ready, and Deployments then hit ProgressDeadlineExceeded
   after their own ``progressDeadlineSeconds``.
-- Auth: tokens ``admin``, ``readonly`` (get/list/watch), ``namespace-web`` (all verbs in namespace
-  ``web`` only); unknown or missing token: 401.
+- Auth: bearer tokens ``admin``, ``readonly`` (get/list/watch), ``namespace-web`` (all verbs in
+  namespace ``web`` only); unknown or missing token: 401. Client certificates (mTLS) signed by the
+  emulator's CA, tried before tokens as kube-apiserver does: CommonName is the user, each
+  Organization a group; ``system:masters`` may do everything, a certificate of a token user's
+  name has that user's permissions, anyone else none (403). ``client_certificate()`` issues them,
+  ``write_kubeconfig(auth="certificate")`` writes ``client-certificate-data``/``client-key-data``.
+  ``kubectl auth whoami`` (SelfSubjectReview) and ``kubectl auth can-i`` (SelfSubjectAccessReview)
+  answer from the same permissions.
+- HTTP/1.1 only, plain and TLS on one port (ALPN offers ``http/1.1``; clients that offer h2, as
+  libcurl may, fall back to HTTP/1.1).
 
 Speed: benchmarks are bound by the emulator's CPU per write, so the hot path is kept lean
 (``bench/emulator.py`` prints it: about 0.07-0.09 ms per created object and 0.1-0.12 ms per
@@ -68,7 +76,7 @@ standard library otherwise), apply comparisons limited to fields other managers 
 of the configuration for a create, cached managedFields encodings (see merge.py); in a process
 of its own (not under pytest) the survivors of full garbage collections are frozen.
 
-Not emulated: client certificates; RBAC objects (Role/RoleBinding are stored, not enforced:
+Not emulated: HTTP/2; RBAC objects (Role/RoleBinding are stored, not enforced:
 permissions come from the fixed tokens); admission webhooks; protobuf and CBOR responses (JSON
 only; protobuf request bodies are decoded for Namespace, ConfigMap, Secret and ServiceAccount,
 which ``kubectl create <generator>`` sends, other generators get 415); Pods and ReplicaSets made by
@@ -84,16 +92,18 @@ import gc
 import os
 import sys
 import threading
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import yaml
 
 from . import fields
 from .api import Emulator
+from .auth import CERTIFICATE_SUBJECTS
 from .controller import Controller
 from .server import _Server, make_server
 from .store import Store
-from .tls import tls_files
+from .tls import ClientCertificate, client_certificate, tls_files
 
 __all__ = ["EmulatorServer"]
 
@@ -215,13 +225,38 @@ class EmulatorServer:
             self.emulator.reset()
             self.controller.reset()
 
-    def kubeconfig_dict(self, *, user: str = "admin") -> dict[str, Any]:
+    def client_certificate(
+        self, user: str = "admin", *, groups: Sequence[str] = ()
+    ) -> ClientCertificate:
+        """A client certificate this server accepts (mTLS). For the named users (``admin``,
+        ``readonly``, ``namespace-web``) it authenticates as that user: admin's subject is
+        ``CN=kubernetes-admin, O=system:masters``. Any other ``user`` becomes the CommonName, with
+        ``groups`` as Organizations (``system:masters`` may do everything; other users nothing)."""
+        if user in CERTIFICATE_SUBJECTS and not groups:
+            common_name, organizations = CERTIFICATE_SUBJECTS[user]
+            return client_certificate(common_name, organizations)
+        return client_certificate(user, tuple(groups))
+
+    def kubeconfig_dict(self, *, user: str = "admin", auth: str = "token") -> dict[str, Any]:
+        """A kubeconfig with one context per named user; the current one is ``user``'s.
+        ``auth="token"``: bearer tokens; ``auth="certificate"``: client certificates
+        (``client-certificate-data``/``client-key-data``, no token)."""
         if user not in self.tokens:
             raise KeyError(f"unknown user {user!r}; known: {sorted(self.tokens)}")
+        if auth not in ("token", "certificate"):
+            raise ValueError(f"auth must be 'token' or 'certificate', not {auth!r}")
         contexts = []
         users = []
         for name, token in self.tokens.items():
-            users.append({"name": name, "user": {"token": token}})
+            if auth == "token":
+                credentials = {"token": token}
+            else:
+                cert = self.client_certificate(name)
+                credentials = {
+                    "client-certificate-data": cert.cert_data_b64,
+                    "client-key-data": cert.key_data_b64,
+                }
+            users.append({"name": name, "user": credentials})
             contexts.append(
                 {
                     "name": f"emulator-{name}",
@@ -246,9 +281,9 @@ class EmulatorServer:
             "preferences": {},
         }
 
-    def write_kubeconfig(self, path: _P, *, user: str = "admin") -> _P:
-        """Write a kubeconfig for this server (current context uses ``user``'s token); returns ``path``."""
-        text = yaml.safe_dump(self.kubeconfig_dict(user=user), sort_keys=False)
+    def write_kubeconfig(self, path: _P, *, user: str = "admin", auth: str = "token") -> _P:
+        """Write ``kubeconfig_dict(user=user, auth=auth)`` to ``path`` (mode 0600); returns ``path``."""
+        text = yaml.safe_dump(self.kubeconfig_dict(user=user, auth=auth), sort_keys=False)
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.chmod(path, 0o600)

@@ -12,7 +12,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - the standard library gives the same by
 
 from . import crd as crdmod
 from . import defaults, fields, merge, openapi, protobuf, tables, validation
-from .auth import USERS, User, forbidden_message, make_tokens
+from .auth import USERS, User, certificate_user, forbidden_message, make_tokens
 from .errors import (
     ApiError,
     already_exists,
@@ -77,6 +77,13 @@ JSONPATCH = "application/json-patch+json"
 FOREGROUND = "foregroundDeletion"
 DEFAULT_WATCH_TIMEOUT = 1800.0
 MANAGED_FIELDS_IN_APPLY = "metadata.managedFields must be nil"
+# Kinds that are questions, not objects: answered at once, never stored.
+REVIEWS = frozenset(
+    {
+        ("authentication.k8s.io", "selfsubjectreviews"),
+        ("authorization.k8s.io", "selfsubjectaccessreviews"),
+    }
+)
 
 
 # The variant (RFC 4122) and version (4) bits of a UUID, as uuid.UUID(version=4) sets them.
@@ -242,14 +249,29 @@ class Emulator:
         alphabet = "bcdfghjklmnpqrstvwxz2456789"
         return "".join(self._rng.choice(alphabet) for _ in range(n))
 
-    def authenticate(self, headers: dict[str, str]) -> User | None:
+    def authenticate(
+        self, headers: dict[str, str], client: tuple[str, tuple[str, ...]] | None = None
+    ) -> User | None:
+        """The request's user: its verified client certificate first (as kube-apiserver's
+        authenticators are ordered), else its bearer token; None for 401."""
+        if client is not None:
+            return certificate_user(*client)
         auth = headers.get("authorization", "")
         if not auth.lower().startswith("bearer "):
             return None
         return self._users.get(auth[7:].strip())
 
     # ---------------------------------------------------------------- entry
-    def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Response:
+    def handle(
+        self,
+        method: str,
+        raw_path: str,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        client: tuple[str, tuple[str, ...]] | None = None,
+    ) -> Response:
+        """Answer one request; ``client`` is the (user, groups) of a verified client certificate."""
         path, _, qs = raw_path.partition("?")
         query = parse_query(qs)
         parts = [p for p in path.split("/") if p]
@@ -258,7 +280,7 @@ class Emulator:
                 return Response(200, b"ok", "text/plain; charset=utf-8")
             if parts == ["version"]:
                 return json_response(200, VERSION_INFO)
-            user = self.authenticate(headers)
+            user = self.authenticate(headers, client)
             if user is None:
                 return json_response(401, ApiError(401, "Unauthorized", "Unauthorized").status())
             if not parts:
@@ -479,6 +501,10 @@ class Emulator:
             or (verb == "create" and t.name is not None)
         ):
             raise method_not_allowed(method)
+        if t.rt.key in REVIEWS:
+            if verb != "create":
+                raise method_not_allowed(method)
+            return self._review(t, user, headers, body)
         if not user.allows(verb, namespace=t.namespace, namespaced=t.rt.namespaced):
             msg = forbidden_message(
                 user,
@@ -550,6 +576,44 @@ class Emulator:
         if verb == "delete":
             return self._delete(t, query, body)
         return self._delete_collection(t, query, body)
+
+    # ---------------------------------------------------------------- reviews
+    def _review(self, t: Target, user: User, headers: dict[str, str], body: bytes) -> Response:
+        """ "Who am I" (SelfSubjectReview) and "may I" (SelfSubjectAccessReview), what
+        ``kubectl auth whoami`` and ``kubectl auth can-i`` ask: any authenticated user may ask
+        (the system:basic-user ClusterRole), the answer comes from the same permissions as every
+        request's, and nothing is stored."""
+        review = self._check_object(
+            t.rt, self._parse_body(body, headers.get("content-type", "")), t
+        )
+        out: Obj = {
+            "kind": t.rt.kind,
+            "apiVersion": t.rt.api_version,
+            "metadata": {"creationTimestamp": None},
+        }
+        if t.rt.kind == "SelfSubjectReview":
+            groups = [*user.groups, "system:authenticated"]
+            out["status"] = {"userInfo": {"username": user.name, "groups": groups}}
+            return json_response(201, out)
+        spec = review.get("spec") if isinstance(review.get("spec"), dict) else {}
+        attrs = spec.get("resourceAttributes")
+        if isinstance(attrs, dict):
+            group, plural = str(attrs.get("group") or ""), str(attrs.get("resource") or "")
+            rt = next(
+                (r for r in self.registry.all() if (r.group, r.plural) == (group, plural)), None
+            )
+            namespace = attrs.get("namespace") or None
+            allowed = user.allows(
+                str(attrs.get("verb") or ""),
+                namespace=namespace,
+                namespaced=rt.namespaced if rt is not None else namespace is not None,
+            )
+        else:  # non-resource URLs: discovery and health are open to every authenticated user
+            verb = str((spec.get("nonResourceAttributes") or {}).get("verb") or "")
+            allowed = user.role == "admin" or verb == "get"
+        out["spec"] = spec
+        out["status"] = {"allowed": allowed}
+        return json_response(201, out)
 
     # ---------------------------------------------------------------- reading
     def _out(self, rt: ResourceType, obj: Obj) -> Obj:
@@ -1608,6 +1672,3 @@ def _same(a: Obj, b: Obj) -> bool:
     if any(ma.get(k) != mb.get(k) for k in keys):
         return False
     return bool(_strip_times(ma.get("managedFields")) == _strip_times(mb.get("managedFields")))
-
-
-Handler = Callable[[str, str, dict[str, str], bytes], Response]

@@ -6,6 +6,11 @@ Enable with ``pytest_plugins = ["tests.kube_emulator.fixture"]``. Fixtures:
 - ``kubeconfig``: path (str) of an admin kubeconfig for it in ``tmp_path``. When the environment
   variable ``GITOPS_TEST_KUBECONFIG`` is set, that path is returned instead, so tests written
   against this fixture can run against a real cluster.
+- ``kubeconfig_client_cert``: the same, authenticating with admin's client certificate (mTLS:
+  ``client-certificate-data``/``client-key-data``, subject ``CN=kubernetes-admin,
+  O=system:masters``, no token). Other users and subjects: ``kube_emulator.write_kubeconfig(path,
+  user=..., auth="certificate")`` and ``kube_emulator.client_certificate(user, groups=...)``
+  (PEM files and base64 data of a certificate and key the server accepts).
 - ``kubectl``: a ``Kubectl`` runner of the real kubectl (from the virtualenv) with that
   kubeconfig, an empty HOME (a fresh discovery cache) and ``KUBECTL_APPLYSET=true``.
 """
@@ -94,6 +99,16 @@ def kubeconfig(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> st
         return real
     server: EmulatorServer = request.getfixturevalue("kube_emulator")
     return server.write_kubeconfig(os.path.join(os.fspath(tmp_path), "kubeconfig"))
+
+
+@pytest.fixture
+def kubeconfig_client_cert(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> str:
+    real = os.environ.get(REAL_CLUSTER_ENV)
+    if real:
+        return real
+    server: EmulatorServer = request.getfixturevalue("kube_emulator")
+    path = os.path.join(os.fspath(tmp_path), "kubeconfig-client-cert")
+    return server.write_kubeconfig(path, auth="certificate")
 
 
 @pytest.fixture

@@ -335,6 +335,23 @@ BUILTIN: tuple[ResourceType, ...] = (
         namespaced=False,
         short=("pc",),
     ),
+    # Reviews: answered, never stored (see Emulator._review).
+    _rt(
+        "authentication.k8s.io",
+        "v1",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        namespaced=False,
+        verbs=("create",),
+    ),
+    _rt(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        namespaced=False,
+        verbs=("create",),
+    ),
     _rt(
         "apiextensions.k8s.io",
         "v1",
