@@ -53,9 +53,15 @@ Emulated (checked against the Kubernetes API reference and the real kubectl 1.37
   subresource, printer columns (typed cells, priority, JSONPath filters). Not enforced: CEL
   rules (``x-kubernetes-validations``), ``format``, ``oneOf``/``anyOf``/``allOf``/``not``,
   conversion webhooks.
-- A controller thread (controller.py) that makes workloads ready after ``controller_delay`` seconds;
-  an image tagged ``broken`` never becomes ready, and Deployments then hit ProgressDeadlineExceeded
-  after their own ``progressDeadlineSeconds``.
+- A controller thread (controller.py) standing in for kube-controller-manager, the scheduler and
+  the kubelet of one node (``kube-emulator``): Deployments make ReplicaSets (``<name>-<hash>``,
+  ``pod-template-hash``, revisions, RollingUpdate within maxSurge/maxUnavailable, Recreate,
+  rollbacks, history limit), ReplicaSets, StatefulSets (ordinals, PVCs, ControllerRevisions,
+  partitioned rolling updates) and DaemonSets make Pods with owner references; Pods run
+  ``controller_delay`` seconds after creation. Images tagged ``broken`` wait in ``ErrImagePull``
+  then ``ImagePullBackOff``, images tagged ``crash`` in ``CrashLoopBackOff`` (kubelet's reasons
+  and messages); Deployments then hit ProgressDeadlineExceeded after their own
+  ``progressDeadlineSeconds`` without progress. Jobs complete without Pods.
 - Auth: bearer tokens ``admin``, ``readonly`` (get/list/watch), ``namespace-web`` (all verbs in
   namespace ``web`` only); unknown or missing token: 401. Client certificates (mTLS) signed by the
   emulator's CA, tried before tokens as kube-apiserver does: CommonName is the user, each
@@ -76,12 +82,13 @@ standard library otherwise), apply comparisons limited to fields other managers 
 of the configuration for a create, cached managedFields encodings (see merge.py); in a process
 of its own (not under pytest) the survivors of full garbage collections are frozen.
 
-Not emulated: HTTP/2; RBAC objects (Role/RoleBinding are stored, not enforced:
-permissions come from the fixed tokens); admission webhooks; protobuf and CBOR responses (JSON
-only; protobuf request bodies are decoded for Namespace, ConfigMap, Secret and ServiceAccount,
-which ``kubectl create <generator>`` sends, other generators get 415); Pods and ReplicaSets made by
-controllers, scheduling, logs, exec, port-forward; Events; conversion webhooks (CRD versions
-differ only by apiVersion); CEL validation rules (``x-kubernetes-validations``); several versions of one built-in group (e.g.
+Not emulated: HTTP/2; RBAC objects (Role/RoleBinding are stored, not enforced: permissions come
+from the fixed users, see auth.py); admission webhooks; protobuf and CBOR responses (JSON only;
+protobuf request bodies are decoded for Namespace, ConfigMap, Secret, ServiceAccount and the
+reviews, which ``kubectl create <generator>`` and ``kubectl auth`` send; others get 415); Pods of
+Jobs and CronJobs, graceful Pod termination, scheduling constraints, volume provisioning, logs,
+exec, port-forward; Events; conversion webhooks (CRD versions differ only by apiVersion); CEL
+validation rules (``x-kubernetes-validations``); several versions of one built-in group (e.g.
 autoscaling/v1); quota and limit ranges; an eventually consistent garbage collector (dependents
 go at once).
 """

@@ -12,7 +12,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -65,6 +65,61 @@ VERSION_INFO = {
 AGGREGATED = "g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 AGGREGATED_CTYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+# The cluster's one node (what kind makes): the controller runs every Pod on it.
+NODE_NAME = "kube-emulator"
+NODE_IP = "172.18.0.2"
+NODE: Obj = {
+    "metadata": {
+        "name": NODE_NAME,
+        "labels": {
+            "beta.kubernetes.io/arch": "amd64",
+            "beta.kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "kubernetes.io/hostname": NODE_NAME,
+            "kubernetes.io/os": "linux",
+            "node-role.kubernetes.io/control-plane": "",
+        },
+    },
+    "spec": {"podCIDR": "10.244.0.0/16", "podCIDRs": ["10.244.0.0/16"]},
+}
+
+
+def node_status(now: str) -> Obj:
+    """A Ready node with room for 110 pods."""
+    resources = {"cpu": "8", "ephemeral-storage": "100Gi", "memory": "16Gi", "pods": "110"}
+    return {
+        "addresses": [
+            {"type": "InternalIP", "address": NODE_IP},
+            {"type": "Hostname", "address": NODE_NAME},
+        ],
+        "allocatable": dict(resources),
+        "capacity": dict(resources),
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "lastHeartbeatTime": now,
+                "lastTransitionTime": now,
+                "reason": "KubeletReady",
+                "message": "kubelet is posting ready status",
+            }
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": {
+            "architecture": "amd64",
+            "bootID": "00000000-0000-0000-0000-000000000000",
+            "containerRuntimeVersion": "containerd://2.1.0",
+            "kernelVersion": "6.8.0",
+            "kubeProxyVersion": "",
+            "kubeletVersion": "v1.37.0",
+            "machineID": "00000000000000000000000000000000",
+            "operatingSystem": "linux",
+            "osImage": "Debian GNU/Linux 12 (bookworm)",
+            "systemUUID": "00000000-0000-0000-0000-000000000000",
+        },
+    }
+
+
 PATCH_TYPES = [
     "application/json-patch+json",
     "application/merge-patch+json",
@@ -209,6 +264,9 @@ class Emulator:
                 },
             }
             self._create_internal(self._builtin("", "services"), svc)
+            node_rt = self._builtin("", "nodes")
+            node = self._create_internal(node_rt, NODE, manager="kubelet")
+            self.write_status(node_rt, node, node_status(now_iso()), manager="kubelet")
 
     def _builtin(self, group: str, plural: str) -> ResourceType:
         for rt in BUILTIN:
@@ -1485,8 +1543,9 @@ class Emulator:
         status: dict[str, Any],
         *,
         annotations: dict[str, str] | None = None,
+        manager: str = "kube-controller-manager",
     ) -> None:
-        """Used by the controller: write a status (and maybe annotations) as kube-controller-manager."""
+        """Used by the controller: write a status (and maybe annotations) as ``manager``."""
         with self.store.lock:
             cur = self.store.get(
                 rt.key, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
@@ -1500,11 +1559,7 @@ class Emulator:
                     cur["metadata"].get("annotations") or {}, **annotations
                 )
                 new = merge.track_update(
-                    cur,
-                    new,
-                    manager="kube-controller-manager",
-                    now=now_iso(),
-                    scope=("metadata", "annotations"),
+                    cur, new, manager=manager, now=now_iso(), scope=("metadata", "annotations")
                 )
                 if not _same(new, cur):
                     cur = self.store.put(rt.key, new, event_type="MODIFIED", old=cur)
@@ -1513,10 +1568,40 @@ class Emulator:
             new = dict(cur)
             new["metadata"] = dict(cur["metadata"])
             new["status"] = status
-            new = merge.track_update(
-                cur, new, manager="kube-controller-manager", now=now_iso(), subresource="status"
-            )
+            new = merge.track_update(cur, new, manager=manager, now=now_iso(), subresource="status")
             self.store.put(rt.key, new, event_type="MODIFIED", old=cur)
+
+    def create_as(self, manager: str, rt: ResourceType, body: Obj) -> Obj:
+        """Used by the controller: create ``body`` (defaulted and validated) as ``manager``."""
+        return self._create_internal(rt, body, manager=manager)
+
+    def update_as(
+        self, manager: str, rt: ResourceType, obj: Obj, change: Callable[[Obj], None]
+    ) -> None:
+        """Used by the controller: apply ``change`` to a copy of the stored ``obj`` (as it is
+        now: no update is lost) and write it as ``manager``; nothing if it is gone or replaced."""
+        meta = obj["metadata"]
+        with self.store.lock:
+            cur = self.store.get(rt.key, meta.get("namespace", ""), meta["name"])
+            if cur is None or cur["metadata"].get("uid") != meta.get("uid"):
+                return
+            new = clone(cur)
+            change(new)
+            if new == cur:
+                return
+            prepared = self._prepare(rt, new, cur, namespace=meta.get("namespace"))
+            prepared = merge.track_update(
+                cur, prepared, manager=manager, now=now_iso(), list_types=rt.list_types
+            )
+            self._store_write(rt, prepared, cur)
+
+    def delete_as_controller(self, rt: ResourceType, obj: Obj) -> None:
+        """Used by the controller: delete ``obj`` (and its dependents) if it is still there."""
+        meta = obj["metadata"]
+        with self.store.lock:
+            cur = self.store.get(rt.key, meta.get("namespace", ""), meta["name"])
+            if cur is not None and cur["metadata"].get("uid") == meta.get("uid"):
+                self._delete_object(rt, cur, "Background")
 
     def finish_namespace(self, ns: Obj) -> None:
         """Namespace controller: delete everything in a terminating namespace, then the namespace."""

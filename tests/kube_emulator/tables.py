@@ -54,6 +54,67 @@ def _spec(o: Obj) -> Obj:
 
 Column = tuple[str, str, Callable[[Obj], Any]]
 
+
+def _pod_ready(o: Obj) -> str:
+    statuses = _status(o).get("containerStatuses") or []
+    ready = sum(1 for c in statuses if c.get("ready"))
+    return f"{ready}/{len(_spec(o).get('containers') or [])}"
+
+
+def _pod_phase(o: Obj) -> str:
+    """The STATUS column as kubectl's pod printer words it: the first init container or the
+    last container that waits or exited names it, else the phase."""
+    status = _status(o)
+    reason = status.get("reason") or status.get("phase") or ""
+    inits = status.get("initContainerStatuses") or []
+    initializing = False
+    for i, c in enumerate(inits):
+        state = c.get("state") or {}
+        terminated, waiting = state.get("terminated"), state.get("waiting")
+        if terminated and terminated.get("exitCode") == 0:
+            continue
+        initializing = True
+        if terminated:
+            reason = "Init:" + (terminated.get("reason") or "Error")
+        elif waiting and waiting.get("reason") not in (None, "", "PodInitializing"):
+            reason = "Init:" + waiting["reason"]
+        else:
+            reason = f"Init:{i}/{len(inits)}"
+        break
+    if not initializing:
+        running = False
+        for c in reversed(status.get("containerStatuses") or []):
+            state = c.get("state") or {}
+            if (state.get("waiting") or {}).get("reason"):
+                reason = state["waiting"]["reason"]
+            elif (state.get("terminated") or {}).get("reason"):
+                reason = state["terminated"]["reason"]
+            elif c.get("ready") and state.get("running") is not None:
+                running = True
+        if reason == "Completed" and running:
+            reason = "Running"
+    if o["metadata"].get("deletionTimestamp"):
+        reason = "Terminating"
+    return str(reason)
+
+
+def _pod_restarts(o: Obj) -> str:
+    statuses = (_status(o).get("initContainerStatuses") or []) + (
+        _status(o).get("containerStatuses") or []
+    )
+    restarts = sum(int(c.get("restartCount") or 0) for c in statuses)
+    finished = [
+        ((c.get("lastState") or {}).get("terminated") or {}).get("finishedAt") for c in statuses
+    ]
+    last = max((f for f in finished if f), default=None)
+    return f"{restarts} ({human_age(last)} ago)" if restarts and last else str(restarts)
+
+
+def _node_status(o: Obj) -> str:
+    ready = next((c for c in _status(o).get("conditions") or [] if c.get("type") == "Ready"), {})
+    return "Ready" if ready.get("status") == "True" else "NotReady"
+
+
 COLUMNS: dict[str, list[Column]] = {
     "Deployment": [
         (
@@ -70,6 +131,59 @@ COLUMNS: dict[str, list[Column]] = {
             "string",
             lambda o: f"{_status(o).get('readyReplicas', 0)}/{_spec(o).get('replicas', 0)}",
         )
+    ],
+    "Pod": [
+        ("Ready", "string", _pod_ready),
+        ("Status", "string", _pod_phase),
+        ("Restarts", "string", _pod_restarts),
+    ],
+    "ReplicaSet": [
+        ("Desired", "integer", lambda o: _spec(o).get("replicas", 0)),
+        ("Current", "integer", lambda o: _status(o).get("replicas", 0)),
+        ("Ready", "integer", lambda o: _status(o).get("readyReplicas", 0)),
+    ],
+    "DaemonSet": [
+        ("Desired", "integer", lambda o: _status(o).get("desiredNumberScheduled", 0)),
+        ("Current", "integer", lambda o: _status(o).get("currentNumberScheduled", 0)),
+        ("Ready", "integer", lambda o: _status(o).get("numberReady", 0)),
+        ("Up-to-date", "integer", lambda o: _status(o).get("updatedNumberScheduled", 0)),
+        ("Available", "integer", lambda o: _status(o).get("numberAvailable", 0)),
+    ],
+    "Node": [
+        ("Status", "string", _node_status),
+        (
+            "Roles",
+            "string",
+            lambda o: (
+                ",".join(
+                    sorted(
+                        k.split("/", 1)[1]
+                        for k in o["metadata"].get("labels") or {}
+                        if k.startswith("node-role.kubernetes.io/")
+                    )
+                )
+                or "<none>"
+            ),
+        ),
+    ],
+    "ControllerRevision": [
+        (
+            "Controller",
+            "string",
+            lambda o: next(
+                (
+                    f"{r.get('kind', '').lower()}.{r.get('apiVersion', '').split('/')[0]}/{r.get('name')}"
+                    for r in o["metadata"].get("ownerReferences") or []
+                    if r.get("controller")
+                ),
+                "<none>",
+            ),
+        ),
+        ("Revision", "integer", lambda o: o.get("revision", 0)),
+    ],
+    "PersistentVolumeClaim": [
+        ("Status", "string", lambda o: _status(o).get("phase", "")),
+        ("Volume", "string", lambda o: _spec(o).get("volumeName", "")),
     ],
     "Namespace": [("Status", "string", lambda o: _status(o).get("phase", ""))],
     "ConfigMap": [
