@@ -43,7 +43,10 @@ Emulated (checked against the Kubernetes API reference and the real kubectl 1.37
 - A new cluster's state: namespaces default, kube-system, kube-public, kube-node-lease, each with a
   ``default`` ServiceAccount and a ``kube-root-ca.crt`` ConfigMap; Service ``default/kubernetes``.
 - Defaulting of built-in kinds (defaults.py); validation with the real wording (validation.py)
-  including immutable fields.
+  including immutable fields, RBAC rules and bindings, PodDisruptionBudgets, NetworkPolicies,
+  Ingresses and requests above limits; values of the wrong JSON type refused as each decoder of a
+  real server words it (fields.py: 400 on create/update, 500 "failed to create typed patch
+  object" on apply).
 - CRDs as published in the wild (controller-gen's shape) with the structural-schema rules of the
   Kubernetes documentation (crd.py): the root's apiVersion/kind/metadata never pruned or
   defaulted (root ``metadata`` may only restrict name/generateName, else the CRD is refused),

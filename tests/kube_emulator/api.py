@@ -1133,7 +1133,7 @@ class Emulator:
                     if meta.get("namespace")
                     else meta.get("name", "")
                 )
-                gvk = f"{rt.api_version}, Kind={rt.kind}"
+                gvk = _gvk(rt)
                 raise bad_request(
                     f"failed to create typed patch object ({where}; {gvk}): .{found[0]}: field not declared in schema"
                 )
@@ -1311,6 +1311,7 @@ class Emulator:
             # kube-apiserver's field manager refuses an apply that carries managedFields (an
             # empty list too; only null or absent will do)
             raise bad_request(MANAGED_FIELDS_IN_APPLY)
+        _applied_typed(rt, config)
         warn = self._unknown_fields(rt, config, query, apply=True) if t.sub is None else {}
         rv = config["metadata"].get("resourceVersion")
         if old is None:
@@ -1336,7 +1337,7 @@ class Emulator:
         except merge.ApplyConflict as e:
             raise ApiError(409, "Conflict", e.message(), {"causes": e.causes()}) from e
         except merge.PatchError as e:
-            raise bad_request(str(e)) from e
+            raise _typed_patch_error(rt, config, str(e)) from e
         _applied_decodable(rt, merged, config)
         if t.sub == "status" and old is not None:
             new = dict(old)
@@ -1634,9 +1635,23 @@ class Emulator:
 # result of an apply (see Kubernetes' handlers/create.go, patch.go and structuredmerge.go).
 
 
+def _decode_problem(rt: ResourceType, obj: Obj) -> str | None:
+    """Why Go's JSON decoder would refuse ``obj``: a value of the wrong type, or a Secret's data
+    that is not base64."""
+    wrong = fields.wrong_type(rt, obj)
+    if wrong is not None:
+        return wrong.decode_message()
+    return validation.secret_data_problem(obj) if rt.key == ("", "secrets") else None
+
+
+def _gvk(rt: ResourceType) -> str:
+    """A GroupVersionKind as Go prints it: ``apps/v1, Kind=Deployment``, ``/v1, Kind=Secret``."""
+    return f"{rt.group}/{rt.version}, Kind={rt.kind}"
+
+
 def _decodable(rt: ResourceType, obj: Obj) -> None:
     """A create or update body: 400 BadRequest, as the request decoder answers."""
-    problem = validation.secret_data_problem(obj) if rt.key == ("", "secrets") else None
+    problem = _decode_problem(rt, obj)
     if problem:
         raise bad_request(
             f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {problem}'
@@ -1646,7 +1661,7 @@ def _decodable(rt: ResourceType, obj: Obj) -> None:
 def _patch_decodable(rt: ResourceType, patched: Obj, patch: Any, *, strategic: bool) -> None:
     """A JSON, merge or strategic merge patch: 422 Invalid on the field ``patch``, quoting the
     patched object (JSON and merge patches) or the patch (strategic), as the real handler does."""
-    problem = validation.secret_data_problem(patched) if rt.key == ("", "secrets") else None
+    problem = _decode_problem(rt, patched)
     if not problem:
         return
     if strategic:
@@ -1662,6 +1677,22 @@ def _patch_decodable(rt: ResourceType, patched: Obj, patch: Any, *, strategic: b
     )
 
 
+def _typed_patch_error(rt: ResourceType, config: Obj, message: str) -> ApiError:
+    """What the field manager says of an applied configuration it cannot type: an error that is
+    no API status, so 500 with no reason (kubectl: "Error from server: failed to create typed
+    patch object ...")."""
+    meta = config.get("metadata") or {}
+    where = f"{meta.get('namespace', '')}/{meta.get('name', '')}; {_gvk(rt)}"
+    return ApiError(500, "", f"failed to create typed patch object ({where}): {message}")
+
+
+def _applied_typed(rt: ResourceType, config: Obj) -> None:
+    """An applied configuration with a value of the wrong type."""
+    wrong = fields.wrong_type(rt, config)
+    if wrong is not None:
+        raise _typed_patch_error(rt, config, wrong.apply_message())
+
+
 def _applied_decodable(rt: ResourceType, merged: Obj, config: Obj) -> None:
     """A server-side apply: the field manager's conversion of the result fails, and the error it
     returns is no API status, so the server answers 500 with no reason (kubectl: "Error from
@@ -1672,21 +1703,13 @@ def _applied_decodable(rt: ResourceType, merged: Obj, config: Obj) -> None:
     if not problem:
         return
     meta = config.get("metadata") or {}
-    where = f"{meta.get('namespace', '')}/{meta.get('name', '')}; /v1, Kind=Secret"
-    if problem.startswith("json: "):
-        key, value = next(
-            (k, v) for k, v in (merged.get("data") or {}).items() if not isinstance(v, str | None)
-        )
-        message = (
-            f"failed to create typed patch object ({where}): .data.{key}: expected string, got "
-            f"&value.valueUnstructured{{Value:{_go_format(value)}}}"
-        )
-    else:
-        message = (
-            f"failed to convert new object ({where}) to proper version: unable to convert "
-            f"unstructured object to /v1, Kind=Secret: error decoding from json: {problem}"
-        )
-    raise ApiError(500, "", message)
+    where = f"{meta.get('namespace', '')}/{meta.get('name', '')}; {_gvk(rt)}"
+    raise ApiError(
+        500,
+        "",
+        f"failed to convert new object ({where}) to proper version: unable to convert "
+        f"unstructured object to {_gvk(rt)}: error decoding from json: {problem}",
+    )
 
 
 def _go_format(value: Any) -> str:

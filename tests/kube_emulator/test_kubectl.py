@@ -330,7 +330,7 @@ def test_unknown_fields_follow_field_validation(kubectl: Kubectl) -> None:
     strict = kubectl("apply", "--server-side", "-f", "-", stdin=typo)
     assert strict.returncode == 1
     assert (
-        "failed to create typed patch object (default/typo; v1, Kind=ConfigMap): .dataa: field not declared in schema"
+        "failed to create typed patch object (default/typo; /v1, Kind=ConfigMap): .dataa: field not declared in schema"
         in strict.stderr
     )
     create = kubectl("create", "-f", "-", stdin=typo)
@@ -548,3 +548,168 @@ def test_secret_with_invalid_base64_fails_as_on_a_real_cluster(kubectl: Kubectl)
         "decoding from json: illegal base64 data at input byte 4"
     ) in applied.stderr
     assert "hunter2" not in created.stderr + applied.stderr
+
+
+BUNDLE = """\
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: bot, namespace: web}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: bot-tokens, namespace: web}
+type: Opaque
+stringData: {GITHUB_WEBHOOK_SECRET: change-me}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: bot-settings, namespace: web}
+data: {GITOPS_LOG_LEVEL: INFO}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: scratch, namespace: web}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: bot, namespace: web}
+rules:
+- apiGroups: [""]
+  resources: [secrets, configmaps]
+  verbs: [get, list, patch, delete]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, patch, delete]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: bot, namespace: web}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: bot}
+subjects: [{kind: ServiceAccount, name: bot, namespace: web}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: gitops-bot-doctor}
+rules:
+- apiGroups: [authorization.k8s.io]
+  resources: [selfsubjectaccessreviews]
+  verbs: [create]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: gitops-bot-doctor}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: gitops-bot-doctor}
+subjects: [{kind: ServiceAccount, name: bot, namespace: web}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      serviceAccountName: bot
+      securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+      containers:
+      - name: web
+        image: ghcr.io/example/gitops-bot:0.1.0
+        ports: [{name: http, containerPort: 8080}]
+        envFrom: [{configMapRef: {name: bot-settings}}, {secretRef: {name: bot-tokens}}]
+        readinessProbe: {httpGet: {path: /readyz, port: http}}
+        livenessProbe: {httpGet: {path: /healthz, port: http}}
+        resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 256Mi}}
+        securityContext:
+          allowPrivilegeEscalation: false
+          readOnlyRootFilesystem: true
+          capabilities: {drop: [ALL]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: redis, namespace: web}
+spec:
+  serviceName: redis
+  selector: {matchLabels: {app: redis}}
+  template:
+    metadata: {labels: {app: redis}}
+    spec:
+      containers:
+      - name: redis
+        image: redis:7
+        args: [--requirepass, $(REDIS_PASSWORD), --appendonly, "yes"]
+        env:
+        - name: REDIS_PASSWORD
+          valueFrom: {secretKeyRef: {name: bot-tokens, key: REDIS_PASSWORD}}
+        ports: [{name: redis, containerPort: 6379}]
+        volumeMounts: [{name: data, mountPath: /data}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: redis, namespace: web}
+spec:
+  clusterIP: None
+  selector: {app: redis}
+  ports: [{name: redis, port: 6379}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: redis, namespace: web}
+spec:
+  podSelector: {matchLabels: {app: redis}}
+  policyTypes: [Ingress]
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: web}}}]
+    ports: [{port: redis, protocol: TCP}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: web}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: web}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web, namespace: web}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: bot.example.com
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend: {service: {name: web, port: {name: http}}}
+"""
+
+
+def test_a_bots_deployment_bundle_passes_a_server_side_dry_run(kubectl: Kubectl) -> None:
+    kubectl.ok("apply", "--server-side", "-f", "-", stdin=NAMESPACE)
+    out = kubectl.ok("apply", "--server-side", "--dry-run=server", "-f", "-", stdin=BUNDLE)
+    lines = out.strip().splitlines()
+    assert len(lines) == BUNDLE.count("\nkind: ") == 15
+    assert all(line.endswith("serverside-applied (server dry run)") for line in lines), out
+    assert kubectl("get", "deployment", "web", "-n", "web").returncode == 1  # nothing stored
+    wrong = BUNDLE.replace(
+        "ports: [{name: redis, port: 6379}]", "ports: [{name: redis, port: '6379'}]"
+    )
+    refused = kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", stdin=wrong)
+    assert refused.returncode == 1
+    assert (
+        "Error from server: failed to create typed patch object (web/redis; /v1, Kind=Service): "
+        '.spec.ports[port="6379",protocol="TCP"].port: expected numeric (int or float), got string'
+    ) in refused.stderr
