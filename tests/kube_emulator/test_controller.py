@@ -356,7 +356,9 @@ def test_a_crashing_container_loops_in_crash_loop_back_off(api: Api) -> None:
     meta = pod["metadata"]
     waiting = container["state"]["waiting"]
     assert waiting["reason"] == "CrashLoopBackOff"
-    backoff = {2: "40s", 3: "1m20s", 4: "2m40s"}.get(container["restartCount"], "")
+    # the real back-off: 10 s doubling at each restart, at most 5 minutes
+    seconds = min(10 * 2 ** container["restartCount"], 300)
+    backoff = f"{seconds // 60}m{seconds % 60}s" if seconds >= 60 else f"{seconds}s"
     assert waiting["message"] == (
         f"back-off {backoff} restarting failed container=app "
         f"pod={meta['name']}_default({meta['uid']})"
@@ -402,6 +404,7 @@ def test_statefulset_pods_in_order_with_claims_revisions_and_rolling_update(api:
             ],
         },
     }
+    since = api.server.store.resource_version
     api.apply(sts)
 
     def ready() -> Obj | None:
@@ -415,8 +418,16 @@ def test_statefulset_pods_in_order_with_claims_revisions_and_rolling_update(api:
     assert revision == f"db-{template_hash(obj['spec']['template'])}"
     pods = api.pods()
     assert [p["metadata"]["name"] for p in pods] == ["db-0", "db-1"]
-    # in order: db-1 was created once db-0 was ready
-    assert pods[0]["metadata"]["resourceVersion"] < pods[1]["metadata"]["resourceVersion"] or True
+    # in order (OrderedReady): db-1 was created only once db-0 was ready
+    events = [e for e in api.server.store.events_after(since) if e.key == ("", "pods")]
+    db1_added = next(
+        i for i, e in enumerate(events) if e.type == "ADDED" and e.obj["metadata"]["name"] == "db-1"
+    )
+    db0_ready = next(
+        i for i, e in enumerate(events)
+        if e.obj["metadata"]["name"] == "db-0" and condition(e.obj, "Ready").get("status") == "True"
+    )  # fmt: skip
+    assert db0_ready < db1_added
     for i, pod in enumerate(pods):
         labels = pod["metadata"]["labels"]
         assert labels["controller-revision-hash"] == revision
