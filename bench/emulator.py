@@ -7,7 +7,7 @@ it), through the official Python client, and real (stored) applies per second; t
 taken by 10,000 stored objects.
 Target (issue 3): at least 500 dry-run applies per second from a single client.
 
-    python -m bench.emulator [--count N]
+    ./dev bench emulator [--count N] [--objects N]   (or python -m bench.emulator ...)
 """
 
 from __future__ import annotations
@@ -17,10 +17,15 @@ import http.client
 import json
 import os
 import ssl
+import sys
 import tempfile
 import time
 import tracemalloc
+from pathlib import Path
 from typing import Any
+
+# ``./dev bench emulator`` runs this file by path: the repository root holds ``tests``
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.kube_emulator import EmulatorServer
 from tests.kube_emulator.api import Emulator
