@@ -344,6 +344,13 @@ class Controller:
                         "metadata"
                     ].get("uid"):
                         sync(current, now)
+        # forget what the kubelet and the deployment controller knew of objects now gone
+        pods = {p["metadata"]["uid"] for p in store.list(PODS, None)}
+        self._born = {uid: t for uid, t in self._born.items() if uid in pods}
+        deployments = {d["metadata"]["uid"] for d in store.list(("apps", "deployments"), None)}
+        self._progress = {uid: t for uid, t in self._progress.items() if uid in deployments}
+        jobs = {j["metadata"]["uid"] for j in store.list(("batch", "jobs"), None)}
+        self._seen = {key: t for key, t in self._seen.items() if key[0] in jobs}
         for ns in store.list(("", "namespaces"), None):
             if ns["metadata"].get("deletionTimestamp"):
                 self.emulator.finish_namespace(ns)
