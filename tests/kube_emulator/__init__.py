@@ -1,7 +1,8 @@
 """A local Kubernetes API server for tests and benchmarks, held to the real kubectl and Python client.
 
 Start it in-process (``EmulatorServer``), through the pytest fixtures in
-``tests.kube_emulator.fixture`` (``kube_emulator``, ``kubeconfig``), or standalone with
+``tests.kube_emulator.fixture`` (``kube_emulator``, ``kubeconfig``, ``kubeconfig_client_cert``,
+``kubectl``; see its docstring), or standalone with
 ``python -m tests.kube_emulator --port PORT --kubeconfig PATH [--controller-delay S]``.
 One port on 127.0.0.1 speaks both plain HTTP (``.url``, handy for raw clients and benchmarks) and
 HTTPS with a throw-away CA (``.https_url``): kubeconfigs written by ``write_kubeconfig`` use HTTPS
@@ -20,7 +21,8 @@ Emulated (checked against the Kubernetes API reference and the real kubectl 1.37
   PV, LimitRange, ResourceQuota, Deployment, StatefulSet, DaemonSet, ReplicaSet, ControllerRevision,
   Job, CronJob, Ingress, IngressClass, NetworkPolicy, Role(Binding), ClusterRole(Binding),
   HorizontalPodAutoscaler (autoscaling/v2 only), PodDisruptionBudget, StorageClass, PriorityClass,
-  CustomResourceDefinition; CRDs become Established at once and their kinds are served
+  CustomResourceDefinition, SelfSubjectReview and SelfSubjectAccessReview (answered, never
+  stored); CRDs become Established at once and their kinds are served
   (namespaced or cluster-scoped) until the CRD is deleted (which deletes the instances).
 - GET, LIST (labelSelector =, ==, !=, in, notin, exists, !key; fieldSelector on metadata.name,
   metadata.namespace and a few per-kind fields; limit/continue), WATCH (resourceVersion resume,
@@ -41,7 +43,8 @@ Emulated (checked against the Kubernetes API reference and the real kubectl 1.37
 - metadata: uid, resourceVersion (one monotonic counter), generation (bumped on spec changes only,
   for the kinds that have it), creationTimestamp, managedFields; no-op writes store nothing.
 - A new cluster's state: namespaces default, kube-system, kube-public, kube-node-lease, each with a
-  ``default`` ServiceAccount and a ``kube-root-ca.crt`` ConfigMap; Service ``default/kubernetes``.
+  ``default`` ServiceAccount and a ``kube-root-ca.crt`` ConfigMap; Service ``default/kubernetes``;
+  one Ready Node ``kube-emulator``.
 - Defaulting of built-in kinds (defaults.py); validation with the real wording (validation.py)
   including immutable fields, RBAC rules and bindings, PodDisruptionBudgets, NetworkPolicies,
   Ingresses and requests above limits; values of the wrong JSON type refused as each decoder of a
