@@ -428,6 +428,8 @@ def test_standalone_command_serves_until_sigterm(tmp_path: Path) -> None:
             str(kubeconfig),
             "--controller-delay",
             "0.1",
+            "--auth",
+            "certificate",
         ],
         cwd=root,
         stdout=subprocess.PIPE,
@@ -436,7 +438,9 @@ def test_standalone_command_serves_until_sigterm(tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("kube emulator serving on http://127.0.0.1:")
+        first = proc.stdout.readline()
+        assert first.startswith("kube emulator serving on https://127.0.0.1:"), first
+        assert "(and http://127.0.0.1:" in first
         home = tmp_path / "home"
         home.mkdir()
         out = Kubectl(str(kubeconfig), home).ok("get", "namespaces", "-o", "name")
