@@ -1,4 +1,4 @@
-"""Standalone emulator: ``python -m tests.kube_emulator --port PORT --kubeconfig PATH [--controller-delay S] [--latency-ms MS]``.
+"""Standalone emulator: ``python -m tests.kube_emulator --port PORT --kubeconfig PATH [--auth token|certificate] [--controller-delay S] [--latency-ms MS]``.
 
 Writes an admin kubeconfig pointing at itself, prints the URL and the tokens, and serves until
 SIGINT or SIGTERM.
@@ -19,7 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = any free port)")
     parser.add_argument("--kubeconfig", help="where to write an admin kubeconfig")
     parser.add_argument(
-        "--user", default="admin", help="token the kubeconfig's current context uses"
+        "--user", default="admin", help="user the kubeconfig's current context authenticates as"
+    )
+    parser.add_argument(
+        "--auth",
+        choices=("token", "certificate"),
+        default="token",
+        help="how the kubeconfig authenticates: bearer tokens or client certificates (mTLS)",
     )
     parser.add_argument(
         "--controller-delay", type=float, default=0.2, help="seconds before workloads become ready"
@@ -47,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     server.start()
     if args.kubeconfig:
-        server.write_kubeconfig(args.kubeconfig, user=args.user)
-    print(f"kube emulator serving on {server.url}", flush=True)
+        server.write_kubeconfig(args.kubeconfig, user=args.user, auth=args.auth)
+    # kubeconfigs use HTTPS (client-go sends credentials only over TLS); plain HTTP is for tools
+    print(f"kube emulator serving on {server.https_url} (and {server.url})", flush=True)
+    print(f"CA certificate: {server.ca_file}", flush=True)
     for name, token in server.tokens.items():
         print(f"token {name}: {token}", flush=True)
     done = threading.Event()

@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - the standard library gives the same by
 
 from . import crd as crdmod
 from . import defaults, fields, merge, openapi, protobuf, tables, validation
-from .auth import USERS, User, forbidden_message, make_tokens
+from .auth import USERS, User, certificate_user, forbidden_message, make_tokens
 from .errors import (
     ApiError,
     already_exists,
@@ -65,6 +65,61 @@ VERSION_INFO = {
 AGGREGATED = "g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 AGGREGATED_CTYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+# The cluster's one node (what kind makes): the controller runs every Pod on it.
+NODE_NAME = "kube-emulator"
+NODE_IP = "172.18.0.2"
+NODE: Obj = {
+    "metadata": {
+        "name": NODE_NAME,
+        "labels": {
+            "beta.kubernetes.io/arch": "amd64",
+            "beta.kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "kubernetes.io/hostname": NODE_NAME,
+            "kubernetes.io/os": "linux",
+            "node-role.kubernetes.io/control-plane": "",
+        },
+    },
+    "spec": {"podCIDR": "10.244.0.0/16", "podCIDRs": ["10.244.0.0/16"]},
+}
+
+
+def node_status(now: str) -> Obj:
+    """A Ready node with room for 110 pods."""
+    resources = {"cpu": "8", "ephemeral-storage": "100Gi", "memory": "16Gi", "pods": "110"}
+    return {
+        "addresses": [
+            {"type": "InternalIP", "address": NODE_IP},
+            {"type": "Hostname", "address": NODE_NAME},
+        ],
+        "allocatable": dict(resources),
+        "capacity": dict(resources),
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "lastHeartbeatTime": now,
+                "lastTransitionTime": now,
+                "reason": "KubeletReady",
+                "message": "kubelet is posting ready status",
+            }
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": {
+            "architecture": "amd64",
+            "bootID": "00000000-0000-0000-0000-000000000000",
+            "containerRuntimeVersion": "containerd://2.1.0",
+            "kernelVersion": "6.8.0",
+            "kubeProxyVersion": "",
+            "kubeletVersion": "v1.37.0",
+            "machineID": "00000000000000000000000000000000",
+            "operatingSystem": "linux",
+            "osImage": "Debian GNU/Linux 12 (bookworm)",
+            "systemUUID": "00000000-0000-0000-0000-000000000000",
+        },
+    }
+
+
 PATCH_TYPES = [
     "application/json-patch+json",
     "application/merge-patch+json",
@@ -77,6 +132,13 @@ JSONPATCH = "application/json-patch+json"
 FOREGROUND = "foregroundDeletion"
 DEFAULT_WATCH_TIMEOUT = 1800.0
 MANAGED_FIELDS_IN_APPLY = "metadata.managedFields must be nil"
+# Kinds that are questions, not objects: answered at once, never stored.
+REVIEWS = frozenset(
+    {
+        ("authentication.k8s.io", "selfsubjectreviews"),
+        ("authorization.k8s.io", "selfsubjectaccessreviews"),
+    }
+)
 
 
 # The variant (RFC 4122) and version (4) bits of a UUID, as uuid.UUID(version=4) sets them.
@@ -202,6 +264,9 @@ class Emulator:
                 },
             }
             self._create_internal(self._builtin("", "services"), svc)
+            node_rt = self._builtin("", "nodes")
+            node = self._create_internal(node_rt, NODE, manager="kubelet")
+            self.write_status(node_rt, node, node_status(now_iso()), manager="kubelet")
 
     def _builtin(self, group: str, plural: str) -> ResourceType:
         for rt in BUILTIN:
@@ -242,14 +307,29 @@ class Emulator:
         alphabet = "bcdfghjklmnpqrstvwxz2456789"
         return "".join(self._rng.choice(alphabet) for _ in range(n))
 
-    def authenticate(self, headers: dict[str, str]) -> User | None:
+    def authenticate(
+        self, headers: dict[str, str], client: tuple[str, tuple[str, ...]] | None = None
+    ) -> User | None:
+        """The request's user: its verified client certificate first (as kube-apiserver's
+        authenticators are ordered), else its bearer token; None for 401."""
+        if client is not None:
+            return certificate_user(*client)
         auth = headers.get("authorization", "")
         if not auth.lower().startswith("bearer "):
             return None
         return self._users.get(auth[7:].strip())
 
     # ---------------------------------------------------------------- entry
-    def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Response:
+    def handle(
+        self,
+        method: str,
+        raw_path: str,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        client: tuple[str, tuple[str, ...]] | None = None,
+    ) -> Response:
+        """Answer one request; ``client`` is the (user, groups) of a verified client certificate."""
         path, _, qs = raw_path.partition("?")
         query = parse_query(qs)
         parts = [p for p in path.split("/") if p]
@@ -258,7 +338,7 @@ class Emulator:
                 return Response(200, b"ok", "text/plain; charset=utf-8")
             if parts == ["version"]:
                 return json_response(200, VERSION_INFO)
-            user = self.authenticate(headers)
+            user = self.authenticate(headers, client)
             if user is None:
                 return json_response(401, ApiError(401, "Unauthorized", "Unauthorized").status())
             if not parts:
@@ -479,6 +559,10 @@ class Emulator:
             or (verb == "create" and t.name is not None)
         ):
             raise method_not_allowed(method)
+        if t.rt.key in REVIEWS:
+            if verb != "create":
+                raise method_not_allowed(method)
+            return self._review(t, user, headers, body)
         if not user.allows(verb, namespace=t.namespace, namespaced=t.rt.namespaced):
             msg = forbidden_message(
                 user,
@@ -510,6 +594,23 @@ class Emulator:
                 raise bad_request(
                     f'fieldValidation parameter unsupported: "{fv}"; expected one of [Ignore Warn Strict]'
                 )
+        resp = self._dispatch(verb, method, t, query, headers, body)
+        if t.rt.deprecation_warning:
+            # what a real server says of a CRD version marked deprecated (to every request)
+            warning = f'299 - "{t.rt.deprecation_warning}"'
+            old = resp.headers.get("Warning")
+            resp.headers["Warning"] = f"{old}, {warning}" if old else warning
+        return resp
+
+    def _dispatch(
+        self,
+        verb: str,
+        method: str,
+        t: Target,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: bytes,
+    ) -> Response:
         if t.sub == "scale":
             return self._scale(verb, t, query, headers, body)
         if verb == "get":
@@ -533,6 +634,44 @@ class Emulator:
         if verb == "delete":
             return self._delete(t, query, body)
         return self._delete_collection(t, query, body)
+
+    # ---------------------------------------------------------------- reviews
+    def _review(self, t: Target, user: User, headers: dict[str, str], body: bytes) -> Response:
+        """ "Who am I" (SelfSubjectReview) and "may I" (SelfSubjectAccessReview), what
+        ``kubectl auth whoami`` and ``kubectl auth can-i`` ask: any authenticated user may ask
+        (the system:basic-user ClusterRole), the answer comes from the same permissions as every
+        request's, and nothing is stored."""
+        review = self._check_object(
+            t.rt, self._parse_body(body, headers.get("content-type", "")), t
+        )
+        out: Obj = {
+            "kind": t.rt.kind,
+            "apiVersion": t.rt.api_version,
+            "metadata": {"creationTimestamp": None},
+        }
+        if t.rt.kind == "SelfSubjectReview":
+            groups = [*user.groups, "system:authenticated"]
+            out["status"] = {"userInfo": {"username": user.name, "groups": groups}}
+            return json_response(201, out)
+        spec = review.get("spec") if isinstance(review.get("spec"), dict) else {}
+        attrs = spec.get("resourceAttributes")
+        if isinstance(attrs, dict):
+            group, plural = str(attrs.get("group") or ""), str(attrs.get("resource") or "")
+            rt = next(
+                (r for r in self.registry.all() if (r.group, r.plural) == (group, plural)), None
+            )
+            namespace = attrs.get("namespace") or None
+            allowed = user.allows(
+                str(attrs.get("verb") or ""),
+                namespace=namespace,
+                namespaced=rt.namespaced if rt is not None else namespace is not None,
+            )
+        else:  # non-resource URLs: discovery and health are open to every authenticated user
+            verb = str((spec.get("nonResourceAttributes") or {}).get("verb") or "")
+            allowed = user.role == "admin" or verb == "get"
+        out["spec"] = spec
+        out["status"] = {"allowed": allowed}
+        return json_response(201, out)
 
     # ---------------------------------------------------------------- reading
     def _out(self, rt: ResourceType, obj: Obj) -> Obj:
@@ -860,7 +999,7 @@ class Emulator:
             old is not None
             and rt.has_generation
             and subresource is None
-            and _spec_changed(obj, old)
+            and _spec_changed(obj, old, with_status=rt.crd and "status" not in rt.subresources)
         ):
             meta["generation"] = old["metadata"].get("generation", 1) + 1
         return obj
@@ -994,7 +1133,7 @@ class Emulator:
                     if meta.get("namespace")
                     else meta.get("name", "")
                 )
-                gvk = f"{rt.api_version}, Kind={rt.kind}"
+                gvk = _gvk(rt)
                 raise bad_request(
                     f"failed to create typed patch object ({where}; {gvk}): .{found[0]}: field not declared in schema"
                 )
@@ -1012,6 +1151,7 @@ class Emulator:
     ) -> Response:
         rt = t.rt
         obj = self._check_object(rt, self._parse_body(body, headers.get("content-type", "")), t)
+        _decodable(rt, obj)
         warn = self._unknown_fields(rt, obj, query, apply=False)
         meta = obj["metadata"]
         if not meta.get("name") and not meta.get("generateName"):
@@ -1049,6 +1189,7 @@ class Emulator:
         rt = t.rt
         assert t.name is not None
         obj = self._check_object(rt, self._parse_body(body, headers.get("content-type", "")), t)
+        _decodable(rt, obj)
         with self.store.lock:
             old = self.store.get(rt.key, t.namespace or "", t.name)
             if old is None:
@@ -1159,6 +1300,7 @@ class Emulator:
             if rv and rv != old["metadata"].get("resourceVersion"):
                 raise conflict(rt, t.name)
             self._check_object(rt, new, t)
+            _patch_decodable(rt, new, patch, strategic=ctype == SMP)
             return self._write_update(t, new, old, query, headers)
 
     def _apply(self, t: Target, config: Any, old: Obj | None, query: dict[str, str]) -> Response:
@@ -1169,6 +1311,7 @@ class Emulator:
             # kube-apiserver's field manager refuses an apply that carries managedFields (an
             # empty list too; only null or absent will do)
             raise bad_request(MANAGED_FIELDS_IN_APPLY)
+        _applied_typed(rt, config)
         warn = self._unknown_fields(rt, config, query, apply=True) if t.sub is None else {}
         rv = config["metadata"].get("resourceVersion")
         if old is None:
@@ -1194,7 +1337,8 @@ class Emulator:
         except merge.ApplyConflict as e:
             raise ApiError(409, "Conflict", e.message(), {"causes": e.causes()}) from e
         except merge.PatchError as e:
-            raise bad_request(str(e)) from e
+            raise _typed_patch_error(rt, config, str(e)) from e
+        _applied_decodable(rt, merged, config)
         if t.sub == "status" and old is not None:
             new = dict(old)
             new["metadata"] = dict(
@@ -1400,8 +1544,9 @@ class Emulator:
         status: dict[str, Any],
         *,
         annotations: dict[str, str] | None = None,
+        manager: str = "kube-controller-manager",
     ) -> None:
-        """Used by the controller: write a status (and maybe annotations) as kube-controller-manager."""
+        """Used by the controller: write a status (and maybe annotations) as ``manager``."""
         with self.store.lock:
             cur = self.store.get(
                 rt.key, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
@@ -1415,11 +1560,7 @@ class Emulator:
                     cur["metadata"].get("annotations") or {}, **annotations
                 )
                 new = merge.track_update(
-                    cur,
-                    new,
-                    manager="kube-controller-manager",
-                    now=now_iso(),
-                    scope=("metadata", "annotations"),
+                    cur, new, manager=manager, now=now_iso(), scope=("metadata", "annotations")
                 )
                 if not _same(new, cur):
                     cur = self.store.put(rt.key, new, event_type="MODIFIED", old=cur)
@@ -1428,10 +1569,40 @@ class Emulator:
             new = dict(cur)
             new["metadata"] = dict(cur["metadata"])
             new["status"] = status
-            new = merge.track_update(
-                cur, new, manager="kube-controller-manager", now=now_iso(), subresource="status"
-            )
+            new = merge.track_update(cur, new, manager=manager, now=now_iso(), subresource="status")
             self.store.put(rt.key, new, event_type="MODIFIED", old=cur)
+
+    def create_as(self, manager: str, rt: ResourceType, body: Obj) -> Obj:
+        """Used by the controller: create ``body`` (defaulted and validated) as ``manager``."""
+        return self._create_internal(rt, body, manager=manager)
+
+    def update_as(
+        self, manager: str, rt: ResourceType, obj: Obj, change: Callable[[Obj], None]
+    ) -> None:
+        """Used by the controller: apply ``change`` to a copy of the stored ``obj`` (as it is
+        now: no update is lost) and write it as ``manager``; nothing if it is gone or replaced."""
+        meta = obj["metadata"]
+        with self.store.lock:
+            cur = self.store.get(rt.key, meta.get("namespace", ""), meta["name"])
+            if cur is None or cur["metadata"].get("uid") != meta.get("uid"):
+                return
+            new = clone(cur)
+            change(new)
+            if new == cur:
+                return
+            prepared = self._prepare(rt, new, cur, namespace=meta.get("namespace"))
+            prepared = merge.track_update(
+                cur, prepared, manager=manager, now=now_iso(), list_types=rt.list_types
+            )
+            self._store_write(rt, prepared, cur)
+
+    def delete_as_controller(self, rt: ResourceType, obj: Obj) -> None:
+        """Used by the controller: delete ``obj`` (and its dependents) if it is still there."""
+        meta = obj["metadata"]
+        with self.store.lock:
+            cur = self.store.get(rt.key, meta.get("namespace", ""), meta["name"])
+            if cur is not None and cur["metadata"].get("uid") == meta.get("uid"):
+                self._delete_object(rt, cur, "Background")
 
     def finish_namespace(self, ns: Obj) -> None:
         """Namespace controller: delete everything in a terminating namespace, then the namespace."""
@@ -1455,6 +1626,103 @@ class Emulator:
             cur = self.store.get(("", "namespaces"), "", name)
             if cur is not None and cur["metadata"].get("deletionTimestamp"):
                 self.store.remove(("", "namespaces"), "", name)
+
+
+# ---------------------------------------------------------------- fields Go cannot decode
+# A real server decodes every write into its Go type; a Secret's ``data`` values are []byte, so
+# invalid base64 fails there, with a different answer per kind of write (decode errors are not
+# validation errors): the request body of a create or update, the patched object of a patch, the
+# result of an apply (see Kubernetes' handlers/create.go, patch.go and structuredmerge.go).
+
+
+def _decode_problem(rt: ResourceType, obj: Obj) -> str | None:
+    """Why Go's JSON decoder would refuse ``obj``: a value of the wrong type, or a Secret's data
+    that is not base64."""
+    wrong = fields.wrong_type(rt, obj)
+    if wrong is not None:
+        return wrong.decode_message()
+    return validation.secret_data_problem(obj) if rt.key == ("", "secrets") else None
+
+
+def _gvk(rt: ResourceType) -> str:
+    """A GroupVersionKind as Go prints it: ``apps/v1, Kind=Deployment``, ``/v1, Kind=Secret``."""
+    return f"{rt.group}/{rt.version}, Kind={rt.kind}"
+
+
+def _decodable(rt: ResourceType, obj: Obj) -> None:
+    """A create or update body: 400 BadRequest, as the request decoder answers."""
+    problem = _decode_problem(rt, obj)
+    if problem:
+        raise bad_request(
+            f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {problem}'
+        )
+
+
+def _patch_decodable(rt: ResourceType, patched: Obj, patch: Any, *, strategic: bool) -> None:
+    """A JSON, merge or strategic merge patch: 422 Invalid on the field ``patch``, quoting the
+    patched object (JSON and merge patches) or the patch (strategic), as the real handler does."""
+    problem = _decode_problem(rt, patched)
+    if not problem:
+        return
+    if strategic:
+        quoted, why = _go_format(patch), f"error decoding from json: {problem}"
+    else:
+        quoted, why = json.dumps(patched, sort_keys=True, separators=(",", ":")), problem
+    detail = f"Invalid value: {json.dumps(quoted)}: {why}"
+    raise ApiError(
+        422,
+        "Invalid",
+        f' "" is invalid: patch: {detail}',
+        {"causes": [{"reason": "FieldValueInvalid", "message": detail, "field": "patch"}]},
+    )
+
+
+def _typed_patch_error(rt: ResourceType, config: Obj, message: str) -> ApiError:
+    """What the field manager says of an applied configuration it cannot type: an error that is
+    no API status, so 500 with no reason (kubectl: "Error from server: failed to create typed
+    patch object ...")."""
+    meta = config.get("metadata") or {}
+    where = f"{meta.get('namespace', '')}/{meta.get('name', '')}; {_gvk(rt)}"
+    return ApiError(500, "", f"failed to create typed patch object ({where}): {message}")
+
+
+def _applied_typed(rt: ResourceType, config: Obj) -> None:
+    """An applied configuration with a value of the wrong type."""
+    wrong = fields.wrong_type(rt, config)
+    if wrong is not None:
+        raise _typed_patch_error(rt, config, wrong.apply_message())
+
+
+def _applied_decodable(rt: ResourceType, merged: Obj, config: Obj) -> None:
+    """A server-side apply: the field manager's conversion of the result fails, and the error it
+    returns is no API status, so the server answers 500 with no reason (kubectl: "Error from
+    server: failed to convert new object ...")."""
+    if rt.key != ("", "secrets"):
+        return
+    problem = validation.secret_data_problem(merged)
+    if not problem:
+        return
+    meta = config.get("metadata") or {}
+    where = f"{meta.get('namespace', '')}/{meta.get('name', '')}; {_gvk(rt)}"
+    raise ApiError(
+        500,
+        "",
+        f"failed to convert new object ({where}) to proper version: unable to convert "
+        f"unstructured object to {_gvk(rt)}: error decoding from json: {problem}",
+    )
+
+
+def _go_format(value: Any) -> str:
+    """Go's ``%+v`` of decoded JSON (maps sorted by key, strings bare)."""
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{_go_format(value[k])}" for k in sorted(value)) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(_go_format(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "<nil>"
+    return str(value)
 
 
 def _scale_of(obj: Obj) -> Obj:
@@ -1481,9 +1749,11 @@ def _scale_of(obj: Obj) -> Obj:
 _SYSTEM_META = ("resourceVersion", "managedFields", "generation")
 
 
-def _spec_changed(new: Obj, old: Obj) -> bool:
+def _spec_changed(new: Obj, old: Obj, *, with_status: bool = False) -> bool:
+    """Whether a write bumps metadata.generation: any change but metadata's (and status's, for a
+    kind with a status subresource: a custom resource without one counts status changes too)."""
     for k in set(new) | set(old):
-        if k in ("metadata", "status", "apiVersion", "kind"):
+        if k in ("metadata", "apiVersion", "kind") or (k == "status" and not with_status):
             continue
         if new.get(k) != old.get(k):
             return True
@@ -1510,6 +1780,3 @@ def _same(a: Obj, b: Obj) -> bool:
     if any(ma.get(k) != mb.get(k) for k in keys):
         return False
     return bool(_strip_times(ma.get("managedFields")) == _strip_times(mb.get("managedFields")))
-
-
-Handler = Callable[[str, str, dict[str, str], bytes], Response]

@@ -236,7 +236,30 @@ def _default_Pod(obj: Obj, old: Obj | None, alloc: Allocator) -> None:
                 {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
             )
     if old is None:
-        obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
+        obj["status"] = {"phase": "Pending", "qosClass": qos_class(spec)}
+
+
+def qos_class(spec: Obj) -> str:
+    """The Pod's QoS class, as the apiserver sets it on create (cpu and memory only):
+    Guaranteed when every container has equal cpu and memory requests and limits, BestEffort
+    when none has any, Burstable otherwise."""
+    containers = [
+        c
+        for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+        if isinstance(c, dict)
+    ]
+    any_set, guaranteed = False, bool(containers)
+    for c in containers:
+        res = c.get("resources") or {}
+        requests, limits = res.get("requests") or {}, res.get("limits") or {}
+        for name in ("cpu", "memory"):
+            if name in requests or name in limits:
+                any_set = True
+            if name not in limits or requests.get(name, limits.get(name)) != limits[name]:
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
 
 
 def _default_Service(obj: Obj, old: Obj | None, alloc: Allocator) -> None:

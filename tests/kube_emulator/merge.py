@@ -444,6 +444,19 @@ def _element_string(element: str) -> str:
     return element
 
 
+def item_element(names: tuple[str, ...], item: Any, index: int) -> str:
+    """How structured-merge-diff names item ``index`` of the built-in list at field names
+    ``names`` in its messages: ``[name="app"]`` (associative), ``[="a"]`` (set) or ``[0]``."""
+    list_type = _Schema(True).list_type(names)
+    if isinstance(list_type, tuple) and isinstance(item, dict):
+        element = _key_element(item, list_type)
+        if element is not None:
+            return _element_string(element)
+    if list_type == _SET and not isinstance(item, _CONTAINERS):
+        return _element_string("v:" + _dumps(item))
+    return f"[{index}]"
+
+
 def path_string(path: Path) -> str:
     """A field path as the real server prints it, e.g. ``.spec.replicas``."""
     return "".join(_element_string(element) for element in path)

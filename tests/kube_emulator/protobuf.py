@@ -3,7 +3,8 @@
 ``kubectl create namespace|configmap|secret|serviceaccount`` post protobuf
 (``application/vnd.kubernetes.protobuf``): the ``k8s\\0`` magic, then a runtime.Unknown whose
 ``raw`` holds the object. Only Namespace, ConfigMap, Secret and ServiceAccount are decoded (their
-ObjectMeta name/generateName/namespace/labels/annotations and data fields); other kinds get 415.
+ObjectMeta name/generateName/namespace/labels/annotations and data fields), and the reviews
+``kubectl auth whoami`` and ``kubectl auth can-i`` post; other kinds get 415.
 """
 
 from __future__ import annotations
@@ -104,7 +105,48 @@ def _decode_kind(kind: str, raw: bytes) -> dict[str, Any]:
     return obj
 
 
-SUPPORTED = frozenset({"Namespace", "ConfigMap", "Secret", "ServiceAccount"})
+_RESOURCE_ATTRIBUTES = {
+    1: "namespace",
+    2: "verb",
+    3: "group",
+    4: "version",
+    5: "resource",
+    6: "subresource",
+    7: "name",
+}
+_NON_RESOURCE_ATTRIBUTES = {1: "path", 2: "verb"}
+
+
+def _strings(buf: bytes, names: dict[int, str]) -> dict[str, str]:
+    return {
+        names[n]: v.decode() for n, v in _fields(buf) if n in names and isinstance(v, bytes) and v
+    }
+
+
+def _decode_access_review(raw: bytes) -> dict[str, Any]:
+    """A SelfSubjectAccessReview: metadata = 1, spec = 2 (resourceAttributes = 1,
+    nonResourceAttributes = 2)."""
+    spec: dict[str, Any] = {}
+    for number, v in _fields(raw):
+        if number == 2 and isinstance(v, bytes):
+            for n2, attrs in _fields(v):
+                if n2 == 1 and isinstance(attrs, bytes):
+                    spec["resourceAttributes"] = _strings(attrs, _RESOURCE_ATTRIBUTES)
+                elif n2 == 2 and isinstance(attrs, bytes):
+                    spec["nonResourceAttributes"] = _strings(attrs, _NON_RESOURCE_ATTRIBUTES)
+    return {"metadata": {}, "spec": spec}
+
+
+SUPPORTED = frozenset(
+    {
+        ("v1", "Namespace"),
+        ("v1", "ConfigMap"),
+        ("v1", "Secret"),
+        ("v1", "ServiceAccount"),
+        ("authentication.k8s.io/v1", "SelfSubjectReview"),
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview"),
+    }
+)
 
 
 def decode(body: bytes) -> dict[str, Any]:
@@ -122,7 +164,12 @@ def decode(body: bytes) -> dict[str, Any]:
                     kind = tv.decode()
         elif number == 2 and isinstance(v, bytes):
             raw = v
-    if kind not in SUPPORTED or api_version != "v1":
+    if (api_version, kind) not in SUPPORTED:
         raise ProtobufError(f"protobuf bodies of {api_version}/{kind} are not supported")
-    obj = _decode_kind(kind, raw)
+    if kind == "SelfSubjectAccessReview":
+        obj = _decode_access_review(raw)
+    elif kind == "SelfSubjectReview":
+        obj = {"metadata": {}}
+    else:
+        obj = _decode_kind(kind, raw)
     return {"apiVersion": api_version, "kind": kind, **obj}

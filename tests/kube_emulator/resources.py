@@ -53,6 +53,8 @@ class ResourceType:
     printer_columns: list[dict[str, Any]] = field(default_factory=list)
     # For custom resources: list types from the schema (x-kubernetes-list-type/-map-keys) for merging.
     list_types: dict[str, Any] | None = None
+    # For a CRD version marked ``deprecated``: the Warning every request to it gets.
+    deprecation_warning: str | None = None
 
     @property
     def api_version(self) -> str:
@@ -161,7 +163,30 @@ class ResourceType:
             crd=True,
             schema=schema,
             printer_columns=list(version.get("additionalPrinterColumns") or []),
+            deprecation_warning=_deprecation_warning(spec, version),
         )
+
+
+def _deprecation_warning(spec: dict[str, Any], version: dict[str, Any]) -> str | None:
+    """apiextensions' words for a deprecated version: its own ``deprecationWarning``, or
+    "<group>/<version> <Kind> is deprecated; use <group>/<newest served> <Kind>"."""
+    if not version.get("deprecated"):
+        return None
+    if version.get("deprecationWarning"):
+        return str(version["deprecationWarning"])
+    from .crd import version_priority
+
+    group, kind = spec["group"], spec["names"]["kind"]
+    text = f"{group}/{version['name']} {kind} is deprecated"
+    current = sorted(
+        (
+            v["name"]
+            for v in spec.get("versions") or ()
+            if v.get("served", True) and not v.get("deprecated")
+        ),
+        key=version_priority,
+    )
+    return f"{text}; use {group}/{current[0]} {kind}" if current else text
 
 
 def _hash(text: str) -> str:
@@ -309,6 +334,23 @@ BUILTIN: tuple[ResourceType, ...] = (
         "priorityclasses",
         namespaced=False,
         short=("pc",),
+    ),
+    # Reviews: answered, never stored (see Emulator._review).
+    _rt(
+        "authentication.k8s.io",
+        "v1",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        namespaced=False,
+        verbs=("create",),
+    ),
+    _rt(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        namespaced=False,
+        verbs=("create",),
     ),
     _rt(
         "apiextensions.k8s.io",

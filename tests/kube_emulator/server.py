@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 
 from .api import Emulator, Response
-from .tls import server_context
+from .tls import peer_identity, server_context
 
 IDLE_TIMEOUT = 300.0
 MAX_LINE = 65536
@@ -212,6 +212,7 @@ class _Conn:
         "last",
         "mask",
         "out",
+        "peer",
         "pending",
         "server",
         "sock",
@@ -233,6 +234,8 @@ class _Conn:
         self.continued = False
         # Served by a thread of its own (a watch, or ``latency``): writes go out at once.
         self.blocking = False
+        # The user and groups of the client certificate the TLS handshake verified, if any.
+        self.peer: tuple[str, tuple[str, ...]] | None = None
 
     # ------------------------------------------------------------ request processing
     def next_request(self) -> tuple[_Request, bytes] | None:
@@ -298,7 +301,7 @@ class _Conn:
             self.continued = False
             if blocking and server.latency:
                 time.sleep(server.latency)
-            resp = server.emulator.handle(req.method, req.path, headers, body)
+            resp = server.emulator.handle(req.method, req.path, headers, body, client=self.peer)
             if server.verbose:
                 sys.stderr.write(f"{req.method} {req.path} -> {resp.code}\n")
             if resp.stream is not None:
@@ -393,6 +396,7 @@ class _Conn:
                 first = sock.recv(1, socket.MSG_PEEK)
                 if first == b"\x16":
                     sock = self.sock = server_context().wrap_socket(sock, server_side=True)
+                    self.peer = peer_identity(sock)
                 self.tls_checked = True
             while True:
                 self.process(blocking=True)
@@ -611,6 +615,7 @@ class _Server:
                 self._close(conn)
                 return
             conn.handshaking = False
+            conn.peer = peer_identity(sock)
             self._watch(conn, _READ)
         if mask & _WRITE and conn.out:
             self._flush(conn)

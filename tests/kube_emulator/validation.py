@@ -11,8 +11,10 @@ import functools
 import json
 import re
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
+from .crd import schema_errors as crd_schema_errors
 from .errors import FieldError, duplicate, forbidden, invalid, not_supported, required
 from .resources import ResourceType
 from .selectors import match_label_selector_object
@@ -194,6 +196,7 @@ def _pod_spec_errors(
                             "must be between 1 and 65535, inclusive",
                         )
                     )
+            errs.extend(_resource_errors(c.get("resources"), f"{cp}.resources"))
             pp = c.get("imagePullPolicy")
             if pp is not None and pp not in ("Always", "IfNotPresent", "Never"):
                 errs.append(
@@ -202,6 +205,65 @@ def _pod_spec_errors(
     rp = spec.get("restartPolicy")
     if restart_policies is not None and rp not in restart_policies:
         errs.append(not_supported(f"{path}.restartPolicy", rp or "", restart_policies))
+    return errs
+
+
+QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+_SUFFIXES = {
+    "": Fraction(1),
+    "n": Fraction(1, 10**9),
+    "u": Fraction(1, 10**6),
+    "m": Fraction(1, 1000),
+    "k": Fraction(10**3),
+    "M": Fraction(10**6),
+    "G": Fraction(10**9),
+    "T": Fraction(10**12),
+    "P": Fraction(10**15),
+    "E": Fraction(10**18),
+    **{s: Fraction(1024**i) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"), start=1)},
+}
+
+
+def parse_quantity(value: Any) -> Fraction | None:
+    """A resource.Quantity's value (``500m``, ``1Gi``, ``2``, ``1e3``), or None if it is none."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Fraction(value)
+    if not isinstance(value, str):
+        return None
+    m = QUANTITY.match(value)
+    if m is None:
+        return None
+    number, suffix = m.groups()
+    try:
+        base = Fraction(number)
+    except ValueError:
+        return None
+    if suffix in _SUFFIXES:
+        return base * _SUFFIXES[suffix]
+    if suffix[:1] in ("e", "E") and suffix[1:].lstrip("+-").isdigit():
+        return base * Fraction(10) ** int(suffix[1:])
+    return None
+
+
+def _resource_errors(resources: Any, path: str) -> list[FieldError]:
+    """Requests may not exceed limits (ValidateResourceRequirements)."""
+    if not isinstance(resources, dict):
+        return []
+    limits = resources.get("limits") if isinstance(resources.get("limits"), dict) else {}
+    requests = resources.get("requests") if isinstance(resources.get("requests"), dict) else {}
+    errs: list[FieldError] = []
+    for name, quantity in requests.items():
+        if name not in limits:
+            continue
+        want, cap = parse_quantity(quantity), parse_quantity(limits[name])
+        if want is not None and cap is not None and want > cap:
+            errs.append(
+                invalid(
+                    f"{path}.requests",
+                    str(quantity),
+                    f"must be less than or equal to {name} limit of {limits[name]}",
+                )
+            )
     return errs
 
 
@@ -423,35 +485,274 @@ def _v_Secret(obj: Obj, old: Obj | None) -> list[FieldError]:
     return errs
 
 
-def _v_RoleBinding(obj: Obj, old: Obj | None) -> list[FieldError]:
+RBAC_GROUP = "rbac.authorization.k8s.io"
+
+
+def _policy_rules(obj: Obj, *, namespaced: bool) -> list[FieldError]:
+    """ValidatePolicyRule for each of ``rules``."""
     errs: list[FieldError] = []
-    ref = obj.get("roleRef")
-    if not isinstance(ref, dict) or not ref.get("name"):
+    for i, rule in enumerate(obj.get("rules") or ()):
+        path = f"rules[{i}]"
+        rule = rule if isinstance(rule, dict) else {}
+        if not rule.get("verbs"):
+            errs.append(required(f"{path}.verbs", "verbs must contain at least one value"))
+        urls = rule.get("nonResourceURLs")
+        if urls:
+            if namespaced:
+                errs.append(
+                    invalid(
+                        f"{path}.nonResourceURLs",
+                        urls,
+                        "namespaced rules cannot apply to non-resource URLs",
+                    )
+                )
+            if rule.get("apiGroups") or rule.get("resources") or rule.get("resourceNames"):
+                errs.append(
+                    invalid(
+                        f"{path}.nonResourceURLs",
+                        urls,
+                        "rules cannot apply to both regular resources and non-resource URLs",
+                    )
+                )
+            continue
+        if not rule.get("apiGroups"):
+            errs.append(
+                required(f"{path}.apiGroups", "resource rules must supply at least one api group")
+            )
+        if not rule.get("resources"):
+            errs.append(
+                required(f"{path}.resources", "resource rules must supply at least one resource")
+            )
+    return errs
+
+
+def _v_Role(obj: Obj, old: Obj | None) -> list[FieldError]:
+    return _policy_rules(obj, namespaced=True)
+
+
+def _v_ClusterRole(obj: Obj, old: Obj | None) -> list[FieldError]:
+    return _policy_rules(obj, namespaced=False)
+
+
+def _binding(obj: Obj, old: Obj | None, *, namespaced: bool) -> list[FieldError]:
+    """ValidateRoleBinding / ValidateClusterRoleBinding and their subjects."""
+    errs: list[FieldError] = []
+    ref = obj.get("roleRef") if isinstance(obj.get("roleRef"), dict) else {}
+    if ref.get("apiGroup") != RBAC_GROUP:
+        errs.append(not_supported("roleRef.apiGroup", ref.get("apiGroup", ""), [RBAC_GROUP]))
+    kinds = ["Role", "ClusterRole"] if namespaced else ["ClusterRole"]
+    if ref.get("kind") not in kinds:
+        errs.append(not_supported("roleRef.kind", ref.get("kind", ""), kinds))
+    if not ref.get("name"):
         errs.append(required("roleRef.name"))
-    if old is not None and ref != old.get("roleRef"):
+    for i, subject in enumerate(obj.get("subjects") or ()):
+        path = f"subjects[{i}]"
+        subject = subject if isinstance(subject, dict) else {}
+        if not subject.get("name"):
+            errs.append(required(f"{path}.name"))
+        kind = subject.get("kind")
+        if kind == "ServiceAccount":
+            if subject.get("apiGroup"):
+                errs.append(not_supported(f"{path}.apiGroup", subject["apiGroup"], [""]))
+            if not namespaced and not subject.get("namespace"):
+                errs.append(required(f"{path}.namespace"))
+        elif kind in ("User", "Group"):
+            if subject.get("apiGroup") != RBAC_GROUP:
+                errs.append(
+                    not_supported(f"{path}.apiGroup", subject.get("apiGroup", ""), [RBAC_GROUP])
+                )
+        else:
+            errs.append(
+                not_supported(f"{path}.kind", kind or "", ["ServiceAccount", "User", "Group"])
+            )
+    if old is not None and obj.get("roleRef") != old.get("roleRef"):
         errs.append(
             _invalid_raw(
                 "roleRef",
-                "rbac.RoleRef{" + json.dumps(ref, sort_keys=True) + "}",
+                "rbac.RoleRef{" + json.dumps(obj.get("roleRef"), sort_keys=True) + "}",
                 "cannot change roleRef",
             )
         )
     return errs
 
 
-_v_ClusterRoleBinding = _v_RoleBinding
+def _v_RoleBinding(obj: Obj, old: Obj | None) -> list[FieldError]:
+    return _binding(obj, old, namespaced=True)
+
+
+def _v_ClusterRoleBinding(obj: Obj, old: Obj | None) -> list[FieldError]:
+    return _binding(obj, old, namespaced=False)
+
+
+PERCENT = re.compile(r"^[0-9]+%$")
+MSG_PERCENT = (
+    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or "
+    "'93%', regex used for validation is '[0-9]+%')"
+)
+
+
+def _int_or_string_repr(value: Any) -> str:
+    """How a field error prints an intstr.IntOrString (Go's %#v of the struct)."""
+    if isinstance(value, str):
+        return f"intstr.IntOrString{{Type:1, IntVal:0, StrVal:{json.dumps(value)}}}"
+    return f'intstr.IntOrString{{Type:0, IntVal:{value}, StrVal:""}}'
+
+
+def _positive_int_or_percent(value: Any, path: str) -> list[FieldError]:
+    """ValidatePositiveIntOrPercent and IsNotMoreThan100Percent."""
+    if isinstance(value, str):
+        if not PERCENT.match(value):
+            return [_invalid_raw(path, _int_or_string_repr(value), MSG_PERCENT)]
+        if int(value[:-1]) > 100:
+            return [_invalid_raw(path, _int_or_string_repr(value), "must not be greater than 100%")]
+    elif isinstance(value, int) and value < 0:
+        return [invalid(path, value, "must be greater than or equal to 0")]
+    return []
+
+
+def _v_PodDisruptionBudget(obj: Obj, old: Obj | None) -> list[FieldError]:
+    spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    errs: list[FieldError] = []
+    if spec.get("minAvailable") is not None and spec.get("maxUnavailable") is not None:
+        errs.append(
+            _invalid_raw(
+                "spec",
+                "policy.PodDisruptionBudgetSpec{...}",
+                "minAvailable and maxUnavailable cannot be both set",
+            )
+        )
+    for key in ("minAvailable", "maxUnavailable"):
+        if spec.get(key) is not None:
+            errs.extend(_positive_int_or_percent(spec[key], f"spec.{key}"))
+    policy = spec.get("unhealthyPodEvictionPolicy")
+    if policy is not None and policy not in ("AlwaysAllow", "IfHealthyBudget"):
+        errs.append(
+            not_supported(
+                "spec.unhealthyPodEvictionPolicy", policy, ["AlwaysAllow", "IfHealthyBudget"]
+            )
+        )
+    return errs
+
+
+IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+MSG_PORT_RANGE = "must be between 1 and 65535, inclusive"
+
+
+def _port_name_errors(name: str, path: str) -> list[FieldError]:
+    """IsValidPortName: at most 15 characters, lowercase letters, digits and '-', a letter."""
+    if len(name) > 15:
+        return [invalid(path, name, "must be no more than 15 characters")]
+    if not IANA_SVC_NAME.match(name):
+        return [
+            invalid(
+                path, name, "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)"
+            )
+        ]
+    if "--" in name:
+        return [invalid(path, name, "must not contain consecutive hyphens")]
+    if not any(ch.isalpha() for ch in name):
+        return [invalid(path, name, "must contain at least one letter (a-z)")]
+    return []
+
+
+def _network_policy_ports(ports: Any, path: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    for j, port in enumerate(ports or ()):
+        port = port if isinstance(port, dict) else {}
+        pp = f"{path}.ports[{j}]"
+        protocol = port.get("protocol")
+        if protocol is not None and protocol not in ("TCP", "UDP", "SCTP"):
+            errs.append(not_supported(f"{pp}.protocol", protocol, ["SCTP", "TCP", "UDP"]))
+        number = port.get("port")
+        if isinstance(number, int) and not 1 <= number <= 65535:
+            errs.append(invalid(f"{pp}.port", number, MSG_PORT_RANGE))
+        elif isinstance(number, str):
+            errs.extend(_port_name_errors(number, f"{pp}.port"))
+    return errs
+
+
+def _v_NetworkPolicy(obj: Obj, old: Obj | None) -> list[FieldError]:
+    spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    errs: list[FieldError] = []
+    for direction, peers_key in (("ingress", "from"), ("egress", "to")):
+        for i, rule in enumerate(spec.get(direction) or ()):
+            rule = rule if isinstance(rule, dict) else {}
+            path = f"spec.{direction}[{i}]"
+            errs.extend(_network_policy_ports(rule.get("ports"), path))
+            for k, peer in enumerate(rule.get(peers_key) or ()):
+                peer = peer if isinstance(peer, dict) else {}
+                given = [
+                    p
+                    for p in ("podSelector", "namespaceSelector", "ipBlock")
+                    if peer.get(p) is not None
+                ]
+                where = f"{path}.{peers_key}[{k}]"
+                if not given:
+                    errs.append(required(where, "must specify a peer"))
+                elif "ipBlock" in given and len(given) > 1:
+                    errs.append(forbidden(where, "may not specify more than 1 peer"))
+    for i, policy_type in enumerate(spec.get("policyTypes") or ()):
+        if policy_type not in ("Ingress", "Egress"):
+            errs.append(not_supported(f"spec.policyTypes[{i}]", policy_type, ["Egress", "Ingress"]))
+    return errs
+
+
+def _ingress_backend(backend: Any, path: str) -> list[FieldError]:
+    """validateIngressBackend."""
+    backend = backend if isinstance(backend, dict) else {}
+    service, resource = backend.get("service"), backend.get("resource")
+    if service is not None and resource is not None:
+        return [invalid(path, "", "cannot set both resource and service backends")]
+    if resource is not None:
+        return []
+    if not isinstance(service, dict):
+        return [invalid(path, "", "resource or service backend is required")]
+    errs: list[FieldError] = []
+    if not service.get("name"):
+        errs.append(required(f"{path}.service.name"))
+    port = service.get("port") if isinstance(service.get("port"), dict) else {}
+    name, number = port.get("name"), port.get("number")
+    if name and number:
+        errs.append(invalid(path, "", "cannot set both port name & port number"))
+    elif name:
+        errs.extend(_port_name_errors(str(name), f"{path}.service.port.name"))
+    elif number:
+        if not isinstance(number, int) or not 1 <= number <= 65535:
+            errs.append(invalid(f"{path}.service.port.number", number, MSG_PORT_RANGE))
+    else:
+        errs.append(required(f"{path}.service.port", "port name or number is required"))
+    return errs
 
 
 def _v_Ingress(obj: Obj, old: Obj | None) -> list[FieldError]:
+    spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
     errs: list[FieldError] = []
-    for i, rule in enumerate((obj.get("spec") or {}).get("rules") or ()):
+    if spec.get("defaultBackend") is not None:
+        errs.extend(_ingress_backend(spec["defaultBackend"], "spec.defaultBackend"))
+    elif not spec.get("rules"):
+        errs.append(
+            _invalid_raw(
+                "spec",
+                "networking.IngressSpec{...}",
+                "either `defaultBackend` or `rules` must be specified",
+            )
+        )
+    for i, rule in enumerate(spec.get("rules") or ()):
         for j, p in enumerate(((rule or {}).get("http") or {}).get("paths") or ()):
-            pt = (p or {}).get("pathType")
-            fp = f"spec.rules[{i}].http.paths[{j}].pathType"
+            p = p if isinstance(p, dict) else {}
+            where = f"spec.rules[{i}].http.paths[{j}]"
+            pt = p.get("pathType")
             if not pt:
-                errs.append(required(fp, "pathType must be specified"))
+                errs.append(required(f"{where}.pathType", "pathType must be specified"))
             elif pt not in ("Exact", "Prefix", "ImplementationSpecific"):
-                errs.append(not_supported(fp, pt, ["Exact", "ImplementationSpecific", "Prefix"]))
+                errs.append(
+                    not_supported(
+                        f"{where}.pathType", pt, ["Exact", "ImplementationSpecific", "Prefix"]
+                    )
+                )
+            elif pt in ("Exact", "Prefix") and not str(p.get("path", "")).startswith("/"):
+                errs.append(invalid(f"{where}.path", p.get("path", ""), "must be an absolute path"))
+            errs.extend(_ingress_backend(p.get("backend"), f"{where}.backend"))
     return errs
 
 
@@ -510,6 +811,8 @@ def _v_CustomResourceDefinition(obj: Obj, old: Obj | None) -> list[FieldError]:
             errs.append(
                 required(f"spec.versions[{i}].schema.openAPIV3Schema", "schemas are required")
             )
+    if isinstance(versions, list):
+        errs.extend(crd_schema_errors(versions))
     if old is not None:
         if scope != (old.get("spec") or {}).get("scope"):
             errs.append(invalid("spec.scope", scope, MSG_IMMUTABLE))
@@ -551,3 +854,58 @@ def validate(rt: ResourceType, obj: Obj, old: Obj | None) -> list[FieldError]:
         if fn is not None:
             errs.extend(fn(obj, old))
     return errs
+
+
+# ---------------------------------------------------------------------------- Secret data
+_B64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_NEWLINES = (0x0A, 0x0D)
+
+
+def base64_error_offset(text: str) -> int | None:
+    """Where Go's ``base64.StdEncoding`` stops decoding ``text`` (its ``CorruptInputError``
+    offset, in bytes), or None when it decodes. Go skips CR and LF anywhere and wants padding:
+    the offsets follow ``decodeQuantum`` so the message matches a real server's byte for byte."""
+    src = text.encode()
+    si, n = 0, len(src)
+    while True:
+        j = 0
+        while j < 4:
+            if si == n:
+                return None if j == 0 else si - j
+            c = src[si]
+            si += 1
+            if c in _B64_ALPHABET:
+                j += 1
+                continue
+            if c in _NEWLINES:
+                continue
+            if c != ord("=") or j in (0, 1):
+                return si - 1
+            if j == 2:  # "==" expected; the first "=" is consumed
+                while si < n and src[si] in _NEWLINES:
+                    si += 1
+                if si == n:
+                    return n
+                if src[si] != ord("="):
+                    return si - 1
+                si += 1
+            while si < n and src[si] in _NEWLINES:
+                si += 1
+            return si if si < n else None  # trailing garbage after the padding
+        if si == n:
+            return None
+
+
+def secret_data_problem(obj: Obj) -> str | None:
+    """Why a Secret's ``data`` strings cannot be decoded into the Go type (``map[string][]byte``),
+    in the decoder's words, or None. Values are never quoted: only the byte offset is."""
+    data = obj.get("data")
+    if not isinstance(data, dict):
+        return None
+    for value in data.values():
+        if not isinstance(value, str):
+            continue  # null is no value; other types are the type check's (fields.wrong_type)
+        offset = base64_error_offset(value)
+        if offset is not None:
+            return f"illegal base64 data at input byte {offset}"
+    return None

@@ -1063,3 +1063,317 @@ def test_apply_with_managed_fields_is_refused_like_a_real_server(
     )
     body["metadata"]["managedFields"] = None
     assert c.apply(f"{DEP_PATH}/api", body)[0] == 201
+
+
+@pytest.mark.parametrize(
+    ("value", "offset"),
+    [
+        ("aGVsbG8=", None),
+        ("aGVs\r\nbG8=", None),  # Go skips CR and LF anywhere
+        ("hunter2", 4),  # the last quantum is short: Go reports where it began
+        ("billy", 4),
+        ("not base64!", 3),  # the space
+        ("ab=x", 2),
+        ("YQ==YQ==", 4),  # data after the padding
+        ("a", 0),
+    ],
+)
+def test_base64_offsets_are_gos(value: str, offset: int | None) -> None:
+    from tests.kube_emulator.validation import base64_error_offset
+
+    assert base64_error_offset(value) == offset
+
+
+def test_secret_with_invalid_base64_is_refused_as_each_kind_of_write_is(c: Client) -> None:
+    path = "/api/v1/namespaces/default/secrets"
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "creds", "namespace": "default"},
+        "data": {"user": "YWRtaW4=", "password": "hunter2"},
+    }
+    # create and update decode the body: 400, the decoder's words
+    code, status = c("POST", path, bad)
+    assert (code, status["reason"]) == (400, "BadRequest")
+    assert status["message"] == (
+        'Secret in version "v1" cannot be handled as a Secret: illegal base64 data at input byte 4'
+    )
+    # server-side apply: the field manager's conversion fails with no API status: 500, no reason
+    code, status = c.apply(f"{path}/creds", bad)
+    assert code == 500 and "reason" not in status
+    assert status["message"] == (
+        "failed to convert new object (default/creds; /v1, Kind=Secret) to proper version: "
+        "unable to convert unstructured object to /v1, Kind=Secret: error decoding from json: "
+        "illegal base64 data at input byte 4"
+    )
+    code, _ = c.apply(f"{path}/creds", bad, "fieldManager=test&dryRun=All")
+    assert code == 500
+    good = dict(bad, data={"user": "YWRtaW4="})
+    assert c("POST", path, good)[0] == 201
+    code, status = c("PUT", f"{path}/creds", bad)
+    assert code == 400 and "illegal base64 data at input byte 4" in status["message"]
+    # a patch: 422 Invalid on the field "patch"
+    code, status = c(
+        "PATCH",
+        f"{path}/creds",
+        {"data": {"password": "hunter2"}},
+        ctype="application/merge-patch+json",
+    )
+    assert (code, status["reason"]) == (422, "Invalid")
+    [cause] = status["details"]["causes"]
+    assert cause["field"] == "patch" and cause["reason"] == "FieldValueInvalid"
+    assert cause["message"].endswith('": illegal base64 data at input byte 4')
+    assert status["message"].startswith(' "" is invalid: patch: Invalid value: "{')
+    code, status = c(
+        "PATCH",
+        f"{path}/creds",
+        {"data": {"password": "hunter2"}},
+        ctype="application/strategic-merge-patch+json",
+    )
+    assert code == 422
+    assert status["details"]["causes"][0]["message"] == (
+        'Invalid value: "map[data:map[password:hunter2]]": error decoding from json: '
+        "illegal base64 data at input byte 4"
+    )
+    # nothing was stored by any of them
+    assert c("GET", f"{path}/creds")[1]["data"] == {"user": "YWRtaW4="}
+    # what decodes is accepted: padding, CR/LF, empty values
+    fine = dict(bad, data={"a": "aGVs\nbG8=", "b": ""})
+    assert c.apply(f"{path}/creds", fine)[0] == 200
+
+
+def _object(kind: str, api_version: str, name: str, **body: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": "default"},
+        **body,
+    }
+
+
+def _path(obj: dict[str, Any]) -> str:
+    group_version = obj["apiVersion"]
+    base = f"/apis/{group_version}" if "/" in group_version else f"/api/{group_version}"
+    plural = {"NetworkPolicy": "networkpolicies", "Ingress": "ingresses"}.get(
+        obj["kind"], obj["kind"].lower() + "s"
+    )
+    namespaced = not obj["kind"].startswith("Cluster")
+    prefix = f"{base}/namespaces/default/{plural}" if namespaced else f"{base}/{plural}"
+    return f"{prefix}/{obj['metadata']['name']}"
+
+
+_RULE = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+_POD = {"containers": [{"name": "app", "image": "app:1"}]}
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        (
+            _object(
+                "Role",
+                "rbac.authorization.k8s.io/v1",
+                "r",
+                rules=[{"apiGroups": [""], "resources": ["pods"]}],
+            ),
+            'Role.rbac.authorization.k8s.io "r" is invalid: rules[0].verbs: Required value: verbs '
+            "must contain at least one value",
+        ),
+        (
+            _object(
+                "ClusterRole",
+                "rbac.authorization.k8s.io/v1",
+                "c",
+                rules=[{"verbs": ["get"], "resources": ["nodes"]}],
+            ),
+            "rules[0].apiGroups: Required value: resource rules must supply at least one api group",
+        ),
+        (
+            _object(
+                "ClusterRoleBinding",
+                "rbac.authorization.k8s.io/v1",
+                "b",
+                roleRef={
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "c",
+                },
+                subjects=[{"kind": "ServiceAccount", "name": "bot"}],
+            ),
+            "subjects[0].namespace: Required value",
+        ),
+        (
+            _object(
+                "RoleBinding",
+                "rbac.authorization.k8s.io/v1",
+                "b",
+                roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Roles", "name": "r"},
+                subjects=[{"kind": "ServiceAccount", "name": "bot"}],
+            ),
+            'roleRef.kind: Unsupported value: "Roles": supported values: "Role", "ClusterRole"',
+        ),
+        (
+            _object(
+                "PodDisruptionBudget",
+                "policy/v1",
+                "p",
+                spec={
+                    "minAvailable": 1,
+                    "maxUnavailable": 1,
+                    "selector": {"matchLabels": {"a": "b"}},
+                },
+            ),
+            "spec: Invalid value: policy.PodDisruptionBudgetSpec{...}: minAvailable and "
+            "maxUnavailable cannot be both set",
+        ),
+        (
+            _object("PodDisruptionBudget", "policy/v1", "p", spec={"maxUnavailable": "120%"}),
+            'spec.maxUnavailable: Invalid value: intstr.IntOrString{Type:1, IntVal:0, StrVal:"120%"}: '
+            "must not be greater than 100%",
+        ),
+        (
+            _object(
+                "NetworkPolicy",
+                "networking.k8s.io/v1",
+                "n",
+                spec={
+                    "podSelector": {},
+                    "ingress": [{"from": [{}], "ports": [{"port": 6379, "protocol": "tcp"}]}],
+                },
+            ),
+            'spec.ingress[0].ports[0].protocol: Unsupported value: "tcp": supported values: "SCTP", "TCP", "UDP"',
+        ),
+        (
+            _object(
+                "NetworkPolicy",
+                "networking.k8s.io/v1",
+                "n",
+                spec={"podSelector": {}, "ingress": [{"from": [{}]}]},
+            ),
+            "spec.ingress[0].from[0]: Required value: must specify a peer",
+        ),
+        (
+            _object(
+                "Ingress",
+                "networking.k8s.io/v1",
+                "i",
+                spec={
+                    "rules": [
+                        {
+                            "http": {
+                                "paths": [
+                                    {
+                                        "path": "hooks",
+                                        "pathType": "Prefix",
+                                        "backend": {"service": {"name": "web"}},
+                                    }
+                                ]
+                            }
+                        }
+                    ]
+                },
+            ),
+            'spec.rules[0].http.paths[0].path: Invalid value: "hooks": must be an absolute path',
+        ),
+        (
+            _object(
+                "Deployment",
+                "apps/v1",
+                "d",
+                spec={
+                    "selector": {"matchLabels": {"app": "d"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "d"}},
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "app",
+                                    "image": "app:1",
+                                    "resources": {
+                                        "requests": {"memory": "1Gi"},
+                                        "limits": {"memory": "512Mi"},
+                                    },
+                                }
+                            ]
+                        },
+                    },
+                },
+            ),
+            'spec.template.spec.containers[0].resources.requests: Invalid value: "1Gi": must be less '
+            "than or equal to memory limit of 512Mi",
+        ),
+    ],
+)
+def test_mistakes_in_a_deployment_bundle_are_refused_with_the_real_wording(
+    c: Client, obj: dict[str, Any], message: str
+) -> None:
+    code, status = c.apply(_path(obj), obj, "fieldManager=test&dryRun=All")
+    assert (code, status["reason"]) == (422, "Invalid"), status
+    assert message in status["message"]
+
+
+def test_ingress_backend_needs_a_port() -> None:
+    from tests.kube_emulator.validation import _ingress_backend
+
+    [err] = _ingress_backend({"service": {"name": "web"}}, "spec.defaultBackend")
+    assert (
+        err.text()
+        == "spec.defaultBackend.service.port: Required value: port name or number is required"
+    )
+
+
+def test_values_of_the_wrong_type_are_refused_as_each_decoder_words_it(c: Client) -> None:
+    dep = _object(
+        "Deployment",
+        "apps/v1",
+        "d",
+        spec={
+            "replicas": "2",
+            "selector": {"matchLabels": {"app": "d"}},
+            "template": {"metadata": {"labels": {"app": "d"}}, "spec": _POD},
+        },
+    )
+    # server-side apply: structured-merge-diff's typed patch, an error with no API status
+    code, status = c.apply(_path(dep), dep, "fieldManager=test&dryRun=All")
+    assert code == 500 and "reason" not in status
+    assert status["message"] == (
+        "failed to create typed patch object (default/d; apps/v1, Kind=Deployment): "
+        ".spec.replicas: expected numeric (int or float), got string"
+    )
+    # create: encoding/json's words, 400
+    code, status = c("POST", "/apis/apps/v1/namespaces/default/deployments", dep)
+    assert (code, status["reason"]) == (400, "BadRequest")
+    assert status["message"] == (
+        'Deployment in version "v1" cannot be handled as a Deployment: json: cannot unmarshal '
+        "string into Go struct field DeploymentSpec.spec.replicas of type int32"
+    )
+    port = json.loads(json.dumps(dep))
+    port["spec"]["replicas"] = 2
+    port["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"containerPort": "8080"}]
+    code, status = c("POST", "/apis/apps/v1/namespaces/default/deployments", port)
+    assert status["message"].endswith(
+        "json: cannot unmarshal string into Go struct field "
+        "ContainerPort.spec.template.spec.containers.ports.containerPort of type int32"
+    )
+    code, status = c.apply(_path(port), port, "fieldManager=test&dryRun=All")
+    assert status["message"].endswith(
+        '.spec.template.spec.containers[name="app"].ports[containerPort="8080",protocol="TCP"]'
+        ".containerPort: expected numeric (int or float), got string"
+    )
+    labels = _object("ConfigMap", "v1", "cm", data={"a": "b"})
+    labels["metadata"]["labels"] = {"tier": 1}
+    code, status = c.apply(_path(labels), labels, "fieldManager=test&dryRun=All")
+    assert status["message"].endswith(
+        ".metadata.labels.tier: expected string, got &value.valueUnstructured{Value:1}"
+    )
+    code, status = c("POST", "/api/v1/namespaces/default/configmaps", labels)
+    assert status["message"].endswith(
+        "json: cannot unmarshal number into Go struct field ObjectMeta.metadata.labels of type string"
+    )
+    # what the types allow passes: int-or-string ports, numeric quantities
+    fine = json.loads(json.dumps(port))
+    container = fine["spec"]["template"]["spec"]["containers"][0]
+    container["ports"] = [{"containerPort": 8080, "name": "http"}]
+    container["resources"] = {"limits": {"cpu": 1, "memory": "128Mi"}}
+    container["readinessProbe"] = {"httpGet": {"path": "/readyz", "port": "http"}}
+    assert c.apply(_path(fine), fine, "fieldManager=test&dryRun=All")[0] == 201

