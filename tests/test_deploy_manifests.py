@@ -325,6 +325,12 @@ def test_exactly_one_beat(name: str, workdir: str) -> None:
     assert not find(objs, "HorizontalPodAutoscaler")
 
 
+def test_web_probes_are_healthz_and_readyz(workdir: str) -> None:
+    web = pod_specs(render("example", workdir))["gitops-bot-web"]["containers"][0]
+    assert web["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert web["readinessProbe"]["httpGet"]["path"].startswith("/readyz")
+
+
 def test_worker_liveness_is_the_heartbeat_probe(workdir: str) -> None:
     spec = pod_specs(render("example", workdir))["gitops-bot-worker"]
     probe = spec["containers"][0]["livenessProbe"]

@@ -1,4 +1,4 @@
-"""Worker liveness without remote control: heartbeat files (workers/heartbeat.py) and the probe
+"""Worker liveness without remote control: heartbeat files (workers/liveness_file.py) and the probe
 that reads them (``python -m workers.liveness``, the livenessProbe of deploy/base/worker.yaml).
 
 Real Celery workers against a real Redis: a consuming worker beats; a frozen main process

@@ -19,7 +19,7 @@ from celery import Celery
 
 from bot.queue import QUEUE_OF, QUEUES, TASK_NAMES, kombu_url
 from bot.settings import Settings
-from workers.heartbeat import install as install_heartbeat
+from workers.liveness_file import install as install_liveness_file
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -66,7 +66,7 @@ class GitopsCelery(Celery):  # type: ignore[misc]
 
 
 app = GitopsCelery("gitops_bot", include=["workers.tasks"], set_as_current=True)
-# Liveness without remote control: a heartbeat file per worker process (workers/heartbeat.py).
-install_heartbeat(app)
+# Liveness without remote control: a heartbeat file per worker process (workers/liveness_file.py).
+install_liveness_file(app)
 
 __all__ = ["QUEUES", "app", "celery_config"]

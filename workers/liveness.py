@@ -3,7 +3,7 @@
 ``celery inspect ping`` cannot answer it: it needs remote control, which the workers disable
 (``worker_enable_remote_control=False``: no broadcast queue in Redis through which anyone who can
 reach Redis could command the workers). Instead each Celery worker process touches a heartbeat
-file (see :mod:`workers.heartbeat`) from its main event loop while its consumer is connected to
+file (see :mod:`workers.liveness_file`) from its main event loop while its consumer is connected to
 Redis; this module says whether every heartbeat in the directory is recent::
 
     python -m workers.liveness [--max-age SECONDS] [--dir DIR]

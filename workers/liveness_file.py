@@ -1,4 +1,4 @@
-"""The worker's heartbeat: a file each Celery worker process touches while it consumes its queue.
+"""The worker's liveness file: a heartbeat each Celery worker process touches while it consumes.
 
 A consumer bootstep (Celery's documented way to extend a worker) registers a timer on the
 worker's event loop once the consumer has connected to Redis and started consuming. Every
@@ -42,7 +42,7 @@ def touch(path: Path) -> None:
         path.touch()
 
 
-class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
+class LivenessFile(bootsteps.StartStopStep):  # type: ignore[misc]
     """Touches this worker's heartbeat file while the consumer runs."""
 
     requires = {"celery.worker.consumer.tasks:Tasks"}
@@ -79,8 +79,8 @@ def _file_name(hostname: str) -> str:
 
 
 def install(app: Celery) -> None:
-    """Add the heartbeat step and its ``--liveness-interval`` option to ``app``'s workers."""
-    app.steps["consumer"].add(Heartbeat)
+    """Add the liveness step and its ``--liveness-interval`` option to ``app``'s workers."""
+    app.steps["consumer"].add(LivenessFile)
     app.user_options["worker"].add(
         click.Option(
             ["--liveness-interval"],
