@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from workers.liveness import DEFAULT_INTERVAL
+from bot.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -337,7 +337,7 @@ def test_worker_liveness_is_the_heartbeat_probe(workdir: str) -> None:
     command = probe["exec"]["command"]
     assert command[:3] == ["python", "-m", "workers.liveness"]
     max_age = float(command[command.index("--max-age") + 1])
-    assert max_age >= 3 * DEFAULT_INTERVAL  # a busy loop that misses a beat or two is not dead
+    assert max_age >= 3 * Settings().worker_heartbeat  # a busy loop that misses a beat or two is not dead
     # a hung worker is not given the long grace period meant for a deploy to finish
     assert probe["terminationGracePeriodSeconds"] < spec["terminationGracePeriodSeconds"]
 

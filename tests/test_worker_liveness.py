@@ -1,4 +1,4 @@
-"""Worker liveness without remote control: heartbeat files (workers/liveness_file.py) and the probe
+"""Worker liveness without remote control: heartbeat files (workers/heartbeat.py) and the probe
 that reads them (``python -m workers.liveness``, the livenessProbe of deploy/base/worker.yaml).
 
 Real Celery workers against a real Redis: a consuming worker beats; a frozen main process
@@ -65,10 +65,13 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[by
             "previews@liveness-test",
             "--without-gossip",
             "--without-mingle",
-            "--liveness-interval",
-            str(INTERVAL),
         )
-        env = dict(os.environ, REDIS_URL=redis_url, GITOPS_DATA_DIR=str(tmp_path / "data"))
+        env = dict(
+            os.environ,
+            REDIS_URL=redis_url,
+            GITOPS_DATA_DIR=str(tmp_path / "data"),
+            GITOPS_WORKER_HEARTBEAT=str(INTERVAL),
+        )
         log = open(tmp_path / "worker.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(command, env=env, stdout=log, stderr=log)
         processes.append(proc)

@@ -23,7 +23,6 @@ from celery import Celery
 from bot.queue import QUEUE_OF, QUEUES, TASK_NAMES, kombu_url
 from bot.settings import Settings
 from workers.heartbeat import Heartbeat
-from workers.liveness_file import install as install_liveness_file
 from workers.schedule import beat_schedule
 
 
@@ -73,7 +72,5 @@ class GitopsCelery(Celery):  # type: ignore[misc]
 
 app = GitopsCelery("gitops_bot", include=["workers.tasks"], set_as_current=True)
 app.steps["consumer"].add(Heartbeat)
-# Liveness without remote control: a heartbeat file per worker process (workers/liveness_file.py).
-install_liveness_file(app)
 
 __all__ = ["QUEUES", "app", "celery_config"]

@@ -1,17 +1,26 @@
-"""Worker heartbeats: how a web process, maybe on another machine, knows a queue has a worker.
+"""Worker heartbeats: one beat, read in two places.
 
-A consumer bootstep (Celery's extension point for the worker's life cycle) writes a heartbeat
-for the queues the worker consumes as soon as it consumes them, then every
-``GITOPS_WORKER_HEARTBEAT`` seconds, each valid for three intervals; a warm shutdown withdraws
-it at once, while a killed worker's heartbeat simply expires. ``/readyz`` counts the current
-ones (:meth:`bot.queue.JobQueue.workers`). While the broker connection is down Celery stops and
-restarts the consumer's steps, so a worker that cannot reach Redis stops announcing itself.
+A consumer bootstep (Celery's extension point for the worker's life cycle) beats as soon as the
+worker consumes its queues, then every ``GITOPS_WORKER_HEARTBEAT`` seconds, from the worker's
+main event loop. Each beat
+
+* records the worker's queues in Redis, valid for three intervals: ``/readyz`` counts the
+  current ones (:meth:`bot.queue.JobQueue.workers`), so a web process on another machine knows a
+  queue has a worker. A warm shutdown withdraws it at once; a killed worker's simply expires;
+* touches this worker's liveness file in ``<GITOPS_DATA_DIR>/liveness/``, which the container's
+  liveness probe reads (:mod:`workers.liveness`): a hung main process stops touching it.
+
+While the broker connection is down Celery stops and restarts the consumer's steps, so a worker
+that cannot reach Redis stops beating in both places. The liveness file is also touched when the
+worker process starts, before it connects, so a worker that never connects looks stale rather
+than absent.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from typing import Any
 
 import redis
@@ -19,6 +28,7 @@ from celery import bootsteps
 
 from bot.queue import forget_worker, record_heartbeat, redis_client
 from bot.settings import Settings
+from workers.liveness import heartbeat_dir
 
 log = logging.getLogger("gitops_bot.worker")
 
@@ -27,7 +37,8 @@ MISSED_HEARTBEATS = 3
 
 
 class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Announces the worker's queues in Redis while it consumes them."""
+    """Announces the worker's queues in Redis and touches its liveness file while it
+    consumes."""
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
@@ -36,15 +47,16 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
         self._timer: Any = None
         self._client: redis.Redis | None = None
         self._queues: list[str] = []
-        self._worker = ""
+        self._worker = str(parent.hostname)
         self._ttl = 0.0
+        self._liveness = heartbeat_dir(Settings.from_env()) / _file_name(self._worker)
+        self._touch()  # a worker that never connects must look stale, not absent
 
     def start(self, parent: Any) -> None:
         settings = Settings.from_env()
         assert settings.redis_url, "REDIS_URL is not set"
         if self._client is None:
             self._client = redis_client(settings.redis_url, timeout=max(settings.redis_timeout, 5))
-        self._worker = str(parent.hostname)
         self._queues = sorted(queue.name for queue in parent.task_consumer.queues)
         self._ttl = settings.worker_heartbeat * MISSED_HEARTBEATS
         self._beat()
@@ -52,10 +64,18 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def _beat(self) -> None:
         assert self._client is not None
+        self._touch()
         try:
             record_heartbeat(self._client, worker=self._worker, queues=self._queues, ttl=self._ttl)
         except redis.RedisError as exc:
             log.warning("could not record the heartbeat of %s: %s", self._worker, exc)
+
+    def _touch(self) -> None:
+        try:
+            self._liveness.parent.mkdir(parents=True, exist_ok=True)
+            self._liveness.touch()
+        except OSError as exc:  # a full or read-only disk: the probe will say the worker is dead
+            log.warning("cannot write the liveness file %s: %s", self._liveness, exc)
 
     def stop(self, parent: Any) -> None:
         if self._timer is not None:
@@ -68,3 +88,8 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def shutdown(self, parent: Any) -> None:
         self.stop(parent)
+
+
+def _file_name(hostname: str) -> str:
+    """The worker's node name (``previews@host``) as a file name."""
+    return hostname.replace(os.sep, "_")

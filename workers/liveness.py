@@ -3,7 +3,7 @@
 ``celery inspect ping`` cannot answer it: it needs remote control, which the workers disable
 (``worker_enable_remote_control=False``: no broadcast queue in Redis through which anyone who can
 reach Redis could command the workers). Instead each Celery worker process touches a heartbeat
-file (see :mod:`workers.liveness_file`) from its main event loop while its consumer is connected to
+file (see :mod:`workers.heartbeat`) from its main event loop while its consumer is connected to
 Redis; this module says whether every heartbeat in the directory is recent::
 
     python -m workers.liveness [--max-age SECONDS] [--dir DIR]
@@ -31,11 +31,9 @@ from bot.settings import Settings
 HEARTBEAT_SUBDIR = "liveness"
 """Heartbeat files live in ``<GITOPS_DATA_DIR>/liveness/``, one per worker process."""
 
-DEFAULT_INTERVAL = 10.0
-"""Seconds between two heartbeats of a worker process."""
-
 DEFAULT_MAX_AGE = 60.0
-"""Oldest heartbeat the probe accepts: six missed beats, so a busy event loop is not a dead one."""
+"""Oldest heartbeat the probe accepts: six missed beats at the default GITOPS_WORKER_HEARTBEAT,
+so a busy event loop is not a dead one."""
 
 MSG_NONE = (
     "no worker heartbeat in {directory}: no worker process has started here, or GITOPS_DATA_DIR "
