@@ -200,7 +200,7 @@ class GitHubConfig:
 # --- per-process caches ------------------------------------------------------------------------
 
 _lock = threading.Lock()
-_clients: dict[tuple[str, str, int | None], tuple[Github, Auth.Auth]] = {}
+_clients: dict[tuple[GitHubConfig, int | None], tuple[Github, Auth.Auth]] = {}
 _identities: dict[tuple[str, str], Identity] = {}
 _installations: dict[tuple[str, str, str], int] = {}
 
@@ -219,7 +219,7 @@ def _app_auth(config: GitHubConfig) -> Auth.AppAuth:
 
 
 def _client(config: GitHubConfig, installation_id: int | None) -> tuple[Github, Auth.Auth]:
-    key = (*config.cache_key, installation_id)
+    key = (config, installation_id)
     with _lock:
         cached = _clients.get(key)
         if cached is None:

@@ -131,6 +131,8 @@ class Pull:
     state: str = "open"
     merged: bool = False
     merge_sha: str | None = None
+    #: What ``refs/pull/N/merge`` points at (None: no merge ref, the PR conflicts).
+    test_merge_sha: str | None = None
     created_at: datetime = field(default_factory=now)
 
 
@@ -212,6 +214,7 @@ class Recorded:
     headers: dict[str, str]
     body: bytes
     status: int = 0
+    at: float = field(default_factory=time.monotonic)
 
 
 class FakeGitHub:
@@ -236,6 +239,8 @@ class FakeGitHub:
         self.token_ttl = timedelta(hours=1)
         #: While True, pushes do not recompute ``refs/pull/N/merge`` (GitHub does it lazily).
         self.merge_refs_stale = False
+        #: A personal token of the bot's user, when a fixture made one.
+        self.bot_token: str | None = None
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
@@ -250,7 +255,9 @@ class FakeGitHub:
         return f"http://{host}:{port}"
 
     def start(self) -> FakeGitHub:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -490,6 +497,7 @@ class FakeGitHub:
             return
         base = gitstore.rev(repo.git_dir, f"refs/heads/{pull.base_ref}")
         merged = gitstore.test_merge(repo.git_dir, base, pull.head_sha) if base else None
+        pull.test_merge_sha = merged
         if merged:
             gitstore.git(repo.git_dir, "update-ref", f"refs/pull/{pull.number}/merge", merged)
         else:  # GitHub drops the merge ref of a conflicting PR
@@ -670,7 +678,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._fault(fault)
             return
         if ".git/" in split.path:
-            status, headers, payload = self._git(method, split.path, split.query, record)
+            status, payload, headers = self._git(method, split.path, split.query, record)
             record.status = status
             self._send(status, payload, headers)
             return
@@ -884,11 +892,14 @@ class _Handler(BaseHTTPRequestHandler):
             "visibility": "private" if repo.private else "public",
         }
 
-    def _pull_json(self, repo: Repo, pull: Pull) -> dict[str, Any]:
+    def _pull_json(
+        self, repo: Repo, pull: Pull, heads: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         base_url = self.forge.url
         api = f"{base_url}/repos/{repo.full_name}"
-        base_sha = gitstore.rev(repo.git_dir, f"refs/heads/{pull.base_ref}") or ""
-        merge = gitstore.rev(repo.git_dir, f"refs/pull/{pull.number}/merge")
+        heads = gitstore.heads(repo.git_dir) if heads is None else heads
+        base_sha = heads.get(pull.base_ref, "")
+        merge = pull.test_merge_sha
         head_repo = self._repo_json(repo)
         if pull.fork_owner:
             head_repo = dict(
@@ -1062,7 +1073,8 @@ def _list_pulls(h: _Handler, token: Token, match: Match) -> tuple[int, Any, dict
     pulls = [p for p in repo.pulls.values() if state == "all" or p.state == state]
     if match.query.get("direction", "desc") == "desc":
         pulls.reverse()
-    return h._page([h._pull_json(repo, p) for p in pulls], match)
+    heads = gitstore.heads(repo.git_dir)
+    return h._page([h._pull_json(repo, p, heads) for p in pulls], match)
 
 
 @route("pulls/get")

@@ -62,6 +62,12 @@ def rev(repo: Path, ref: str) -> str | None:
     return out or None
 
 
+def heads(repo: Path) -> dict[str, str]:
+    """Branch name → SHA, in one call."""
+    out = git(repo, "for-each-ref", "--format=%(refname:lstrip=2) %(objectname)", "refs/heads")
+    return dict(line.split(" ", 1) for line in out.splitlines() if line)
+
+
 def commit(
     repo: Path,
     branch: str,
