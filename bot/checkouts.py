@@ -49,6 +49,10 @@ MERGE_IDENTITY = {
 }
 _SAFE_PART = re.compile(r"[A-Za-z0-9._-]+")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_REFUSED = re.compile(
+    r"Authentication failed|could not read Username|returned error: 40[134]|"
+    r"[Rr]epository not found|not our ref|couldn't find remote ref"
+)
 
 
 class CheckoutError(PermanentError):
@@ -184,7 +188,12 @@ class RepoCache:
                     if len(value) > 12:
                         stderr = stderr.replace(value, "<redacted>")
             error = f"git {args[0]} failed: {stderr[-2000:]}"
-            raise (FetchFailed(error) if network else CheckoutError(error))
+            if network and not _REFUSED.search(stderr):
+                raise FetchFailed(error)
+            # Refused credentials, a missing repository or commit: retrying will not help.
+            if "could not read Username" in stderr or "Authentication failed" in stderr:
+                error = f"the forge refused the bot's credentials for git ({error})"
+            raise CheckoutError(error)
         return proc
 
     def _has_commit(self, repo: Path, sha: str) -> bool:
@@ -282,18 +291,15 @@ class RepoCache:
                 raise CheckoutError(f"base branch {pr.base_ref!r} does not exist on {full_name}")
             base_sha = remote[base_ref]
             merge_sha = remote.get(pr.merge_ref)
-            wanted = [(base_ref, f"{local}/base", base_sha)]
-            if remote.get(pr.head_fetch_ref) == pr.head_sha:
-                wanted.append((pr.head_fetch_ref, f"{local}/head", pr.head_sha))
-            else:  # the PR moved on (or its ref is gone): fetch the commit itself
-                wanted.append((pr.head_sha, f"{local}/head", pr.head_sha))
+            wanted = [(f"{local}/base", base_sha), (f"{local}/head", pr.head_sha)]
             if merge_sha is not None:
-                wanted.append((pr.merge_ref, f"{local}/merge", merge_sha))
-            missing = [
-                f"+{src}:{dst}" for src, dst, sha in wanted if not self._has_commit(repo, sha)
-            ]
+                wanted.append((f"{local}/merge", merge_sha))
+            # By SHA, as ls-remote answered: a ref moving meanwhile cannot hand us another
+            # commit, and git skips the ref listing. (A head that moved on since the event is
+            # still fetched: forges serve any reachable commit.)
+            missing = [f"+{sha}:{dst}" for dst, sha in wanted if not self._has_commit(repo, sha)]
             self._fetch(repo, access, missing)
-            for _, dst, sha in wanted:
+            for dst, sha in wanted:
                 self._git(repo, "update-ref", dst, sha)
             if merge_sha is not None and self._parents(repo, merge_sha) == [base_sha, pr.head_sha]:
                 return repo, MergeResult(base_sha, pr.head_sha, merge_sha, "forge")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -78,51 +78,33 @@ def commit(
     replace: bool = False,
 ) -> str:
     """Commit ``files`` (path → content; ``None`` deletes) on top of ``branch`` (or of
-    ``parents``) and move the branch there. ``replace`` starts from an empty tree."""
+    ``parents``) and move the branch there. ``replace`` starts from an empty tree. Written with
+    ``git fast-import`` (one pack), so a commit of 10,000 files takes a fraction of a second."""
     if parents is None:
         head = rev(repo, f"refs/heads/{branch}")
         parents = [head] if head else []
-    with tempfile.TemporaryDirectory(prefix="fake-forge-") as tmp:
-        env = git_env(GIT_INDEX_FILE=str(Path(tmp) / "index"))
-        if parents and not replace:
-            git(repo, "read-tree", parents[0], env=env)
-        blobs = Path(tmp) / "blobs"
-        blobs.mkdir()
-        written: list[tuple[str, Path]] = []
-        removed: list[str] = []
-        for i, (name, content) in enumerate(files.items()):
-            if content is None:
-                removed.append(name)
-                continue
-            blob = blobs / str(i)
-            blob.write_bytes(content.encode() if isinstance(content, str) else content)
-            written.append((name, blob))
-        lines = []
-        if written:
-            shas = git(
-                repo,
-                "hash-object",
-                "-w",
-                "--stdin-paths",
-                input="\n".join(str(p) for _, p in written).encode(),
-                env=env,
-            ).split()
-            lines += [f"100644 {sha}\t{name}" for (name, _), sha in zip(written, shas, strict=True)]
-        lines += [f"0 {'0' * 40}\t{name}" for name in removed]
-        if lines:
-            git(
-                repo,
-                "update-index",
-                "--index-info",
-                input="\n".join(lines).encode() + b"\n",
-                env=env,
-            )
-        tree = git(repo, "write-tree", env=env).strip()
-    args = ["commit-tree", tree, "-m", message]
-    for parent in parents:
-        args += ["-p", parent]
-    sha = git(repo, *args).strip()
-    git(repo, "update-ref", f"refs/heads/{branch}", sha)
+    msg = message.encode()
+    stream = [
+        f"commit refs/heads/{branch}\n".encode(),
+        f"committer {AUTHOR['GIT_COMMITTER_NAME']} <{AUTHOR['GIT_COMMITTER_EMAIL']}> "
+        f"{int(time.time())} +0000\n".encode(),
+        f"data {len(msg)}\n".encode() + msg + b"\n",
+    ]
+    if parents:
+        stream.append(f"from {parents[0]}\n".encode())
+        stream += [f"merge {p}\n".encode() for p in parents[1:]]
+    if replace:
+        stream.append(b"deleteall\n")
+    for name, content in files.items():
+        assert "\n" not in name and not name.startswith('"'), name
+        if content is None:
+            stream.append(f"D {name}\n".encode())
+            continue
+        data = content.encode() if isinstance(content, str) else content
+        stream.append(f"M 100644 inline {name}\ndata {len(data)}\n".encode() + data + b"\n")
+    git(repo, "fast-import", "--quiet", "--force", input=b"".join(stream))
+    sha = rev(repo, f"refs/heads/{branch}")
+    assert sha is not None
     return sha
 
 
