@@ -147,3 +147,23 @@ def test_memory_forge_is_faithful() -> None:
     status = forge.latest_status("a" * 40, "gitops/preview")
     assert status is not None and len(status.description) == 140
     assert forge.permission("stranger") is Permission.NONE
+
+
+def test_the_web_process_never_loads_a_forge_client() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bot.app, bot.forges;"
+        "bad = [m for m in ('github', 'gitlab', 'bot.forges.github') if m in sys.modules];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_startup_warns_once_about_missing_credentials(caplog: pytest.LogCaptureFixture) -> None:
+    from bot.cli.serve import _setup_logging
+
+    _setup_logging(Settings.from_env({"GITHUB_WEBHOOK_SECRET": "s"}))
+    warnings = [r for r in caplog.records if "GITHUB_TOKEN" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"

@@ -15,6 +15,7 @@ import click
 
 from bot.cli import cli_settings, main
 from bot.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from bot.forges import startup_warnings
 from bot.processes import Supervisor, celery_command, prometheus_dir, run_gunicorn, worker_commands
 from bot.queue import QUEUES
 from bot.settings import Settings
@@ -26,6 +27,9 @@ def _setup_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Once per command, not per gunicorn or Celery child: a webhook secret without credentials.
+    for warning in startup_warnings(settings):
+        log.warning(warning)
 
 
 @main.command()
