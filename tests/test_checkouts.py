@@ -204,12 +204,12 @@ def test_workers_take_turns_on_one_repository(
 ) -> None:
     access, pr = forge.git_access(), forge.pull_request(1)
     results: list[object] = []
-    errors: list[BaseException] = []
+    errors: list[Exception] = []
 
     def run() -> None:
         try:
             results.append(cache.prepare_pull_request("github", REPO, access, pr)[1])
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(4)]
@@ -223,9 +223,9 @@ def test_workers_take_turns_on_one_repository(
 def test_a_lock_held_too_long_is_a_transient_error(tmp_path: Path) -> None:
     cache = RepoCache(tmp_path, lock_timeout=0.2)
     repo = cache.path("github", REPO)
-    with cache.locked(repo), pytest.raises(CacheBusy):  # flock: one open file per holder
-        with RepoCache(tmp_path, lock_timeout=0.2).locked(repo):
-            pass
+    other = RepoCache(tmp_path, lock_timeout=0.2)  # flock: one open file per holder
+    with cache.locked(repo), pytest.raises(CacheBusy), other.locked(repo):
+        pass
 
 
 @pytest.mark.parametrize("name", ["../etc", "acme/../x", "acme", "acme/app name", "acme/.."])

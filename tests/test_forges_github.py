@@ -280,7 +280,7 @@ def test_a_missing_pull_request_is_named(forge: GitHubForge) -> None:
 
 def test_a_bad_token_is_named(gh: FakeGitHub, github_settings: Settings) -> None:
     config = replace(fast(GitHubConfig.from_settings(github_settings)), token="ghp_wrong")
-    with pytest.raises(ForgeAccessDenied, match="refused GITHUB_TOKEN .401 Bad credentials"):
+    with pytest.raises(ForgeAccessDenied, match=r"refused GITHUB_TOKEN \(401 Bad credentials"):
         GitHubForge(config, REPO).pull_request(1)
 
 
