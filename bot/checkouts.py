@@ -156,8 +156,11 @@ class RepoCache:
         self._git(repo, "init", "--bare", "--quiet")
         # No remote, no URL, no credential in here: fetches name the URL on the command line
         # and take the credential from their environment.
-        self._git(repo, "config", "gc.auto", "0")
         self._git(repo, "config", "core.logAllRefUpdates", "false")
+        # git's automatic housekeeping after a fetch runs in the fetch, under our lock, rather
+        # than detached after it; readers without the lock are safe (git re-scans packs).
+        self._git(repo, "config", "gc.autoDetach", "false")
+        self._git(repo, "config", "maintenance.autoDetach", "false")
 
     # --- git ---------------------------------------------------------------------------------
 

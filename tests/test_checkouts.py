@@ -4,7 +4,8 @@ merge result, fetched incrementally, shared under a lock, with no credential on 
 from __future__ import annotations
 
 import base64
-import threading
+import concurrent.futures
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -199,25 +200,20 @@ def test_an_unreachable_git_server_is_transient(cache: RepoCache) -> None:
         cache.prepare_pull_request("github", REPO, access, pr)
 
 
-def test_workers_take_turns_on_one_repository(
+def _prepare_in_a_process(root: Path, access: GitAccess, pr: PullRequest) -> str | None:
+    return RepoCache(root).prepare_pull_request("github", REPO, access, pr)[1].sha
+
+
+def test_worker_processes_take_turns_on_one_repository(
     cache: RepoCache, forge: GitHubForge, gh: FakeGitHub
 ) -> None:
     access, pr = forge.git_access(), forge.pull_request(1)
-    results: list[object] = []
-    errors: list[Exception] = []
-
-    def run() -> None:
-        try:
-            results.append(cache.prepare_pull_request("github", REPO, access, pr)[1])
-        except Exception as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == [] and len({r.sha for r in results}) == 1  # type: ignore[attr-defined]
+    context = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(4, mp_context=context) as pool:
+        shas = list(pool.map(_prepare_in_a_process, [cache.root] * 4, [access] * 4, [pr] * 4))
+    assert len(set(shas)) == 1 and shas[0] == gh.repo(REPO).pulls[1].test_merge_sha
+    repo = cache.path("github", REPO)
+    assert gitrepo.resolve_commit(repo, "refs/gitops/pull/1/merge") == shas[0]
 
 
 def test_a_lock_held_too_long_is_a_transient_error(tmp_path: Path) -> None:

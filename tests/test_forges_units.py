@@ -167,3 +167,16 @@ def test_startup_warns_once_about_missing_credentials(caplog: pytest.LogCaptureF
     _setup_logging(Settings.from_env({"GITHUB_WEBHOOK_SECRET": "s"}))
     warnings = [r for r in caplog.records if "GITHUB_TOKEN" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+
+
+def test_forge_errors_survive_pickling_with_their_meaning() -> None:
+    import pickle
+
+    from bot.errors import ForgeAccessDenied, PermanentError
+
+    error = ForgeAccessDenied(
+        "GITHUB_TOKEN cannot read acme/app", status=404, repository="acme/app"
+    )
+    again = pickle.loads(pickle.dumps(error))
+    assert isinstance(again, PermanentError)
+    assert (str(again), again.status, again.repository) == (str(error), 404, "acme/app")
