@@ -9,9 +9,11 @@ import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+from bot.checkouts import RepoCache
 from bot.errors import (
     ForgeAccessDenied,
     ForgeHostRefused,
@@ -369,11 +371,11 @@ def test_an_unreachable_forge_is_transient(github_settings: Settings) -> None:
 
 @pytest.fixture
 def app_settings(
-    gh: FakeGitHub, tmp_path: pytest.TempPathFactory
+    gh: FakeGitHub, tmp_path: Path
 ) -> Iterator[tuple[Settings, int]]:
     app = gh.create_app("gitops")
     installation = gh.install(app, [REPO])
-    key_file = tmp_path / "app.pem"  # type: ignore[operator]
+    key_file = tmp_path / "app.pem"
     key_file.write_text(app.private_key_pem)
     settings = Settings.from_env(
         {
@@ -406,6 +408,17 @@ def test_app_identity_and_installation_token(
     assert [r.path for r in gh.api_requests()].count(
         f"/app/installations/{installation}/access_tokens"
     ) == 1  # cached
+
+
+def test_app_git_access_uses_the_installation_token(
+    gh: FakeGitHub, app_settings: tuple[Settings, int], tmp_path: Path
+) -> None:
+    settings, installation = app_settings
+    forge = connect(settings, event_repository(gh.url), installation_id=installation)
+    _, sha = RepoCache(tmp_path / "cache").fetch_branch("github", REPO, forge.git_access(), "main")
+    assert sha == forge.repository_info().default_branch_sha
+    header = gh.git_requests()[0].headers["authorization"]
+    assert base64.b64decode(header.split()[-1]).decode().startswith("x-access-token:ghs_")
 
 
 def test_app_installation_is_looked_up_when_the_event_has_none(
@@ -443,7 +456,7 @@ def test_app_not_installed_on_the_repository(
 
 
 def test_app_without_a_permission_names_it(
-    gh: FakeGitHub, tmp_path: pytest.TempPathFactory
+    gh: FakeGitHub, tmp_path: Path
 ) -> None:
     app = gh.create_app("thin", permissions={"metadata": "read", "pull_requests": "write"})
     installation = gh.install(app, [REPO])
@@ -498,7 +511,7 @@ def test_a_repository_outside_gitops_repositories_is_refused(
         connect(settings, event_repository(gh.url))
 
 
-def test_a_webhook_secret_without_credentials(tmp_path: pytest.TempPathFactory) -> None:
+def test_a_webhook_secret_without_credentials(tmp_path: Path) -> None:
     settings = Settings.from_env({"GITHUB_WEBHOOK_SECRET": "s"})
     [warning] = startup_warnings(settings)
     assert "GITHUB_TOKEN" in warning and "GITHUB_APP_ID" in warning
@@ -511,7 +524,7 @@ def test_a_webhook_secret_without_credentials(tmp_path: pytest.TempPathFactory) 
     assert startup_warnings(Settings.from_env({})) == []
 
 
-def test_app_settings_problems_are_named(tmp_path: pytest.TempPathFactory) -> None:
+def test_app_settings_problems_are_named(tmp_path: Path) -> None:
     with pytest.raises(ForgeNotConfigured, match="GITHUB_APP_ID is set without"):
         GitHubConfig.from_settings(Settings.from_env({"GITHUB_APP_ID": "5"}))
     with pytest.raises(ForgeNotConfigured, match="cannot be read"):

@@ -412,7 +412,9 @@ class GitHubForge:
     ) -> None:
         self.config = config
         self.repository = repository
-        if config.is_app and installation_id is None:
+        if not config.is_app:
+            installation_id = None  # a token serves every installation alike
+        elif installation_id is None:
             installation_id = installation_for(config, repository)
         self.installation_id = installation_id
         self._client, self._auth = _client(config, installation_id)
