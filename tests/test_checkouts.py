@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.checkouts import CacheBusy, CheckoutError, RepoCache
-from bot.forges.base import GitAccess, PullRequest
+from bot.checkouts import CacheBusy, CheckoutError, FetchFailed, RepoCache
+from bot.forges.base import GitAccess, PullRequest, PullState
 from bot.forges.github import GitHubConfig, GitHubForge
 from bot.manifests import gitrepo
 from bot.settings import Settings
@@ -180,15 +180,13 @@ def test_no_credential_on_disk_or_in_errors(
 
 
 def test_an_unreachable_git_server_is_transient(cache: RepoCache) -> None:
-    from bot.checkouts import FetchFailed
-
     access = GitAccess("http://127.0.0.1:9/acme/app.git", {})
     pr = PullRequest(
         1,
-        state=None,
+        state=PullState.OPEN,
         head_sha="a" * 40,
         head_ref="f",
-        base_sha="b" * 40,  # type: ignore[arg-type]
+        base_sha="b" * 40,
         base_ref="main",
         author="a",
         draft=False,

@@ -280,6 +280,13 @@ def test_a_missing_pull_request_is_named(forge: GitHubForge) -> None:
         forge.pull_request(99)
 
 
+def test_a_wrong_api_url_is_named(gh: FakeGitHub, github_settings: Settings) -> None:
+    config = replace(fast(GitHubConfig.from_settings(github_settings)), api_url=gh.url + "/api/v3")
+    with pytest.raises(ForgeAccessDenied, match="is GITHUB_API_URL GitHub's REST API root"):
+        GitHubForge(config, REPO).identity()
+    gh.contract.violations.clear()  # the fake, like GitHub, has no /api/v3/user
+
+
 def test_a_bad_token_is_named(gh: FakeGitHub, github_settings: Settings) -> None:
     config = replace(fast(GitHubConfig.from_settings(github_settings)), token="ghp_wrong")
     with pytest.raises(ForgeAccessDenied, match=r"refused GITHUB_TOKEN \(401 Bad credentials"):
@@ -370,9 +377,7 @@ def test_an_unreachable_forge_is_transient(github_settings: Settings) -> None:
 
 
 @pytest.fixture
-def app_settings(
-    gh: FakeGitHub, tmp_path: Path
-) -> Iterator[tuple[Settings, int]]:
+def app_settings(gh: FakeGitHub, tmp_path: Path) -> Iterator[tuple[Settings, int]]:
     app = gh.create_app("gitops")
     installation = gh.install(app, [REPO])
     key_file = tmp_path / "app.pem"
@@ -455,9 +460,7 @@ def test_app_not_installed_on_the_repository(
         connect_by_name(settings, "github", "acme/other")
 
 
-def test_app_without_a_permission_names_it(
-    gh: FakeGitHub, tmp_path: Path
-) -> None:
+def test_app_without_a_permission_names_it(gh: FakeGitHub, tmp_path: Path) -> None:
     app = gh.create_app("thin", permissions={"metadata": "read", "pull_requests": "write"})
     installation = gh.install(app, [REPO])
     settings = Settings.from_env(

@@ -304,7 +304,7 @@ def _translate(
             f"GitHub kept failing to {action}{_on(repository)} after retries ({_reason(exc)})",
             repository=repository,
         ) from None
-    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+    except requests.exceptions.RequestException as exc:
         raise ForgeUnavailable(
             f"GitHub at {config.api_url} could not be reached to {action}{_on(repository)} "
             f"({type(exc).__name__})",
@@ -329,7 +329,13 @@ def _raise_for_status(
                 "wrong, expired or revoked"
             )
         raise ForgeAccessDenied(text, status=401, repository=repository) from None
-    if status == 404 and repository is not None:
+    if status == 404 and repository is None:
+        raise ForgeAccessDenied(
+            f"{config.api_url} answered 404 when asked to {action}: is GITHUB_API_URL GitHub's "
+            "REST API root (https://<host>/api/v3 on GitHub Enterprise Server)?",
+            status=404,
+        ) from None
+    if status == 404:
         if config.is_app:
             text = (
                 f"the GitHub App is not installed on {repository}, or cannot see it "
