@@ -15,6 +15,10 @@ drive it through its Python API and read back what the bot posted::
         ...  # GITHUB_API_URL=gh.url GITHUB_TOKEN=token
         gh.comments("acme/app", number)
 
+With ``gh.add_webhook(url, secret=...)`` it also delivers signed webhooks to the bot as GitHub
+does (``hooks.py``): pushes, pull requests opened / synchronized / closed / ready for review,
+comments (the bot's own included), and ``gh.redeliver(id)``.
+
 Standalone: ``python -m tests.fake_forge --port 9000`` (see ``__main__.py``).
 """
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import queue
 import secrets
 import subprocess
 import threading
@@ -40,7 +45,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.fake_forge import gitstore
+from tests.fake_forge import gitstore, hooks
 from tests.fake_forge.contract import Contract, ContractError, Match
 
 COMMENT_LIMIT = 65536
@@ -241,6 +246,15 @@ class FakeGitHub:
         self.merge_refs_stale = False
         #: A personal token of the bot's user, when a fixture made one.
         self.bot_token: str | None = None
+        #: Webhooks (``add_webhook``) and every delivery sent, in order.
+        self.hooks: list[tuple[str | None, hooks.Hook]] = []
+        self.deliveries: list[hooks.Delivery] = []
+        self.shapes = Shapes()
+        self.shapes.forge = self
+        self._outbox: queue.Queue[tuple[hooks.Hook, hooks.Delivery, threading.Event] | None] = (
+            queue.Queue()
+        )
+        self._sender: threading.Thread | None = None
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
@@ -259,9 +273,14 @@ class FakeGitHub:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
         self._thread.start()
+        self._sender = threading.Thread(target=self._send_deliveries, daemon=True)
+        self._sender.start()
         return self
 
     def stop(self) -> None:
+        self._outbox.put(None)
+        if self._sender is not None:
+            self._sender.join(timeout=hooks.TIMEOUT + 5)
         self._server.shutdown()
         self._server.server_close()
 
@@ -369,15 +388,32 @@ class FakeGitHub:
             if gitstore.rev(repo.git_dir, f"refs/heads/{branch}") is None:
                 origin = gitstore.rev(repo.git_dir, start or f"refs/heads/{repo.default_branch}")
                 parents = [origin] if origin else []
+            before = gitstore.rev(repo.git_dir, f"refs/heads/{branch}") or "0" * 40
             sha = gitstore.commit(repo.git_dir, branch, files, message=message, parents=parents)
+            synchronized = []
             for pull in repo.pulls.values():
                 if pull.state != "open":
                     continue
                 if pull.head_ref == branch and pull.fork_owner is None:
+                    synchronized.append((pull, pull.head_sha))
                     pull.head_sha = sha
                 if pull.head_ref == branch or pull.base_ref == branch:
                     self._refresh_refs(repo, pull, merge=not self.merge_refs_stale)
-            return sha
+            pusher = repo.owner
+            push = hooks.push_payload(
+                self, repo, ref=f"refs/heads/{branch}", before=before, after=sha, pusher=pusher
+            )
+            events = [
+                (
+                    "pull_request",
+                    hooks.pull_request_payload(self, repo, pull, "synchronize", before=old),
+                )
+                for pull, old in synchronized
+            ]
+        self._emit(repo, "push", push)
+        for event, payload in events:
+            self._emit(repo, event, payload)
+        return sha
 
     def open_pull_request(
         self,
@@ -410,7 +446,9 @@ class FakeGitHub:
             repo.next_number += 1
             repo.pulls[pull.number] = pull
             self._refresh_refs(repo, pull, merge=True)
-            return pull.number
+            payload = hooks.pull_request_payload(self, repo, pull, "opened")
+        self._emit(repo, "pull_request", payload)
+        return pull.number
 
     def push_to_fork_pull_request(
         self, full_name: str, number: int, files: Mapping[str, str | None]
@@ -418,9 +456,15 @@ class FakeGitHub:
         """A new commit on a fork PR's head."""
         repo = self.repo(full_name)
         pull = repo.pulls[number]
+        before = pull.head_sha
         sha = gitstore.commit(repo.git_dir, pull.head_ref, files, parents=[pull.head_sha])
         pull.head_sha = sha
         self._refresh_refs(repo, pull, merge=not self.merge_refs_stale)
+        self._emit(
+            repo,
+            "pull_request",
+            hooks.pull_request_payload(self, repo, pull, "synchronize", before=before),
+        )
         return sha
 
     def refresh_merge_ref(self, full_name: str, number: int) -> None:
@@ -440,14 +484,36 @@ class FakeGitHub:
             for other in repo.pulls.values():
                 if other.state == "open" and other.base_ref == pull.base_ref:
                     self._refresh_refs(repo, other, merge=not self.merge_refs_stale)
-            return merged
+            closed = hooks.pull_request_payload(self, repo, pull, "closed")
+            push = hooks.push_payload(
+                self,
+                repo,
+                ref=f"refs/heads/{pull.base_ref}",
+                before=base,
+                after=merged,
+                pusher=pull.author,
+            )
+        self._emit(repo, "pull_request", closed)
+        self._emit(repo, "push", push)
+        return merged
 
     def close_pull_request(self, full_name: str, number: int) -> None:
-        self.repo(full_name).pulls[number].state = "closed"
+        repo = self.repo(full_name)
+        repo.pulls[number].state = "closed"
+        self._emit(
+            repo,
+            "pull_request",
+            hooks.pull_request_payload(self, repo, repo.pulls[number], "closed"),
+        )
 
     def comment_as(self, login: str, full_name: str, number: int, body: str) -> int:
         self.add_user(login)
-        return self._add_comment(self.repo(full_name), number, login, body).id
+        repo = self.repo(full_name)
+        comment_id = self._add_comment(repo, number, login, body, emit=False).id
+        self._emit(
+            repo, "issue_comment", hooks.issue_comment_payload(self, repo, number, comment_id)
+        )
+        return comment_id
 
     def fail(
         self,
@@ -463,6 +529,40 @@ class FakeGitHub:
         ``kind="secondary"`` / ``"primary"`` sends GitHub's rate-limit messages and headers;
         ``delay`` waits before answering (a slow forge)."""
         self.faults.append(Fault(status, times, retry_after, kind, path, delay))
+
+    def add_webhook(
+        self,
+        url: str,
+        *,
+        secret: str,
+        repo: str | None = None,
+        events: tuple[str, ...] = ("pull_request", "issue_comment", "push"),
+    ) -> None:
+        """Send deliveries of ``events`` (of ``repo``, default every repository) to ``url``."""
+        self.hooks.append((repo.lower() if repo else None, hooks.Hook(url, secret, events)))
+
+    def redeliver(self, delivery_id: str) -> hooks.Delivery:
+        """Send a delivery again with the same id, as GitHub's "Redeliver" button does."""
+        original = next(d for d in self.deliveries if d.id == delivery_id)
+        hook = next(h for _, h in self.hooks if h.url == original.url)
+        done = threading.Event()
+        self._outbox.put((hook, original, done))
+        done.wait(hooks.TIMEOUT + 5)
+        return original
+
+    def installation_of(self, full_name: str) -> int | None:
+        for installation in self.installations.values():
+            if full_name.lower() in installation.repos:
+                return installation.id
+        return None
+
+    def mark_ready_for_review(self, full_name: str, number: int) -> None:
+        repo = self.repo(full_name)
+        pull = repo.pulls[number]
+        pull.draft = False
+        self._emit(
+            repo, "pull_request", hooks.pull_request_payload(self, repo, pull, "ready_for_review")
+        )
 
     # --- the test API: reading what the bot did ------------------------------------------------
 
@@ -505,12 +605,41 @@ class FakeGitHub:
                 repo.git_dir, "update-ref", "-d", f"refs/pull/{pull.number}/merge", check=False
             )
 
-    def _add_comment(self, repo: Repo, number: int, author: str, body: str) -> Comment:
+    def _emit(self, repo: Repo, event: str, payload: dict[str, Any], *, wait: bool = True) -> None:
+        """Queue a delivery to each matching webhook; by default wait until it was answered
+        (the test API), not when a request handler emits (the bot's own comments)."""
+        for repo_filter, hook in self.hooks:
+            if repo_filter not in (None, repo.full_name.lower()) or event not in hook.events:
+                continue
+            delivery = hooks.new_delivery(event, payload, hook.url)
+            self.deliveries.append(delivery)
+            done = threading.Event()
+            self._outbox.put((hook, delivery, done))
+            if wait:
+                done.wait(hooks.TIMEOUT + 5)
+
+    def _send_deliveries(self) -> None:
+        while True:
+            item = self._outbox.get()
+            if item is None:
+                return
+            hook, delivery, done = item
+            try:
+                hooks.send(hook, delivery)
+            finally:
+                done.set()
+
+    def _add_comment(
+        self, repo: Repo, number: int, author: str, body: str, *, emit: bool = True
+    ) -> Comment:
         moment = now()
         comment = Comment(
             next(self._ids), repo.full_name.lower(), number, author, body, moment, moment
         )
         self.comments_by_id[comment.id] = comment
+        if emit:  # the bot's own comments are delivered too, as on GitHub
+            payload = hooks.issue_comment_payload(self, repo, number, comment.id)
+            self._emit(repo, "issue_comment", payload, wait=False)
         return comment
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -621,7 +750,167 @@ def validation_failed(resource: str, field_name: str, message: str) -> ApiError:
     )
 
 
-class _Handler(BaseHTTPRequestHandler):
+class Shapes:
+    """GitHub's JSON for the fake's objects (API answers and webhook payloads alike)."""
+
+    forge: FakeGitHub
+
+    def _user(self, login: str) -> dict[str, Any]:
+        user = self.forge.add_user(login)
+        base = self.forge.url
+        return {
+            "login": user.login,
+            "id": user.id,
+            "node_id": f"U_{user.id}",
+            "type": user.type,
+            "site_admin": False,
+            "url": f"{base}/users/{quote(user.login)}",
+            "html_url": f"{base}/{quote(user.login)}",
+            "avatar_url": "",
+            "gravatar_id": "",
+        }
+
+    def _installation(self, inst: Installation) -> dict[str, Any]:
+        return {
+            "id": inst.id,
+            "app_id": inst.app_id,
+            "account": self._user(inst.account),
+            "target_type": "Organization",
+            "repository_selection": "selected",
+            "permissions": self.forge.apps[inst.app_id].permissions,
+            "events": [],
+            "created_at": iso(now()),
+            "updated_at": iso(now()),
+            "access_tokens_url": f"{self.forge.url}/app/installations/{inst.id}/access_tokens",
+        }
+
+    def _repo_json(self, repo: Repo) -> dict[str, Any]:
+        base = self.forge.url
+        api = f"{base}/repos/{repo.full_name}"
+        return {
+            "id": repo.id,
+            "node_id": f"R_{repo.id}",
+            "name": repo.name,
+            "full_name": repo.full_name,
+            "private": repo.private,
+            "owner": self._user(repo.owner),
+            "html_url": f"{base}/{repo.full_name}",
+            "url": api,
+            "hooks_url": f"{api}/hooks",
+            "clone_url": f"{base}/{repo.full_name}.git",
+            "git_url": f"git://127.0.0.1/{repo.full_name}.git",
+            "default_branch": repo.default_branch,
+            "fork": False,
+            "archived": False,
+            "visibility": "private" if repo.private else "public",
+        }
+
+    def _pull_json(
+        self, repo: Repo, pull: Pull, heads: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        base_url = self.forge.url
+        api = f"{base_url}/repos/{repo.full_name}"
+        heads = gitstore.heads(repo.git_dir) if heads is None else heads
+        base_sha = heads.get(pull.base_ref, "")
+        merge = pull.test_merge_sha
+        head_repo = self._repo_json(repo)
+        if pull.fork_owner:
+            head_repo = dict(
+                head_repo,
+                full_name=f"{pull.fork_owner}/{repo.name}",
+                owner=self._user(pull.fork_owner),
+                id=repo.id + 500_000,
+                fork=True,
+            )
+        head_owner = pull.fork_owner or repo.owner
+        return {
+            "url": f"{api}/pulls/{pull.number}",
+            "id": pull.number + repo.id * 1000,
+            "number": pull.number,
+            "state": pull.state,
+            "title": pull.title,
+            "user": self._user(pull.author),
+            "body": "",
+            "draft": pull.draft,
+            "merged": pull.merged,
+            "merged_at": iso(now()) if pull.merged else None,
+            "merge_commit_sha": pull.merge_sha if pull.merged else merge,
+            "mergeable": None if pull.state != "open" else merge is not None,
+            "html_url": f"{base_url}/{repo.full_name}/pull/{pull.number}",
+            "issue_url": f"{api}/issues/{pull.number}",
+            "created_at": iso(pull.created_at),
+            "updated_at": iso(pull.created_at),
+            "head": {
+                "label": f"{head_owner}:{pull.head_ref}",
+                "ref": pull.head_ref,
+                "sha": pull.head_sha,
+                "user": self._user(head_owner),
+                "repo": head_repo,
+            },
+            "base": {
+                "label": f"{repo.owner}:{pull.base_ref}",
+                "ref": pull.base_ref,
+                "sha": base_sha,
+                "user": self._user(repo.owner),
+                "repo": self._repo_json(repo),
+            },
+        }
+
+    def _comment_json(self, repo: Repo, comment: Comment) -> dict[str, Any]:
+        base = self.forge.url
+        return {
+            "id": comment.id,
+            "node_id": f"IC_{comment.id}",
+            "url": f"{base}/repos/{repo.full_name}/issues/comments/{comment.id}",
+            "html_url": f"{base}/{repo.full_name}/pull/{comment.number}#issuecomment-{comment.id}",
+            "issue_url": f"{base}/repos/{repo.full_name}/issues/{comment.number}",
+            "body": comment.body,
+            "user": self._user(comment.author),
+            "created_at": iso(comment.created_at),
+            "updated_at": iso(comment.updated_at),
+            "author_association": "NONE",
+        }
+
+    def _issue_json(self, repo: Repo, issue: IssueRec) -> dict[str, Any]:
+        base = self.forge.url
+        return {
+            "id": issue.number + repo.id * 1000,
+            "node_id": f"I_{issue.number}",
+            "url": f"{base}/repos/{repo.full_name}/issues/{issue.number}",
+            "html_url": f"{base}/{repo.full_name}/issues/{issue.number}",
+            "number": issue.number,
+            "state": issue.state,
+            "state_reason": issue.state_reason,
+            "title": issue.title,
+            "body": issue.body,
+            "user": self._user(issue.author),
+            "labels": [],
+            "assignees": [],
+            "comments": 0,
+            "locked": False,
+            "created_at": iso(issue.created_at),
+            "updated_at": iso(now()),
+            "closed_at": None,
+            "author_association": "NONE",
+        }
+
+    def _status_json(self, repo: Repo, status: Status) -> dict[str, Any]:
+        return {
+            "id": status.id,
+            "node_id": f"S_{status.id}",
+            "url": f"{self.forge.url}/repos/{repo.full_name}/statuses/{status.sha}",
+            "state": status.state,
+            "context": status.context,
+            "description": status.description,
+            "target_url": status.target_url,
+            "creator": self._user(status.creator),
+            "avatar_url": None,
+            "created_at": iso(status.created_at),
+            "updated_at": iso(status.created_at),
+        }
+
+
+class _Handler(Shapes, BaseHTTPRequestHandler):
     forge: FakeGitHub
     protocol_version = "HTTP/1.1"
     server_version = "FakeGitHub/1"
@@ -839,162 +1128,6 @@ class _Handler(BaseHTTPRequestHandler):
                     return 200, self._installation(inst), {}
             raise ApiError(404, "Not Found")
         raise ApiError(404, f"fake forge: {op} is not implemented")
-
-    # --- JSON shapes -----------------------------------------------------------------------------
-
-    def _user(self, login: str) -> dict[str, Any]:
-        user = self.forge.add_user(login)
-        base = self.forge.url
-        return {
-            "login": user.login,
-            "id": user.id,
-            "node_id": f"U_{user.id}",
-            "type": user.type,
-            "site_admin": False,
-            "url": f"{base}/users/{quote(user.login)}",
-            "html_url": f"{base}/{quote(user.login)}",
-            "avatar_url": "",
-            "gravatar_id": "",
-        }
-
-    def _installation(self, inst: Installation) -> dict[str, Any]:
-        return {
-            "id": inst.id,
-            "app_id": inst.app_id,
-            "account": self._user(inst.account),
-            "target_type": "Organization",
-            "repository_selection": "selected",
-            "permissions": self.forge.apps[inst.app_id].permissions,
-            "events": [],
-            "created_at": iso(now()),
-            "updated_at": iso(now()),
-            "access_tokens_url": f"{self.forge.url}/app/installations/{inst.id}/access_tokens",
-        }
-
-    def _repo_json(self, repo: Repo) -> dict[str, Any]:
-        base = self.forge.url
-        api = f"{base}/repos/{repo.full_name}"
-        return {
-            "id": repo.id,
-            "node_id": f"R_{repo.id}",
-            "name": repo.name,
-            "full_name": repo.full_name,
-            "private": repo.private,
-            "owner": self._user(repo.owner),
-            "html_url": f"{base}/{repo.full_name}",
-            "url": api,
-            "hooks_url": f"{api}/hooks",
-            "clone_url": f"{base}/{repo.full_name}.git",
-            "git_url": f"git://127.0.0.1/{repo.full_name}.git",
-            "default_branch": repo.default_branch,
-            "fork": False,
-            "archived": False,
-            "visibility": "private" if repo.private else "public",
-        }
-
-    def _pull_json(
-        self, repo: Repo, pull: Pull, heads: dict[str, str] | None = None
-    ) -> dict[str, Any]:
-        base_url = self.forge.url
-        api = f"{base_url}/repos/{repo.full_name}"
-        heads = gitstore.heads(repo.git_dir) if heads is None else heads
-        base_sha = heads.get(pull.base_ref, "")
-        merge = pull.test_merge_sha
-        head_repo = self._repo_json(repo)
-        if pull.fork_owner:
-            head_repo = dict(
-                head_repo,
-                full_name=f"{pull.fork_owner}/{repo.name}",
-                owner=self._user(pull.fork_owner),
-                id=repo.id + 500_000,
-                fork=True,
-            )
-        head_owner = pull.fork_owner or repo.owner
-        return {
-            "url": f"{api}/pulls/{pull.number}",
-            "id": pull.number + repo.id * 1000,
-            "number": pull.number,
-            "state": pull.state,
-            "title": pull.title,
-            "user": self._user(pull.author),
-            "body": "",
-            "draft": pull.draft,
-            "merged": pull.merged,
-            "merged_at": iso(now()) if pull.merged else None,
-            "merge_commit_sha": pull.merge_sha if pull.merged else merge,
-            "mergeable": None if pull.state != "open" else merge is not None,
-            "html_url": f"{base_url}/{repo.full_name}/pull/{pull.number}",
-            "issue_url": f"{api}/issues/{pull.number}",
-            "created_at": iso(pull.created_at),
-            "updated_at": iso(pull.created_at),
-            "head": {
-                "label": f"{head_owner}:{pull.head_ref}",
-                "ref": pull.head_ref,
-                "sha": pull.head_sha,
-                "user": self._user(head_owner),
-                "repo": head_repo,
-            },
-            "base": {
-                "label": f"{repo.owner}:{pull.base_ref}",
-                "ref": pull.base_ref,
-                "sha": base_sha,
-                "user": self._user(repo.owner),
-                "repo": self._repo_json(repo),
-            },
-        }
-
-    def _comment_json(self, repo: Repo, comment: Comment) -> dict[str, Any]:
-        base = self.forge.url
-        return {
-            "id": comment.id,
-            "node_id": f"IC_{comment.id}",
-            "url": f"{base}/repos/{repo.full_name}/issues/comments/{comment.id}",
-            "html_url": f"{base}/{repo.full_name}/pull/{comment.number}#issuecomment-{comment.id}",
-            "issue_url": f"{base}/repos/{repo.full_name}/issues/{comment.number}",
-            "body": comment.body,
-            "user": self._user(comment.author),
-            "created_at": iso(comment.created_at),
-            "updated_at": iso(comment.updated_at),
-            "author_association": "NONE",
-        }
-
-    def _issue_json(self, repo: Repo, issue: IssueRec) -> dict[str, Any]:
-        base = self.forge.url
-        return {
-            "id": issue.number + repo.id * 1000,
-            "node_id": f"I_{issue.number}",
-            "url": f"{base}/repos/{repo.full_name}/issues/{issue.number}",
-            "html_url": f"{base}/{repo.full_name}/issues/{issue.number}",
-            "number": issue.number,
-            "state": issue.state,
-            "state_reason": issue.state_reason,
-            "title": issue.title,
-            "body": issue.body,
-            "user": self._user(issue.author),
-            "labels": [],
-            "assignees": [],
-            "comments": 0,
-            "locked": False,
-            "created_at": iso(issue.created_at),
-            "updated_at": iso(now()),
-            "closed_at": None,
-            "author_association": "NONE",
-        }
-
-    def _status_json(self, repo: Repo, status: Status) -> dict[str, Any]:
-        return {
-            "id": status.id,
-            "node_id": f"S_{status.id}",
-            "url": f"{self.forge.url}/repos/{repo.full_name}/statuses/{status.sha}",
-            "state": status.state,
-            "context": status.context,
-            "description": status.description,
-            "target_url": status.target_url,
-            "creator": self._user(status.creator),
-            "avatar_url": None,
-            "created_at": iso(status.created_at),
-            "updated_at": iso(status.created_at),
-        }
 
     def _page(self, items: list[Any], match: Match) -> tuple[int, list[Any], dict[str, str]]:
         per_page = min(int(match.query.get("per_page", 30)), 100)
