@@ -949,6 +949,19 @@ class _Handler(Shapes, BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _serve(self, method: str) -> None:
+        try:
+            self._serve_one(method)
+        except Exception as exc:  # a bug in the fake: say so in the test, not as a dropped socket
+            self.forge.contract.violations.append(
+                f"fake forge crashed on {method} {self.path}: {exc!r}"
+            )
+            self.close_connection = True
+            payload = json.dumps({"message": f"fake forge crashed: {exc!r}"}).encode()
+            self._send(
+                500, payload, [("Content-Type", "application/json"), ("Connection", "close")]
+            )
+
+    def _serve_one(self, method: str) -> None:
         fake = self.forge
         split = urlsplit(self.path)
         body = self._read_body()
