@@ -257,8 +257,7 @@ class FakeGitHub:
         self._sender: threading.Thread | None = None
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
 
     # --- life cycle --------------------------------------------------------------------------
@@ -727,6 +726,22 @@ class FakeGitHub:
             return token.login
         inst = self.installations[token.installation or 0]
         return f"{self.apps[inst.app_id].slug}[bot]"
+
+
+class _Server(ThreadingHTTPServer):
+    """A non-blocking listening socket: a client that connects and resets before the accept
+    (select said readable) must not block ``accept`` and with it ``shutdown`` forever."""
+
+    daemon_threads = True
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self.socket.setblocking(False)
+
+    def get_request(self) -> tuple[Any, Any]:
+        conn, addr = self.socket.accept()  # BlockingIOError is an OSError: socketserver skips it
+        conn.setblocking(True)
+        return conn, addr
 
 
 class ApiError(Exception):
