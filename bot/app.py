@@ -23,6 +23,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from bot.errors import QueueUnavailable, SettingsError
+from bot.forges.policy import intake_refusal
 from bot.metrics import CONTENT_TYPE, WebMetrics
 from bot.queue import JobQueue, redis_client
 from bot.settings import Settings
@@ -96,6 +97,13 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
                 return _answer(delivery, 200, action="pong")
             metrics.ignored.labels(provider, label).inc()
             return _answer(delivery, 200, action="ignored", reason=outcome.reason)
+        refusal = intake_refusal(settings, outcome.event.repository)
+        if refusal is not None:
+            # Another forge than the configured one, or a repository outside
+            # GITOPS_REPOSITORIES: no job, so no credential ever goes where the payload points.
+            metrics.ignored.labels(provider, label).inc()
+            log.warning("ignored %s delivery %s: %s", provider, delivery, refusal)
+            return _answer(delivery, 200, action="ignored", reason=refusal)
         try:
             queued = queue.enqueue(outcome.event, provider=provider)
         except QueueUnavailable as exc:

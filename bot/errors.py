@@ -50,3 +50,46 @@ class RenderError(ConfigError):
 
 class ClusterError(GitopsError):
     """Base for errors talking to a cluster; see ``bot.cluster`` for the subclasses."""
+
+
+class ForgeError(GitopsError):
+    """Base for errors talking to a forge (GitHub, GitLab); see ``bot.forges``.
+
+    ``status`` is the HTTP status when the forge answered, ``repository`` the ``owner/name``
+    concerned when known. Messages never carry a credential."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, repository: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.repository = repository
+
+
+class ForgeUnavailable(ForgeError, TransientError):
+    """The forge did not answer, or kept answering 5xx / 429 / rate limits after the retries."""
+
+
+class ForgePermanentError(ForgeError, PermanentError):
+    """The forge answered in a way retrying will not change."""
+
+
+class ForgeAccessDenied(ForgePermanentError):
+    """401/403/404: the credentials are wrong, or cannot see or change this repository.
+
+    The message names the setting or permission to fix ("the GitHub App is not installed on
+    acme/app", "GITHUB_TOKEN cannot read acme/app")."""
+
+
+class ForgeRefused(ForgePermanentError):
+    """The forge refused a request as invalid (422: a status description too long, a comment
+    over the size limit); a bug in the bot, not in the operator's set-up."""
+
+
+class ForgeNotConfigured(ForgePermanentError):
+    """A delivery came from a forge the bot has no credentials for; names the missing setting."""
+
+
+class ForgeHostRefused(ForgePermanentError):
+    """A delivery names a forge other than the configured one; no credential is sent to it."""

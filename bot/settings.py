@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bot.errors import SettingsError
 
@@ -66,6 +68,49 @@ def _parse_log_level(raw: str) -> str:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
     return level
+
+
+def _parse_api_url(raw: str) -> str:
+    url = raw.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL such as https://api.github.com")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must be a plain URL without credentials, query or fragment")
+    return url
+
+
+_INSTANCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
+
+
+def _parse_instance(raw: str) -> str:
+    value = raw.strip()
+    if value and not _INSTANCE.fullmatch(value):
+        raise ValueError(
+            "must be at most 40 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return value
+
+
+def _parse_globs(raw: str) -> tuple[str, ...]:
+    globs = tuple(g for g in re.split(r"[\s,]+", raw.strip()) if g)
+    if not globs:
+        raise ValueError("give at least one pattern such as acme/* (or * for every repository)")
+    for glob in globs:
+        if glob.startswith("/") or glob.endswith("/") or "//" in glob:
+            raise ValueError(f"{glob!r} is not an owner/name pattern")
+    return globs
+
+
+def _parse_optional_positive_int(raw: str) -> int | None:
+    return _parse_positive_int(raw) if raw.strip() else None
+
+
+def _parse_non_negative_float(raw: str) -> float:
+    value = float(raw.strip())
+    if not value >= 0:
+        raise ValueError("must be zero or a positive number")
+    return value
 
 
 def _setting(env: str, parse: Callable[[str], Any], doc: str, **kwargs: Any) -> Any:
@@ -234,6 +279,72 @@ class Settings:
         "while the API server answers without delay; docs/clusters.md).",
         default=16,
     )
+    github_token: str | None = _setting(
+        "GITHUB_TOKEN",
+        lambda raw: raw.strip() or None,
+        "Token the bot uses on GitHub (a classic token with `repo` scope, or a fine-grained "
+        "one; README \"Wiring GitHub\"). Alternative: a GitHub App (GITHUB_APP_ID).",
+        default=None,
+        repr=False,
+    )
+    github_app_id: int | None = _setting(
+        "GITHUB_APP_ID",
+        _parse_optional_positive_int,
+        "Run as this GitHub App (with GITHUB_APP_PRIVATE_KEY or GITHUB_APP_PRIVATE_KEY_FILE); "
+        "each installation gets its own short-lived token. Takes precedence over GITHUB_TOKEN.",
+        default=None,
+    )
+    github_app_private_key: str | None = _setting(
+        "GITHUB_APP_PRIVATE_KEY",
+        lambda raw: raw.strip() or None,
+        "The GitHub App's private key (PEM text).",
+        default=None,
+        repr=False,
+    )
+    github_app_private_key_file: Path | None = _setting(
+        "GITHUB_APP_PRIVATE_KEY_FILE",
+        _parse_optional_path,
+        "File holding the GitHub App's private key (PEM), instead of GITHUB_APP_PRIVATE_KEY.",
+        default=None,
+    )
+    github_api_url: str = _setting(
+        "GITHUB_API_URL",
+        _parse_api_url,
+        "REST API root of the GitHub the bot serves (`https://<host>/api/v3` for GitHub "
+        "Enterprise Server). Credentials go nowhere else: deliveries naming another API are "
+        "ignored and logged.",
+        default="https://api.github.com",
+    )
+    forge_timeout: float = _setting(
+        "GITOPS_FORGE_TIMEOUT",
+        _parse_positive_float,
+        "Seconds one forge API request may take before it counts as failed (and is retried).",
+        default=15.0,
+    )
+    forge_write_interval: float = _setting(
+        "GITOPS_FORGE_WRITE_INTERVAL",
+        _parse_non_negative_float,
+        "Least seconds between two writes (comments, statuses) to the forge by one worker "
+        "process, as GitHub asks of integrations to stay clear of its secondary rate limits.",
+        default=1.0,
+    )
+    instance: str = _setting(
+        "GITOPS_INSTANCE",
+        _parse_instance,
+        "Name of this bot installation, for two bots on one repository (say staging and "
+        "production clusters): statuses become `gitops/<instance>/preview` and the hidden "
+        "markers of comments and issues carry it. Empty: `gitops/preview`.",
+        default="",
+    )
+    repositories: tuple[str, ...] = _setting(
+        "GITOPS_REPOSITORIES",
+        _parse_globs,
+        "Repositories the bot serves, as comma-separated `owner/name` globs (`acme/*`, "
+        "`acme/app-*`; `*` matches any characters, `/` included, so `acme/*` covers GitLab "
+        "subgroups too; case is ignored). "
+        "Deliveries from others are answered `ignored`.",
+        default=("*",),
+    )
     log_level: str = _setting(
         "GITOPS_LOG_LEVEL",
         _parse_log_level,
@@ -290,7 +401,7 @@ class Settings:
 
 def _shown(name: str, raw: str) -> str:
     """The value for an error message, unless the variable may hold a secret."""
-    if "SECRET" in name or "TOKEN" in name or name == "REDIS_URL":
+    if "SECRET" in name or "TOKEN" in name or "PRIVATE_KEY" in name or name == "REDIS_URL":
         return "a value that is not shown"
     return repr(raw)
 
@@ -302,6 +413,10 @@ def settings_table() -> str:
         default = spec.default
         if isinstance(default, frozenset):
             shown = "(none)"
+        elif isinstance(default, tuple):
+            shown = f"`{','.join(default)}`"
+        elif default == "":
+            shown = "(empty)"
         elif default is None:
             shown = "(unset)"
         else:

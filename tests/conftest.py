@@ -16,8 +16,9 @@ import redis
 
 from bot.embedded_redis import EmbeddedRedis
 
+pytest_plugins = ["tests.fake_forge.fixture"]
 if importlib.util.find_spec("tests.kube_emulator.fixture") is not None:
-    pytest_plugins = ["tests.kube_emulator.fixture"]
+    pytest_plugins.append("tests.kube_emulator.fixture")
 
 
 @pytest.fixture(scope="session")

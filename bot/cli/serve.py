@@ -22,6 +22,7 @@ from collections.abc import Callable
 import click
 
 from bot.cli import cli_settings, main
+from bot.forges import startup_warnings
 from bot.processes import (
     Command,
     DataDirBusy,
@@ -47,6 +48,9 @@ def _setup_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Once per command, not per gunicorn or Celery child: a webhook secret without credentials.
+    for warning in startup_warnings(settings):
+        log.warning(warning)
 
 
 def _listen(host: str, port: int) -> socket.socket:
