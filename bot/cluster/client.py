@@ -162,9 +162,6 @@ class RestMapper:
                 return res
         return candidates[0] if candidates else None
 
-    def __len__(self) -> int:
-        return len(self._by_gvk)
-
 
 def _load(target: Target, configuration: k8s_client.Configuration) -> None:
     """Fill ``configuration`` from the target's kubeconfig (or service account) with the

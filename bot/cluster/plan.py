@@ -110,11 +110,6 @@ class Item:
 class Prepared:
     items: list[Item] = field(default_factory=list)
     errors: list[ObjectError] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def keys(self) -> set[tuple[str, str, str, str]]:
-        return {item.key for item in self.items}
 
     def namespaces(self) -> set[str]:
         return {item.ref.namespace for item in self.items if item.ref.namespace}

@@ -408,11 +408,12 @@ class Document:
     item_lines: list[int] | None = None
 
 
-def iter_documents(text: str, *, name: str, limits: Limits = DEFAULT_LIMITS) -> Iterator[Document]:
-    """Parse every document of ``text``; raises :class:`RenderError` naming ``name`` and the line."""
+def load_documents(text: str, *, name: str, limits: Limits = DEFAULT_LIMITS) -> list[Document]:
+    """Every document of a YAML stream; raises :class:`RenderError` naming ``name`` and the
+    line."""
     parser = _Parser(text)
     try:
-        yield from _Builder(limits).documents(parser)
+        return list(_Builder(limits).documents(parser))
     except _Limited as exc:
         raise RenderError(exc.message, file=name, line=exc.line) from None
     except yaml.MarkedYAMLError as exc:
@@ -427,11 +428,6 @@ def iter_documents(text: str, *, name: str, limits: Limits = DEFAULT_LIMITS) -> 
         raise RenderError("invalid YAML value", file=name) from None
     finally:
         parser.dispose()
-
-
-def load_documents(text: str, *, name: str, limits: Limits = DEFAULT_LIMITS) -> list[Document]:
-    """All documents of a YAML stream (see :func:`iter_documents`)."""
-    return list(iter_documents(text, name=name, limits=limits))
 
 
 def load_json(text: str, *, name: str, limits: Limits = DEFAULT_LIMITS) -> Document:
