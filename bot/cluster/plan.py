@@ -4,7 +4,9 @@
 fills in the namespace of namespaced objects that declare none, labels every object as a member
 of the app's ApplySet, checks the target's allowlist, and notices the two things a server cannot
 dry-run yet: instances of a CustomResourceDefinition created by the same change, and objects in
-a namespace created by the same change. It also holds the pure ordering rules of apply.
+a namespace created by the same change. It also holds the pure ordering rules of apply, and
+the live reads both engines make in bulk: :class:`LiveIndex` (the live objects of the items)
+and :func:`list_members` (the ApplySet's members, for prune).
 """
 
 from __future__ import annotations
