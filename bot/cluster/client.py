@@ -27,8 +27,11 @@ and ``/apis``), the per-group endpoints otherwise, and answers "which URL serves
 apiVersion/kind, and is it namespaced" from memory, discovering again at most once after a CRD
 applied in this job introduces a new kind.
 
-Process-wide state: none. What a Cluster learns (discovery, credentials) lives in the Cluster,
-one per job and target, and goes with it; a job's objects pass through it without being kept.
+Process-wide state: none of the bot's. What a Cluster learns (discovery, credentials) lives in
+the Cluster, one per job and target, and goes with it; a job's objects pass through it without
+being kept. (The official loader itself writes a kubeconfig's inline certificate data to
+temporary files that last as long as the process: the operator's credentials, never anything
+read from a repository.)
 The DynamicClient's own discoverer is not used: it would ask for ``/version`` and ``/apis`` on
 construction and keep its findings in a file under the system's temp directory, shared by every
 process on the host and outliving the job.
