@@ -1,7 +1,7 @@
 """Benchmark of the cluster engine against the real kubectl, on the same local API emulator.
 
 Run: ``.venv/bin/python bench/cluster.py [--objects 1000] [--large 10000] [--concurrency 16]
-[--latency-ms 5]``
+[--latency-ms 5] [--whole 300] [--only-whole] [--also CMD]``
 
 1. Starts the Kubernetes API emulator in a subprocess (so it does not share our GIL), without
    its workload controller: neither tool waits for a rollout here, and on a real cluster
@@ -20,7 +20,8 @@ Run: ``.venv/bin/python bench/cluster.py [--objects 1000] [--large 10000] [--con
    the base is deployed with ``gitops-bot apply``, then ``gitops-bot preview --kubeconfig``
    (import, git, render, discovery, dry-runs, report) is timed against
    ``kubectl diff --server-side`` of the head's directory, on the plain emulator and, with
-   ``--latency-ms``, on the slow one.
+   ``--latency-ms``, on the slow one. ``--also CMD`` times another ``gitops-bot`` (say, a
+   wrapper running an older checkout) in the same rounds, for before/after figures.
 6. With ``--large``: applies that many objects, changes 10%, and runs the bot's preview in a
    separate process, reporting its wall time and peak RSS.
 
