@@ -6,6 +6,8 @@ adding a module, not editing a switch.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
 
 import click
@@ -19,6 +21,10 @@ from bot.settings import Settings
 @click.version_option(__version__, prog_name="gitops-bot")
 def main() -> None:
     """GitOps bot: PR previews of what merging changes in Kubernetes, apply on merge."""
+    # The interpreter's last collection at exit walks every object the imports made (the
+    # kubernetes client's alone: 0.13 s of a 0.65 s `preview --kubeconfig`, bench/cluster.py
+    # --whole); frozen at exit, they are left to the operating system.
+    atexit.register(gc.freeze)
 
 
 def cli_settings(*, require_webhook_secret: bool = False) -> Settings:
