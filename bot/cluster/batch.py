@@ -129,7 +129,10 @@ class CurlBatch:
                     if not queued:
                         break
                 if active:
-                    wait = 1.0
+                    # libcurl says how long it may wait (its own timers: connecting, waiting
+                    # to multiplex on a connection being set up); a retry due sooner cuts it
+                    timeout_ms = multi.timeout()
+                    wait = 1.0 if timeout_ms < 0 else min(1.0, timeout_ms / 1000)
                     if self._queue and len(active) < self.connections:
                         wait = max(0.0, min(wait, self._queue[0][0] - time.monotonic()))
                     multi.select(wait)
