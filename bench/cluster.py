@@ -1,7 +1,7 @@
 """Benchmark of the cluster engine against the real kubectl, on the same local API emulator.
 
 Run: ``.venv/bin/python bench/cluster.py [--objects 1000] [--large 10000] [--concurrency 16]
-[--latency-ms 5]``
+[--latency-ms 5] [--whole 300] [--only-whole] [--also CMD]``
 
 1. Starts the Kubernetes API emulator in a subprocess (so it does not share our GIL), without
    its workload controller: neither tool waits for a rollout here, and on a real cluster
@@ -9,18 +9,26 @@ Run: ``.venv/bin/python bench/cluster.py [--objects 1000] [--large 10000] [--con
 2. Generates N objects (ConfigMaps, Deployments, Services) in a directory, applies them with
    the bot, changes 10% of them, then times the bot's live preview against
    ``kubectl diff --server-side -f DIR`` (same field manager, kubectl's discovery cache warm).
-   The bot's times include reading and rendering the files, cold (its parse cache is cleared
-   before each round), as kubectl's include parsing them.
+   The bot's times include reading and rendering the files, as kubectl's include parsing them.
 3. Times the bot's apply against ``kubectl apply --server-side -f DIR``, each into a fresh
    namespace (the bot also labels for its ApplySet and prunes; no health wait on either side).
 4. With ``--latency-ms``: the same comparison on a second emulator that answers each request
    after that delay (sleeping, not working), as a real API server answers after its etcd round
    trip; on the plain emulator both tools are bound by the emulator's own CPU per write.
-5. With ``--large``: applies that many objects, changes 10%, and runs the bot's preview in a
+5. With ``--whole N`` (default 300): whole processes, as a user at a terminal runs them. A git
+   repository holds N objects of one app (base commit) and 10% of them changed (head commit);
+   the base is deployed with ``gitops-bot apply``, then ``gitops-bot preview --kubeconfig``
+   (import, git, render, discovery, dry-runs, report) is timed against
+   ``kubectl diff --server-side`` of the head's directory, on the plain emulator and, with
+   ``--latency-ms``, on the slow one. ``--also CMD`` times another ``gitops-bot`` (say, a
+   wrapper running an older checkout) in the same rounds, for before/after figures.
+6. With ``--large``: applies that many objects, changes 10%, and runs the bot's preview in a
    separate process, reporting its wall time and peak RSS.
 
-Prints one line per figure and the ratios (target: the bot at least 3x faster than kubectl on
-both; large preview under 60 s and under 1 GB).
+Prints one line per figure and the ratios (targets, issue 12: in-process preview and apply of
+1,000 objects at least 3x faster than kubectl with 5 ms of latency; the whole-process preview of
+300 objects at least 3x faster with 5 ms of latency and no slower without; large preview under
+60 s and under 1 GB).
 """
 
 from __future__ import annotations
@@ -44,10 +52,10 @@ sys.path.insert(0, str(ROOT))
 
 from bot.cluster import Cluster, Target, apply_app, preview_app  # noqa: E402
 from bot.manifests import AppSpec, render_app  # noqa: E402
-from bot.manifests.loader import PARSED_FILES  # noqa: E402
 from bot.model import Manifest  # noqa: E402
 
 KUBECTL = str(ROOT / ".venv" / "bin" / "kubectl")
+GITOPS_BOT = str(ROOT / ".venv" / "bin" / "gitops-bot")
 
 EMULATOR_SNIPPET = """
 import sys
@@ -176,7 +184,6 @@ def ensure_namespace(cluster: Cluster, name: str) -> None:
 
 
 def ours_apply(cluster: Cluster, namespace: str, directory: Path) -> tuple[float, int]:
-    PARSED_FILES.clear()  # timed cold, as a first run: kubectl parses the files every time
     start = time.perf_counter()
     manifests = read_dir(directory, namespace)
     result = apply_app(cluster, app_spec(namespace), manifests, commit=None, wait=False)
@@ -187,7 +194,6 @@ def ours_apply(cluster: Cluster, namespace: str, directory: Path) -> tuple[float
 
 
 def ours_preview(cluster: Cluster, namespace: str, directory: Path) -> tuple[float, dict[str, int]]:
-    PARSED_FILES.clear()
     start = time.perf_counter()
     manifests = read_dir(directory, namespace)
     result = preview_app(cluster, app_spec(namespace), manifests)
@@ -224,6 +230,18 @@ def main() -> None:
         default=0.0,
         help="also run the comparison on a second emulator that answers each request after "
         "this many milliseconds, as a real API server does after its etcd round trip",
+    )
+    parser.add_argument(
+        "--whole", type=int, default=300, help="objects of the whole-process preview (0 to skip)"
+    )
+    parser.add_argument(
+        "--only-whole", action="store_true", help="run only the whole-process comparison"
+    )
+    parser.add_argument(
+        "--also",
+        metavar="COMMAND",
+        help="another gitops-bot command (e.g. a wrapper running an older checkout) timed in "
+        "the same rounds of the whole-process comparison, for before/after figures",
     )
     parser.add_argument("--child-preview", nargs=3, metavar=("KUBECONFIG", "NS", "DIR"))
     args = parser.parse_args()
@@ -335,28 +353,124 @@ def _times(values: list[float]) -> str:
     )
 
 
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
+def whole_repo(tmp: Path, count: int) -> tuple[Path, str, str]:
+    """A git repository with one app of ``count`` objects at its first commit (base) and 10%
+    of them changed at its second (head); returns (repo, base, head)."""
+    repo = tmp / "whole-repo"
+    if (repo / ".git").exists():
+        return repo, _git(repo, "rev-parse", "HEAD~1"), _git(repo, "rev-parse", "HEAD")
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "config", "user.email", "bench@example.com")
+    _git(repo, "config", "user.name", "bench")
+    (repo / ".gitops.yaml").write_text(
+        "version: 1\napps:\n  - name: whole\n    path: app\n    namespace: whole\n"
+    )
+    write_dir(repo / "app", make_objects(count))
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "base")
+    base = _git(repo, "rev-parse", "HEAD")
+    write_dir(repo / "app", make_objects(count, variant=1))
+    _git(repo, "commit", "-q", "-am", "head")
+    return repo, base, _git(repo, "rev-parse", "HEAD")
+
+
+def compare_whole(
+    args: argparse.Namespace, kubeconfig: Path, cache: Path, tmp: Path, *, label: str
+) -> None:
+    """``gitops-bot preview --kubeconfig`` against ``kubectl diff --server-side``, each a whole
+    process (start-up, discovery, reading the files, the dry-runs), ``--repeat`` rounds
+    alternating the two."""
+    n, rounds = args.whole, args.repeat
+    repo, base, head = whole_repo(tmp, n)
+    kubectl(kubeconfig, cache, "create", "namespace", "whole")
+    setup = subprocess.run(
+        [GITOPS_BOT, "apply", "--repo", str(repo), "--ref", base, "--kubeconfig",
+         str(kubeconfig), "--no-wait"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if setup.returncode != 0:
+        raise SystemExit(f"gitops-bot apply failed ({setup.returncode}): {setup.stderr[-2000:]}")
+    kubectl(kubeconfig, cache, "get", "namespaces")  # kubectl's discovery cache warm
+    ours_times, kube_times, also_times = [], [], []
+    preview = ["preview", "--repo", str(repo), "--base", base, "--head", head,
+               "--kubeconfig", str(kubeconfig), "--format", "json"]  # fmt: skip
+    for _ in range(rounds):
+        if args.also:
+            start = time.perf_counter()
+            subprocess.run([args.also, *preview], capture_output=True, check=True)
+            also_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        proc = subprocess.run([GITOPS_BOT, *preview], capture_output=True, text=True, check=False)
+        ours_times.append(time.perf_counter() - start)
+        if proc.returncode != 0:
+            raise SystemExit(
+                f"gitops-bot preview failed ({proc.returncode}): {proc.stderr[-2000:]}"
+            )
+        kube_s, code, err = kubectl(
+            kubeconfig, cache, "diff", "--server-side", "--field-manager", "gitops-bot",
+            "-n", "whole", "-f", str(repo / "app"),
+        )  # fmt: skip
+        if code not in (0, 1):
+            print(f"kubectl diff failed ({code}): {err}")
+        kube_times.append(kube_s)
+    counts = _counts(json.loads(proc.stdout))
+    ours_m, kube_m = statistics.median(ours_times), statistics.median(kube_times)
+    print(f"[{label}] gitops-bot preview process {n} objects: {_times(ours_times)}  {counts}")
+    print(f"[{label}] kubectl diff process       {n} objects: {_times(kube_times)}")
+    print(f"[{label}] whole-process preview speed-up (medians): {kube_m / ours_m:.2f}x")
+    if also_times:
+        also_m = statistics.median(also_times)
+        print(f"[{label}] {args.also} process {n} objects: {_times(also_times)}")
+        print(f"[{label}] ... against kubectl: {kube_m / also_m:.2f}x")
+
+
+def _counts(report: dict[str, Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for app in report.get("apps", []):
+        for key in ("created", "updated", "deleted", "unchanged", "errors"):
+            counts[key] = counts.get(key, 0) + len(app.get(key, []))
+    return counts
+
+
 def run(args: argparse.Namespace, kubeconfig: Path, cache: Path, tmp: Path) -> None:
     write_dir(tmp / "v0", make_objects(args.objects))
     write_dir(tmp / "v1", make_objects(args.objects, variant=1))
-    compare(args, kubeconfig, cache, tmp, label="direct", suffix="")
+    if not args.only_whole:
+        compare(args, kubeconfig, cache, tmp, label="direct", suffix="")
+    if args.whole:
+        compare_whole(args, kubeconfig, cache, tmp, label="direct")
     if args.latency_ms:
         slow_config = tmp / "kubeconfig-latency"
         slow, _ = start_emulator(slow_config, latency_ms=args.latency_ms)
         direct_pid, args.server_pid = args.server_pid, slow.pid
+        label = f"{args.latency_ms:g} ms API latency"
         try:
-            compare(
-                args,
-                slow_config,
-                tmp / "kubectl-cache-latency",
-                tmp,
-                label=f"{args.latency_ms:g} ms API latency",
-                suffix="-latency",
-            )
+            if not args.only_whole:
+                compare(
+                    args,
+                    slow_config,
+                    tmp / "kubectl-cache-latency",
+                    tmp,
+                    label=label,
+                    suffix="-latency",
+                )
+            if args.whole:
+                compare_whole(args, slow_config, tmp / "kubectl-cache-latency", tmp, label=label)
         finally:
             args.server_pid = direct_pid
             assert slow.stdin is not None
             slow.stdin.close()
             slow.wait(timeout=30)
+    if args.only_whole:
+        return
 
     # -- large preview ------------------------------------------------------------------------
     large = args.large

@@ -275,8 +275,8 @@ class Settings:
     kube_concurrency: int = _setting(
         "GITOPS_KUBE_CONCURRENCY",
         _parse_positive_int,
-        "Most API requests in flight per cluster during preview and apply (the bot uses fewer "
-        "while the API server answers without delay; docs/clusters.md).",
+        "Most API requests in flight per cluster during preview, apply, prune and the health "
+        "wait (docs/clusters.md).",
         default=16,
     )
     github_token: str | None = _setting(

@@ -1,14 +1,19 @@
-"""A plain-HTTP server on 127.0.0.1 that answers with scripted raw bytes, for transport tests.
+"""An HTTP server on 127.0.0.1 that answers with scripted raw bytes, for client tests.
 
 Each request gets the next scripted answer: raw bytes (the connection stays open), a
 ``(raw, close)`` pair (close after it when ``close``), or ``None`` / nothing scripted (hang up
 without answering). ``answers`` may also be a function of the raw request. Every request's head
 and body are recorded in ``requests``; ``connections`` counts accepted connections.
+
+With ``tls`` (a server SSLContext) it speaks HTTPS; ``clients`` records the common name of each
+connection's client certificate (None without one), and a handshake the context refuses (no
+client certificate when one is required) is counted in ``refused``.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 
@@ -16,14 +21,26 @@ Answer = bytes | tuple[bytes, bool] | None
 
 
 class ScriptedServer:
-    def __init__(self, answers: list[Answer] | Callable[[bytes], Answer] | None = None) -> None:
+    def __init__(
+        self,
+        answers: list[Answer] | Callable[[bytes], Answer] | None = None,
+        *,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.answers: list[Answer] | Callable[[bytes], Answer] = [] if answers is None else answers
         self.requests: list[bytes] = []
         self.connections = 0
+        self.clients: list[str | None] = []
+        self.refused = 0
+        self._tls = tls
         self._lock = threading.Lock()
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}"
 
     def _serve(self) -> None:
         while True:
@@ -35,6 +52,18 @@ class ScriptedServer:
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
     def _handle(self, conn: socket.socket) -> None:
+        if self._tls is not None:
+            try:
+                conn = self._tls.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError):
+                self.refused += 1
+                conn.close()
+                return
+            cert = conn.getpeercert()
+            names = [
+                v for rdn in (cert or {}).get("subject", ()) for k, v in rdn if k == "commonName"
+            ]
+            self.clients.append(names[0] if names else None)
         reader = conn.makefile("rb")
         with conn, reader:
             while True:

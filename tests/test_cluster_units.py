@@ -369,7 +369,7 @@ def test_overload_answers_are_retried_with_retry_after(tmp_path: Path) -> None:
 
 
 def test_aggregated_discovery_document_maps_kinds_to_resources() -> None:
-    from bot.cluster.client import Cluster
+    from bot.cluster.client import RestMapper
 
     doc = [
         {
@@ -427,7 +427,7 @@ def test_aggregated_discovery_document_maps_kinds_to_resources() -> None:
             ],
         },
     ]
-    mapper = Cluster._from_aggregated(doc)
+    mapper = RestMapper.from_aggregated(doc)
     cm = mapper.lookup("v1", "ConfigMap")
     assert (
         cm is not None

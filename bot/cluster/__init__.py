@@ -5,7 +5,7 @@ Public API (keyword-only where it matters)::
     Targets.from_settings(clusters_file: Path | None) -> Targets        # GITOPS_CLUSTERS_FILE
     Targets.single(name, *, kubeconfig: Path | None, context: str | None) -> Targets
     targets[name] -> Target                                            # TargetError if unknown
-    Cluster(target, *, concurrency=16) / Cluster.connect(target)      # one per target and job
+    Cluster(target, *, concurrency=16)                                 # one per target and job
         .close() / context manager
     preview_app(cluster, spec, manifests, *, field_manager="gitops-bot", commit=None,
                 tooling=DEFAULT_TOOLING, force=None) -> AppResult           # Mode.LIVE
@@ -29,8 +29,15 @@ Whole runs (bot.cluster.runner / bot.cluster.live), never raising for one app::
 
 ``spec`` is the manifest engine's AppSpec (name, target, namespace, prune, force_conflicts,
 health_timeout); ``manifests`` its rendered :class:`bot.model.Manifest` list. Every error is
-collected per object into the AppResult (``ObjectError.reason`` is the API Status reason,
-``transient`` says whether a retry may help); nothing here raises for one bad object.
+collected per object into the AppResult (``ObjectError.reason`` is the API Status reason or the
+``reason`` of the :class:`KubeError` subclass, ``transient`` says whether a retry may help);
+nothing here raises for one bad object.
+
+Modules: ``targets`` (which cluster, what may be touched), ``client`` (credentials, discovery,
+requests one at a time through the official client), ``batch`` (requests in bulk through
+libcurl), ``plan`` (rendered objects prepared for sending, live reads), ``phases`` (the phase
+runner preview and apply share), ``preview``/``apply``/``drift``, ``applyset``, ``health``,
+``runner``/``live`` (whole runs).
 """
 
 from __future__ import annotations
@@ -42,9 +49,11 @@ from bot.cluster.drift import drift_app
 from bot.cluster.errors import (
     ApiError,
     ApplySetError,
+    KubeError,
     NotAllowedError,
     OlderCommitError,
     TargetError,
+    UnknownTargetError,
 )
 from bot.cluster.preview import DEFAULT_FIELD_MANAGER, preview_app
 from bot.cluster.runner import Clusters, run_apply, run_drift, run_preview
@@ -60,12 +69,14 @@ __all__ = [
     "Cluster",
     "Clusters",
     "DeployedCommit",
+    "KubeError",
     "NotAllowedError",
     "OlderCommitError",
     "Resource",
     "Target",
     "TargetError",
     "Targets",
+    "UnknownTargetError",
     "apply_app",
     "applyset_id",
     "deployed_commit",

@@ -112,10 +112,6 @@ class ApplySet:
     def selector(self) -> str:
         return f"{PART_OF_LABEL}={self.id}"
 
-    @property
-    def parent_manager_suffix(self) -> str:
-        return "-applyset"
-
     def parent_field_manager(self) -> str:
         """The field manager of the ApplySet metadata on the parent: kubectl's convention."""
         return f"{tooling_name(self.tooling)}-applyset"

@@ -8,6 +8,7 @@ retry may help (429, 5xx, connection errors) or a person must act (403, 409, 422
 
 from __future__ import annotations
 
+import http
 import json
 from typing import Any
 
@@ -26,50 +27,17 @@ OLDER_COMMIT = (
 )
 
 
-class PermanentClusterError(ClusterError, PermanentError):
-    """A cluster error that retrying will not fix."""
+class KubeError(ClusterError):
+    """Base of every error :mod:`bot.cluster` raises. ``reason`` is its one-word cause in the
+    report (``NotAllowed``, ``Forbidden``, an API Status reason...), ``transient`` whether a
+    retry may help."""
 
-
-class TransientClusterError(ClusterError, TransientError):
-    """A cluster error that may go away on its own (outage, overload, timeout)."""
-
-
-class TargetError(PermanentClusterError):
-    """An app names a target that is not configured, or a clusters file is malformed."""
-
-
-class NotAllowedError(PermanentClusterError):
-    """An object lies outside its target's allowlist (namespace or cluster scope)."""
-
-
-class OlderCommitError(PermanentClusterError):
-    """A deploy of a commit older than the one already live was refused."""
-
-
-class ApplySetError(PermanentClusterError):
-    """The ApplySet parent exists but belongs to other tooling or is malformed."""
-
-
-class ApiError(ClusterError):
-    """An API request failed. ``status`` is the HTTP code (0 for no response), ``reason`` the
-    Status reason (``Forbidden``, ``Invalid``, ``Conflict``, ...), ``message`` the server's own
-    words."""
-
+    reason: str | None = None
     transient = False
 
-    def __init__(
-        self, message: str, *, status: int = 0, reason: str = "", details: Any = None
-    ) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.status = status
-        self.reason = reason
-        self.details = details
-
-    @property
-    def immutable(self) -> bool:
-        """Whether the server refused to change an immutable field."""
-        return self.status == 422 and "immutable" in self.message
 
     def to_object_error(
         self, ref: ObjectRef | None = None, *, file: str | None = None, line: int | None = None
@@ -82,6 +50,54 @@ class ApiError(ClusterError):
             reason=self.reason or None,
             transient=self.transient,
         )
+
+
+class TargetError(KubeError, PermanentError):
+    """A clusters file is malformed, or a target's credentials cannot be loaded."""
+
+
+class UnknownTargetError(TargetError):
+    """An app names a target that is not configured."""
+
+    reason = "UnknownTarget"
+
+
+class NotAllowedError(KubeError, PermanentError):
+    """An object lies outside its target's allowlist (namespace or cluster scope)."""
+
+    reason = "NotAllowed"
+
+
+class OlderCommitError(KubeError, PermanentError):
+    """A deploy of a commit older than the one already live was refused."""
+
+    reason = "OlderCommit"
+
+
+class ApplySetError(KubeError, PermanentError):
+    """The ApplySet parent exists but belongs to other tooling or is malformed, or an object
+    claims membership of another set."""
+
+    reason = "ApplySetConflict"
+
+
+class ApiError(KubeError):
+    """An API request failed. ``status`` is the HTTP code (0 for no response), ``reason`` the
+    Status reason (``Forbidden``, ``Invalid``, ``Conflict``, ...), ``message`` the server's own
+    words."""
+
+    def __init__(
+        self, message: str, *, status: int = 0, reason: str = "", details: Any = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.details = details
+
+    @property
+    def immutable(self) -> bool:
+        """Whether the server refused to change an immutable field."""
+        return self.status == 422 and "immutable" in self.message
 
 
 class TransientApiError(ApiError, TransientError):
@@ -125,7 +141,12 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 
 def from_status(status: int, body: bytes | str | None, *, http_reason: str = "") -> ApiError:
     """The error for a non-2xx answer: the Status object's message and reason when the body is
-    one, otherwise the HTTP reason phrase and body text."""
+    one, otherwise the HTTP reason phrase (the standard one when none is given) and body text."""
+    if not http_reason:
+        try:
+            http_reason = http.HTTPStatus(status).phrase
+        except ValueError:
+            http_reason = ""
     data: Any = None
     if body:
         try:
@@ -149,9 +170,9 @@ def from_status(status: int, body: bytes | str | None, *, http_reason: str = "")
     return cls(message, status=status, reason=reason, details=details)
 
 
-def connection_error(exc: BaseException, *, server: str) -> TransientApiError:
-    """A request that got no answer at all (refused, reset, timed out)."""
+def connection_error(exc: BaseException | str, *, server: str) -> TransientApiError:
+    """A request that got no answer at all (refused, reset, timed out, TLS refused)."""
+    detail = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
     return TransientApiError(
-        f"cannot reach the API server at {server}: {type(exc).__name__}: {exc}",
-        reason="ConnectionError",
+        f"cannot reach the API server at {server}: {detail}", reason="ConnectionError"
     )

@@ -13,11 +13,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bot.cluster.applyset import DEFAULT_TOOLING
+from bot.cluster.errors import KubeError
 from bot.cluster.preview import DEFAULT_FIELD_MANAGER
 from bot.cluster.runner import Clusters, run_preview
 from bot.cluster.targets import Targets
 from bot.diff import redact_values, rendered_secret_values
-from bot.errors import ClusterError, ConfigError, GitopsError
+from bot.errors import ConfigError, GitopsError
 from bot.manifests import (
     RepoConfig,
     changed_files,
@@ -150,8 +151,8 @@ def drift_report(
                 deployed = deployed_commit(
                     cluster, spec.name, namespace=spec.namespace, tooling=tooling
                 )
-            except ClusterError as exc:
-                app.errors.append(ObjectError(message=str(exc), reason=_reason(exc)))
+            except KubeError as exc:
+                app.errors.append(exc.to_object_error())
                 continue
             if deployed is None:
                 app.notes.append(NEVER_DEPLOYED.format(app=spec.name, target=spec.target))
@@ -193,7 +194,3 @@ def drift_report(
                     rendered_secret_values(found.manifests),
                 ).apps[0]
     return result
-
-
-def _reason(exc: ClusterError) -> str | None:
-    return "UnknownTarget" if "unknown target" in str(exc) else None

@@ -4,7 +4,9 @@
 fills in the namespace of namespaced objects that declare none, labels every object as a member
 of the app's ApplySet, checks the target's allowlist, and notices the two things a server cannot
 dry-run yet: instances of a CustomResourceDefinition created by the same change, and objects in
-a namespace created by the same change. It also holds the pure ordering rules of apply.
+a namespace created by the same change. It also holds the pure ordering rules of apply, and
+the live reads both engines make in bulk: :class:`LiveIndex` (the live objects of the items)
+and :func:`list_members` (the ApplySet's members, for prune).
 """
 
 from __future__ import annotations
@@ -13,10 +15,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bot.cluster.applyset import ApplySet, group_kind
+from bot.cluster.applyset import PART_OF_LABEL, ApplySet, group_kind, split_group_kind
 from bot.cluster.client import Cluster, Resource
-from bot.cluster.errors import ApiError, UnknownKindError
-from bot.errors import ClusterError
+from bot.cluster.errors import ApiError, KubeError, UnknownKindError
 from bot.model import Manifest, Obj, ObjectChange, ObjectError, ObjectRef
 
 CRD_KIND = "CustomResourceDefinition"
@@ -101,24 +102,16 @@ class Item:
         self.group_kind = group_kind(ref.api_version, ref.kind)
         self.key = ref.key
 
-    def error(self, exc: ClusterError | str, *, reason: str | None = None) -> ObjectError:
+    def error(self, exc: KubeError) -> ObjectError:
+        """``exc`` as this object's error, pointing at its file and line."""
         source = self.manifest.source
-        if isinstance(exc, ApiError):
-            return exc.to_object_error(self.ref, file=source.file, line=source.line)
-        return ObjectError(
-            message=str(exc), ref=self.ref, file=source.file, line=source.line, reason=reason
-        )
+        return exc.to_object_error(self.ref, file=source.file, line=source.line)
 
 
 @dataclass
 class Prepared:
     items: list[Item] = field(default_factory=list)
     errors: list[ObjectError] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def keys(self) -> set[tuple[str, str, str, str]]:
-        return {item.key for item in self.items}
 
     def namespaces(self) -> set[str]:
         return {item.ref.namespace for item in self.items if item.ref.namespace}
@@ -210,10 +203,8 @@ def prepare(
         try:
             cluster.target.check(kind=kind, namespace=namespace, name=name, label=label)
             prepared_obj = applyset.label_member(prepared_obj, ref=label)
-        except ClusterError as exc:
-            out.errors.append(
-                _error(manifest, exc, "NotAllowed" if "allow" in str(exc) else None, ref=ref)
-            )
+        except KubeError as exc:
+            out.errors.append(_error(manifest, exc, ref=ref))
             continue
         out.items.append(
             Item(
@@ -230,16 +221,16 @@ def prepare(
 
 def _error(
     manifest: Manifest,
-    exc: ClusterError | str,
+    exc: KubeError | str,
     reason: str | None = None,
     *,
     ref: ObjectRef | None = None,
 ) -> ObjectError:
     source = manifest.source
     ref = ref or manifest.ref
-    if isinstance(exc, ApiError):
+    if isinstance(exc, KubeError):
         return exc.to_object_error(ref, file=source.file, line=source.line)
-    return ObjectError(message=str(exc), ref=ref, file=source.file, line=source.line, reason=reason)
+    return ObjectError(message=exc, ref=ref, file=source.file, line=source.line, reason=reason)
 
 
 def change_order(change: ObjectChange) -> tuple[str, str, str | None, str]:
@@ -269,7 +260,8 @@ class LiveIndex:
         self.errors: dict[tuple[str, str, str, str], ApiError] = {}
 
     def fetch(self, items: Sequence[Item]) -> None:
-        """Fetch the live state of ``items`` (missing objects map to None)."""
+        """Fetch the live state of ``items`` (missing objects map to None): one LIST per
+        resource and namespace holding many of them, one GET for each of the rest."""
         groups: dict[tuple[Resource, str | None], list[Item]] = {}
         for item in items:
             if item.resource is not None and not item.pending_namespace:
@@ -281,38 +273,27 @@ class LiveIndex:
                 lists.append(key)
             else:
                 singles.extend(members)
-
-        def list_one(key: tuple[Resource, str | None]) -> list[Item]:
-            """The LIST of one group; its items when it could not be listed."""
-            res, namespace = key
-            try:
-                listed = self.cluster.list(res, namespace)
-            except ApiError:
+        listed = self.cluster.list_many([(res, namespace, None) for res, namespace in lists])
+        for key, found in zip(lists, listed, strict=True):
+            if isinstance(found, ApiError):
                 # a LIST may be forbidden where a GET is allowed: fall back to one GET each
-                return groups[key]
-            self._listed[key] = listed
-            by_name = {str((o.get("metadata") or {}).get("name")): o for o in listed}
+                singles.extend(groups[key])
+                continue
+            self._listed[key] = found
+            by_name = {str((o.get("metadata") or {}).get("name")): o for o in found}
             for item in groups[key]:
                 self._objects[item.key] = by_name.get(item.ref.name)
-            return []
-
-        for unlisted in self.cluster.map(list_one, lists):
-            singles.extend(unlisted)
-        jobs: list[tuple[Resource, str | None, str]] = []
-        for item in singles:
-            assert item.resource is not None  # grouped by resource above
-            jobs.append((item.resource, item.ref.namespace, item.ref.name))
-        for item, found in zip(singles, self.cluster.get_many(jobs), strict=True):
-            if isinstance(found, ApiError):
-                self.errors[item.key] = found
+        answers = self.cluster.get_many(
+            [(item.resource, item.ref.namespace, item.ref.name) for item in singles]  # type: ignore[misc]
+        )
+        for item, answer in zip(singles, answers, strict=True):
+            if isinstance(answer, ApiError):
+                self.errors[item.key] = answer
             else:
-                self._objects[item.key] = found
+                self._objects[item.key] = answer
 
     def get(self, item: Item) -> Obj | None:
         return self._objects.get(item.key)
-
-    def set(self, item: Item, obj: Obj | None) -> None:
-        self._objects[item.key] = obj
 
     def listed(self, res: Resource, namespace: str | None) -> list[Obj] | None:
         """A full LIST done earlier for this resource and namespace, if any."""
@@ -327,11 +308,9 @@ def list_members(
     namespaces: Iterable[str],
     live: LiveIndex | None = None,
 ) -> tuple[list[tuple[Resource, Obj]], list[ObjectError]]:
-    """Every live member of the ApplySet among the given kinds and namespaces."""
-    from bot.cluster.applyset import PART_OF_LABEL, split_group_kind
-
+    """Every live member of the ApplySet among the given kinds and namespaces (a LIST done
+    for ``live`` is filtered rather than asked again)."""
     queries: list[tuple[Resource, str | None]] = []
-    errors: list[ObjectError] = []
     for gk in sorted(set(group_kinds)):
         group, kind = split_group_kind(gk)
         res = cluster.mapper.for_group_kind(group, kind)
@@ -341,31 +320,30 @@ def list_members(
             queries.extend((res, ns) for ns in sorted(set(namespaces)))
         else:
             queries.append((res, None))
-
-    def run(query: tuple[Resource, str | None]) -> list[tuple[Resource, Obj]]:
-        res, namespace = query
-        cached = live.listed(res, namespace) if live is not None else None
-        try:
-            if cached is not None:
-                found = [
-                    o
-                    for o in cached
-                    if ((o.get("metadata") or {}).get("labels") or {}).get(PART_OF_LABEL)
-                    == applyset.id
-                ]
-            else:
-                found = cluster.list(res, namespace, selector=applyset.selector)
-        except ApiError as exc:
+    found_by_query: list[list[Obj] | ApiError | None] = [
+        live.listed(res, namespace) if live is not None else None for res, namespace in queries
+    ]
+    asking = [n for n, found in enumerate(found_by_query) if found is None]
+    answers = cluster.list_many([(*queries[n], applyset.selector) for n in asking])
+    for n, answer in zip(asking, answers, strict=True):
+        found_by_query[n] = answer
+    members: list[tuple[Resource, Obj]] = []
+    errors: list[ObjectError] = []
+    for (res, namespace), found in zip(queries, found_by_query, strict=True):
+        if isinstance(found, ApiError):
             where = f" in namespace {namespace}" if namespace else ""
             errors.append(
                 ObjectError(
-                    message=f"cannot list {res.plural}{where} to find pruned objects: {exc}",
-                    reason=exc.reason or None,
-                    transient=exc.transient,
+                    message=f"cannot list {res.plural}{where} to find pruned objects: {found}",
+                    reason=found.reason or None,
+                    transient=found.transient,
                 )
             )
-            return []
-        return [(res, o) for o in found]
-
-    members = [pair for batch in cluster.map(run, queries) for pair in batch]
+            continue
+        # a LIST done for the live index holds every object: keep the set's members
+        members += [
+            (res, o)
+            for o in found or ()
+            if ((o.get("metadata") or {}).get("labels") or {}).get(PART_OF_LABEL) == applyset.id
+        ]
     return members, errors

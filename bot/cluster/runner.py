@@ -17,11 +17,11 @@ from bot.cluster.apply import IsAncestor, Progress, apply_app
 from bot.cluster.applyset import DEFAULT_TOOLING
 from bot.cluster.client import DEFAULT_CONCURRENCY, Cluster
 from bot.cluster.drift import drift_app
+from bot.cluster.errors import KubeError
 from bot.cluster.plan import AppSpecLike
 from bot.cluster.preview import DEFAULT_FIELD_MANAGER, preview_app
 from bot.cluster.targets import Targets
 from bot.diff import redact_values, rendered_secret_values
-from bot.errors import ClusterError
 from bot.model import AppResult, Manifest, Mode, ObjectError, RunResult
 
 RENDER_FAILED_NOTE = "not sent to the cluster: the app did not render cleanly"
@@ -118,15 +118,9 @@ def _run(
         try:
             cluster = clusters.get(target)
             result = one(cluster, app)
-        except ClusterError as exc:
+        except KubeError as exc:
             result = AppResult(name=app.spec.name, target=target)
-            result.errors.append(
-                ObjectError(
-                    message=str(exc),
-                    reason="UnknownTarget" if "unknown target" in str(exc) else None,
-                    transient=bool(getattr(exc, "transient", False)),
-                )
-            )
+            result.errors.append(exc.to_object_error())
         except Exception as exc:
             # A bug must cost one app its result, not the whole run its report (the other
             # apps may already be applied).

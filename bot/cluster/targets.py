@@ -28,7 +28,7 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 import yaml
 
-from bot.cluster.errors import NotAllowedError, TargetError
+from bot.cluster.errors import NotAllowedError, TargetError, UnknownTargetError
 
 DEFAULT_TARGET = "default"
 
@@ -132,7 +132,7 @@ class Targets(Mapping[str, Target]):
         try:
             return self._targets[name]
         except KeyError:
-            raise TargetError(
+            raise UnknownTargetError(
                 UNKNOWN_TARGET.format(name=name, known=", ".join(sorted(self._targets)) or "none")
             ) from None
 

@@ -13,22 +13,21 @@ bytes into Python objects, with limits that make hostile input fail fast with a 
 * every path must resolve inside the checkout (symlinks escaping it are refused).
 
 The parser is libyaml's (``CParser``) when available; objects are built straight from its events
-in one loop so the limits are enforced per node (and faster than ``yaml.CSafeLoader``). Files
-without anchors, aliases, merge keys or tagged collections (nearly every manifest) take a leaner
-loop still; the moment a file needs more, or has a problem, the careful loop builds it again
-from the start, so both give the same objects, lines and errors (tests/test_manifests_loader.py).
-Timestamps stay strings, as Kubernetes reads them.
+in one loop (:class:`_Builder`) so the limits are enforced per node, before anything large is
+built. Timestamps stay strings, as Kubernetes reads them.
+
+Process-wide state: none. Nothing read from a repository is kept between calls — no parsed-file
+cache, no cache of scalar values — so a long-running worker holds no Secret value (nor any other
+value) of a job it has finished (tests/test_manifests_loader.py searches the garbage
+collector's view of the process for them). Parsing every file of a job costs a few
+milliseconds per thousand objects more than reusing earlier parses did.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import pickle
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Any
 
 import yaml
 from yaml.constructor import SafeConstructor
-from yaml.nodes import Node, ScalarNode
+from yaml.nodes import ScalarNode
 from yaml.resolver import Resolver
 
 from bot.errors import RenderError
@@ -118,9 +117,6 @@ def _short_tag(tag: str) -> str:
 
 
 _NO_KEY = object()
-_PLAIN_CACHE: dict[str, Any] = {}
-"""Plain scalar text -> its (immutable) value; shared by all loads, bounded in size."""
-_PLAIN_CACHE_MAX = 100_000
 
 
 def _resolve_plain(value: str) -> str:
@@ -216,7 +212,6 @@ class _Builder:
         max_depth = limits.max_depth
         max_expanded = limits.max_expanded_nodes
         index = 0
-        plain = _PLAIN_CACHE
         no_key, merge_key = _NO_KEY, _MERGE_KEY
         get_event = parser.get_event
         # counted over the whole file, so many documents cannot add up to a bomb either
@@ -239,18 +234,8 @@ class _Builder:
                 event = get_event()
                 kind = type(event)
                 if kind is scalar_event:
-                    if event.tag is None:
-                        text = event.value
-                        if not event.implicit[0]:
-                            value = text  # quoted: always a string
-                        else:
-                            # plain scalars repeat a lot (keys, "true", "80"): resolve each once
-                            try:
-                                value = plain[text]
-                            except KeyError:
-                                value = self.scalar(event)
-                                if len(plain) < _PLAIN_CACHE_MAX:
-                                    plain[text] = value
+                    if event.tag is None and not event.implicit[0]:
+                        value = event.value  # quoted: always a string
                     else:
                         value = self.scalar(event)
                     expanded += 1
@@ -343,9 +328,7 @@ class _Builder:
                         isinstance(root, dict) and isinstance(root.get("items"), list)
                     ):
                         items_lines = None
-                    yield Document(
-                        index=index, line=root_line, data=root, node=None, item_lines=items_lines
-                    )
+                    yield Document(index=index, line=root_line, data=root, item_lines=items_lines)
                     index += 1
                     break
                 else:  # pragma: no cover - the parser emits nothing else inside a document
@@ -389,145 +372,6 @@ class _Builder:
                         parent.lines.append(_line(start))
 
 
-def _fast_documents(parser: Any, limits: Limits) -> list[Document] | None:
-    """The documents of a plain file, built with the least work per parser event; None (or an
-    exception) as soon as the file uses anything this loop does not handle itself.
-
-    It handles block and flow mappings and sequences of scalars, with the limits on depth and
-    expanded size, duplicate keys and every scalar type; aliases, merge keys, tagged
-    collections and collections used as keys go to the careful :class:`_Builder`, as does every
-    file where something is wrong, so that one place words the errors. Anchors are ignored:
-    without an alias (which goes to the careful builder) they change nothing. The state of the
-    collection being built lives in locals (no per-collection object), and no line is kept but
-    the ones a :class:`Document` reports."""
-    scalar_event = yaml.ScalarEvent
-    map_start, seq_start = yaml.MappingStartEvent, yaml.SequenceStartEvent
-    map_end, seq_end = yaml.MappingEndEvent, yaml.SequenceEndEvent
-    document_start, document_end = yaml.DocumentStartEvent, yaml.DocumentEndEvent
-    stream_end = yaml.StreamEndEvent
-    get_event = parser.get_event
-    max_depth = limits.max_depth
-    max_expanded = limits.max_expanded_nodes
-    plain = _PLAIN_CACHE
-    no_key, merge_key = _NO_KEY, _MERGE_KEY
-    scalar = _Builder(limits).scalar
-    docs: list[Document] = []
-    expanded = 0  # nodes of the whole file, as the careful builder counts them
-    while True:
-        event = get_event()
-        kind = type(event)
-        if kind is stream_end:
-            return docs
-        if kind is not document_start:
-            continue
-        root: Any = None
-        root_line = event.start_mark.line + 1
-        items_lines: list[int] | None = None
-        # the collection being built: its container, whether a mapping, the key waiting for
-        # its value, the lines of its items (a top-level `items:` list only); the enclosing
-        # collections' states wait on the stack
-        container: Any = None
-        is_map = False
-        key: Any = no_key
-        lines: list[int] | None = None
-        stack: list[tuple[Any, bool, Any, list[int] | None]] = []
-        depth = 0  # len(stack)
-        while True:
-            event = get_event()
-            kind = type(event)
-            if kind is scalar_event:
-                # The parser sets implicit[0] for a plain scalar without a tag (or with the
-                # empty tag "!", which resolves the same), implicit[1] for a quoted one without
-                # a tag, neither when a tag is given: so the tag needs no look of its own.
-                implicit = event.implicit
-                if implicit[0]:
-                    # plain scalars repeat a lot (keys, "true", "80"): resolve each once
-                    text = event.value
-                    try:
-                        value = plain[text]
-                    except KeyError:
-                        value = scalar(event)
-                        if len(plain) < _PLAIN_CACHE_MAX:
-                            plain[text] = value
-                elif implicit[1]:
-                    value = event.value  # quoted: always a string
-                else:
-                    value = scalar(event)
-                if value is merge_key:
-                    return None
-                expanded += 1
-                if is_map:
-                    if key is no_key:
-                        if value in container:
-                            return None
-                        key = value
-                    else:
-                        container[key] = value
-                        key = no_key
-                elif container is not None:
-                    container.append(value)
-                    if lines is not None:
-                        lines.append(event.start_mark.line + 1)
-                else:
-                    root = value
-                    root_line = event.start_mark.line + 1
-            elif kind is map_start or kind is seq_start:
-                if event.tag is not None or depth >= max_depth:
-                    return None
-                new_lines: list[int] | None = None
-                if is_map:
-                    if key is no_key:
-                        return None  # a collection as a mapping key
-                    if kind is seq_start and len(stack) == 1 and key == "items":
-                        new_lines = []
-                elif container is not None:
-                    if lines is not None:
-                        lines.append(event.start_mark.line + 1)
-                else:
-                    root_line = event.start_mark.line + 1
-                stack.append((container, is_map, key, lines))
-                depth += 1
-                is_map = kind is map_start
-                container = {} if is_map else []
-                key = no_key
-                lines = new_lines
-            elif kind is map_end or kind is seq_end:
-                expanded += 1
-                if expanded > max_expanded:
-                    return None
-                value = container
-                if lines is not None:
-                    items_lines = lines
-                container, is_map, key, lines = stack.pop()
-                depth -= 1
-                if is_map:
-                    container[key] = value
-                    key = no_key
-                elif container is not None:
-                    container.append(value)
-                else:
-                    root = value
-            elif kind is document_end:
-                if expanded > max_expanded:
-                    return None
-                if items_lines is not None and not (
-                    isinstance(root, dict) and isinstance(root.get("items"), list)
-                ):
-                    items_lines = None
-                docs.append(
-                    Document(
-                        index=len(docs),
-                        line=root_line,
-                        data=root,
-                        node=None,
-                        item_lines=items_lines,
-                    )
-                )
-                break
-            else:  # an alias
-                return None
-
-
 def _line(event: Any) -> int:
     """The 1-based line an event starts on."""
     return int(event.start_mark.line) + 1
@@ -561,41 +405,15 @@ class Document:
     index: int
     line: int
     data: Any
-    node: Node | None = None
     item_lines: list[int] | None = None
 
 
-def iter_documents(text: str, *, name: str, limits: Limits = DEFAULT_LIMITS) -> Iterator[Document]:
-    """Parse every document of ``text``; raises :class:`RenderError` naming ``name`` and the line.
-
-    The common file (no anchors, aliases, merge keys or collection tags, within the limits) is
-    built by :func:`_fast_documents`; anything else, and every file with a problem, by the
-    careful :class:`_Builder`, which alone produces errors (so they are the same either way)."""
-    fast = _fast_attempt(text, limits)
-    if fast is not None:
-        yield from fast
-        return
-    yield from _careful_documents(text, name=name, limits=limits)
-
-
-def _fast_attempt(text: str, limits: Limits) -> list[Document] | None:
-    """:func:`_fast_documents` of ``text``, or None when the careful builder must decide."""
+def load_documents(text: str, *, name: str, limits: Limits = DEFAULT_LIMITS) -> list[Document]:
+    """Every document of a YAML stream; raises :class:`RenderError` naming ``name`` and the
+    line."""
     parser = _Parser(text)
     try:
-        return _fast_documents(parser, limits)
-    except Exception:  # any problem is the careful builder's to report, with its words
-        return None
-    finally:
-        parser.dispose()
-
-
-def _careful_documents(
-    text: str, *, name: str, limits: Limits = DEFAULT_LIMITS
-) -> Iterator[Document]:
-    """Every document of ``text`` through :class:`_Builder` (all features, exact errors)."""
-    parser = _Parser(text)
-    try:
-        yield from _Builder(limits).documents(parser)
+        return list(_Builder(limits).documents(parser))
     except _Limited as exc:
         raise RenderError(exc.message, file=name, line=exc.line) from None
     except yaml.MarkedYAMLError as exc:
@@ -612,97 +430,6 @@ def _careful_documents(
         parser.dispose()
 
 
-def load_documents(
-    text: str, *, name: str, limits: Limits = DEFAULT_LIMITS, cache: bool = True
-) -> list[Document]:
-    """All documents of a YAML stream (see :func:`iter_documents`); a text parsed before (by
-    this process, under the same limits) comes from :data:`PARSED_FILES`, as new objects.
-
-    ``cache=False`` for text that is not a file of the repository (renderer output). A text
-    holding a Secret is never kept: secret values do not outlive the job that read them."""
-    if not cache:
-        return list(iter_documents(text, name=name, limits=limits))
-    key = (hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest(), limits)
-    docs = PARSED_FILES.get(key)
-    if docs is None:
-        docs = list(iter_documents(text, name=name, limits=limits))
-        if not any(_is_secret(doc.data) for doc in docs):
-            PARSED_FILES.put(key, docs)
-    return docs
-
-
-def _is_secret(data: Any) -> bool:
-    if not isinstance(data, dict):
-        return False
-    if data.get("kind") == "Secret":
-        return True
-    items = data.get("items")  # a `kind: List` (or any list kind) of objects
-    return isinstance(items, list) and any(_is_secret(item) for item in items)
-
-
-PARSE_CACHE_BYTES = 32 * 1024 * 1024
-"""Memory for :data:`PARSED_FILES` (pickled documents take about a third of their YAML text)."""
-
-
-class ParsedFiles:
-    """The documents of texts parsed before, by SHA-256 of the text, least recently used out.
-
-    A long-running worker renders the same unchanged files again and again (every preview,
-    deploy and drift check of a repository), and building objects from YAML is the dearest
-    part of a render; rebuilding them from a pickle costs a twentieth. Entries are pickles, so
-    every caller gets objects of its own and may change them without touching anyone else's.
-    Only successes are kept: a file with a problem is parsed again, its error worded afresh."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self._entries: OrderedDict[tuple[bytes, Limits], bytes] = OrderedDict()
-        self._size = 0
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: tuple[bytes, Limits]) -> list[Document] | None:
-        with self._lock:
-            blob = self._entries.get(key)
-            if blob is None:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-        return [
-            Document(index=index, line=line, data=data, node=None, item_lines=item_lines)
-            for index, line, data, item_lines in pickle.loads(blob)
-        ]
-
-    def put(self, key: tuple[bytes, Limits], docs: list[Document]) -> None:
-        try:
-            blob = pickle.dumps(
-                [(d.index, d.line, d.data, d.item_lines) for d in docs], pickle.HIGHEST_PROTOCOL
-            )
-        except Exception:  # not plain data (a bug elsewhere): the cache must never break a load
-            return
-        if len(blob) > self.budget // 4:
-            return  # one huge rendered output must not push out everything else
-        with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._size -= len(old)
-            self._entries[key] = blob
-            self._size += len(blob)
-            while self._size > self.budget:
-                _, dropped = self._entries.popitem(last=False)
-                self._size -= len(dropped)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._size = 0
-
-
-PARSED_FILES = ParsedFiles(PARSE_CACHE_BYTES)
-"""The process's :class:`ParsedFiles` (``PARSED_FILES.clear()`` to measure a cold parse)."""
-
-
 def load_json(text: str, *, name: str, limits: Limits = DEFAULT_LIMITS) -> Document:
     """A JSON file as one document (line 1). JSON has no aliases; depth is still bounded."""
     try:
@@ -713,7 +440,7 @@ def load_json(text: str, *, name: str, limits: Limits = DEFAULT_LIMITS) -> Docum
         raise RenderError(MSG_TOO_DEEP.format(limit=limits.max_depth), file=name) from None
     if _depth(data, limits.max_depth) > limits.max_depth:
         raise RenderError(MSG_TOO_DEEP.format(limit=limits.max_depth), file=name)
-    return Document(index=0, line=1, data=data, node=None)
+    return Document(index=0, line=1, data=data)
 
 
 def _depth(value: Any, limit: int) -> int:

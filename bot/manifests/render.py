@@ -14,6 +14,10 @@
 Subprocesses run with a clean environment (no tokens, ``HOME`` in a temporary directory), a
 timeout, and their stderr in the error. Problems are collected per object and per app: one bad
 app never stops the others (:func:`render_apps`).
+
+Process-wide state: none. Nothing rendered is kept between calls; the optional ``cache`` of
+parsed files belongs to the caller and lives as long as its call (the offline preview shares
+one between the two renders of a diff, see :mod:`bot.manifests.offline`).
 """
 
 from __future__ import annotations
@@ -116,7 +120,8 @@ def detect_renderer(root: Path, spec: AppSpec) -> str:
 
 
 ParseCache = dict[tuple[bool, str], list[Document]]
-"""(is JSON, file text) -> parsed documents; lets two renders share unchanged files."""
+"""(is JSON, file text) -> parsed documents: lets the two renders of one diff parse the files
+they share once. Made per call by the caller, never kept beyond it."""
 
 
 def render_app(
@@ -541,7 +546,7 @@ def _render_kustomize(
         return []
     try:
         docs = load_documents(
-            out, name=f"{kustomization} (kustomize output)", limits=RENDERED_LIMITS, cache=False
+            out, name=f"{kustomization} (kustomize output)", limits=RENDERED_LIMITS
         )
     except RenderError as exc:
         result.errors.append(
@@ -749,9 +754,7 @@ def _render_helm(
             inner = match.group(1).strip().split("/", 1)[-1]
             file = inner if spec.path == "." else f"{spec.path}/{inner}"
         try:
-            docs = load_documents(
-                chunk, name=f"{file} (helm output)", limits=RENDERED_LIMITS, cache=False
-            )
+            docs = load_documents(chunk, name=f"{file} (helm output)", limits=RENDERED_LIMITS)
         except RenderError as exc:
             result.errors.append(ObjectError(exc.message, file=file, reason="RenderError"))
             continue
