@@ -405,7 +405,7 @@ def _snake(name: str) -> str:
 def test_one_spelling_of_every_key_in_docs_and_messages() -> None:
     """`force_conflicts` in docs or messages while .gitops.yaml accepts only `forceConflicts`
     sends users to a key that does not exist."""
-    from bot.cluster.preview import CONFLICT_HINT
+    from bot.cluster.phases import CONFLICT_HINT
 
     root = Path(__file__).parent.parent
     camel = sorted(n for n in _property_names(schema()) if _snake(n) != n)
