@@ -8,13 +8,13 @@ Public API (keyword-only where it matters)::
     Cluster(target, *, concurrency=16)                                 # one per target and job
         .close() / context manager
     preview_app(cluster, spec, manifests, *, field_manager="gitops-bot", commit=None,
-                tooling=DEFAULT_TOOLING, force=None) -> AppResult           # Mode.LIVE
+                tooling=DEFAULT_TOOLING, force=None, prune=None, observed=None) -> AppResult
     apply_app(cluster, spec, manifests, *, commit, field_manager="gitops-bot", dry_run=False,
               progress=None, is_ancestor=None, tooling=DEFAULT_TOOLING, wait=True) -> AppResult
     drift_app(cluster, spec, manifests, *, commit, field_manager="gitops-bot") -> AppResult
     deployed_commit(cluster, app, *, namespace) -> DeployedCommit | None
 
-Whole runs (bot.cluster.runner / bot.cluster.live), never raising for one app::
+Whole runs (bot.cluster.runner), never raising for one app::
 
     with Clusters(targets, concurrency=None) as clusters:                # one Cluster per target
         run_preview(rendered, clusters, *, head=None, base=None, field_manager=..., tooling=...,
@@ -22,10 +22,9 @@ Whole runs (bot.cluster.runner / bot.cluster.live), never raising for one app::
         run_apply(rendered, clusters, *, commit, field_manager=..., tooling=..., dry_run=False,
                   progress=None, is_ancestor=None, target_override=None, wait=True) -> RunResult
         run_drift(rendered, clusters, *, commit, ...) -> RunResult      # Mode.DRIFT
-    live_preview(repo, base, head, *, kubeconfig, context=None, apps=None, progress=None)
-        -> RunResult                                                    # preview --kubeconfig
-    drift_report(repo, *, targets, ref="HEAD", apps=None) -> RunResult  # each app vs its
-                                                                        # deployed commit
+
+Previews of two commits (offline and live, for the CLI and the bot) are
+:mod:`bot.jobs.compare`'s; drift of a repository's apps, :mod:`bot.jobs.drift`'s.
 
 ``spec`` is the manifest engine's AppSpec (name, target, namespace, prune, force_conflicts,
 health_timeout); ``manifests`` its rendered :class:`bot.model.Manifest` list. Every error is

@@ -32,7 +32,7 @@ from bot.cluster.plan import (
     prepare,
 )
 from bot.diff import object_diff
-from bot.model import AppResult, Change, Manifest, ObjectChange
+from bot.model import AppResult, Change, Manifest, Obj, ObjectChange
 
 DEFAULT_FIELD_MANAGER = "gitops-bot"
 PRUNE_WOULD_SKIP = "prune not previewed: with {count} error(s) the deploy would not delete anything"
@@ -48,12 +48,15 @@ def preview_app(
     tooling: str = DEFAULT_TOOLING,
     force: bool | None = None,
     prune: bool | None = None,
+    observed: list[tuple[Obj | None, Obj]] | None = None,
 ) -> AppResult:
     """What merging would change for one app on ``cluster`` (mode LIVE).
 
     ``force`` overrides the app's ``force_conflicts`` (drift forces: it asks what differs,
     not who owns it); ``prune`` overrides the app's ``prune`` (False when the app did not
-    render cleanly: the deploy would not touch it, so nothing it lacks may show as deleted)."""
+    render cleanly: the deploy would not touch it, so nothing it lacks may show as deleted).
+    ``observed`` receives (live object or None, dry-run answer) for each object the server
+    answered, for analyses of the two states (:func:`bot.impact.workload_restarts`)."""
     result = AppResult(name=spec.name, target=cluster.target.name, commit=commit)
     applyset = ApplySet.for_app(spec.name, app_namespace(spec), tooling=tooling)
     try:
@@ -85,6 +88,8 @@ def preview_app(
     )
     for outcome in outcomes:
         outcome.add_to(result)
+        if observed is not None and outcome.answer is not None:
+            observed.append((live.get(outcome.item), outcome.answer))
 
     if (spec.prune if prune is None else prune) and parent is not None:
         if result.errors:
