@@ -123,6 +123,7 @@ def test_a_target_may_be_limited_to_some_repositories(tmp_path: Path) -> None:
         "repository acme/web may not use target 'prod': the clusters file allows only "
         "acme/prod-*, Acme/Platform there"
     )
+    assert "prod" in targets and "staging" not in targets  # no UnknownTargetError from `in`
     assert targets["dev"].repositories is None
     assert targets["dev"].repository_refusal("anyone/anything") is None
 

@@ -253,6 +253,8 @@ def test_a_real_worker_previews_and_retries_a_transient_git_failure(
         worker.terminate()
         worker.wait(timeout=30)
     assert len(gh.comments(REPO, 1)) == 1
+    record = client.hgetall(JOB_KEY.format(job_id=queued.job_id))
+    assert {b"seconds_checkout", b"seconds_render", b"seconds_post"} <= set(record)
     counts = JobQueue(redis_client(redis_url, timeout=2), delivery_ttl=60).stats().processed
     assert counts == {("preview", "retry"): 1, ("preview", "posted"): 1}
     text = log.read_text()

@@ -179,21 +179,29 @@ def test_a_merge_conflict_is_reported_with_its_files(
 def test_a_fork_pr_is_previewed_offline_with_no_cluster_credential_used(
     remote: Remote, forge: MemoryForge, redis_url: str, tmp_path: Path
 ) -> None:
+    # an unreachable cluster: had the preview tried it, its apps would be labelled unreachable
+    targets = targets_at(unreachable_kubeconfig(tmp_path / "kc"))
     head = remote.commit("feature", {"web/a.yaml": configmap("a", "2")})
     remote.publish(forge, 1, "feature", from_fork=True)
-    used: list[str] = []
-
-    def targets() -> object:
-        used.append("targets")
-        raise AssertionError("a fork PR must not load cluster credentials")
-
-    ctx = make_context(forge, redis_url, tmp_path)
-    ctx.targets = targets  # type: ignore[assignment]
+    ctx = make_context(forge, redis_url, tmp_path, targets=targets)
     outcome = preview_pull_request(event(ctx, 1, head), ctx)
-    assert outcome.outcome == job.POSTED and used == []
+    assert outcome.outcome == job.POSTED and outcome.unreachable == {}
+    assert "dry_run" not in outcome.timings and outcome.timings["checkout"] > 0
     assert states(forge, head)[-1] == ("success", "1 app: +0 ~1 -0 · offline (fork)")
     (comment,) = ours(forge)
     assert "offline: pull request from a fork" in comment and "Offline diff" in comment
+    # a fork of a repository a target does not allow is refused all the same
+    refusing = make_context(
+        forge,
+        redis_url,
+        tmp_path,
+        targets=targets_at(tmp_path / "kc", repositories=("acme/other",)),
+        job_id="j2",
+    )
+    again = run_preview(refusing, 1, sync_by="alice")
+    assert again.result is not None
+    assert [e.reason for e in again.result.apps[0].errors] == ["RepositoryNotAllowed"]
+    assert states(forge, head)[-1][0] == "failure"
 
 
 def test_a_fork_pr_is_previewed_live_when_the_operator_allows_it(

@@ -106,6 +106,7 @@ def run_job(
     retries = int(task.request.retries or 0)
     delay = retry_delay(config, retries)
     retries_left = time.time() + delay < started + config.job_timeout
+    fields: dict[str, str] = {}
     jlog.info("%s job started (attempt %d)", event.job_type, retries + 1)
     _record(job_id, event.job_type, "running", started_at=f"{time.time():.3f}")
     if job is None:
@@ -122,6 +123,11 @@ def run_job(
             )
             result = job(event, ctx)
             outcome = str(getattr(result, "outcome", "done"))
+            timings = getattr(result, "timings", None) or getattr(
+                getattr(result, "preview", None), "timings", None
+            )
+            if timings:  # for benchmarks and operators: where the job's time went
+                fields = {f"seconds_{step}": f"{value:.3f}" for step, value in timings.items()}
         except TransientError as exc:
             if retries_left:
                 jlog.warning("transient error, retrying in %.0f s: %s", delay, exc)
@@ -148,7 +154,7 @@ def run_job(
                 "".join(traceback.format_tb(exc.__traceback__)),
             )
             outcome = "failed"
-    _record(job_id, event.job_type, outcome, finished_at=f"{time.time():.3f}")
+    _record(job_id, event.job_type, outcome, finished_at=f"{time.time():.3f}", **fields)
     jlog.info("%s job ended: %s", event.job_type, outcome)
     return outcome
 

@@ -167,6 +167,9 @@ class Targets(Mapping[str, Target]):
                 UNKNOWN_TARGET.format(name=name, known=", ".join(sorted(self._targets)) or "none")
             ) from None
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._targets
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._targets)
 

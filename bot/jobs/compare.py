@@ -18,9 +18,10 @@ base branch's head and the PR's merge result) and get a :class:`~bot.model.RunRe
   change's own (base → head), drift the merge overwrites, or both
   (:func:`bot.impact.classify_origins`; the base's version of the few objects both change is
   dry-run too); the workloads that will restart come from the live objects and the dry-run's
-  answers (:func:`bot.impact.workload_restarts`). For the bot, a target's ``repositories``
-  allowlist is checked before anything is sent, and a target that cannot be reached gives its
-  apps their offline diff, labelled (``fallback``).
+  answers (:func:`bot.impact.workload_restarts`). A target that cannot be reached gives its
+  apps their offline diff, labelled (``fallback``, the bot).
+* **Refused** (``refuse``, the bot): an app whose target's ``repositories`` does not name the
+  repository gets that refusal as its only content, and nothing is sent to the cluster.
 
 No forge, no Redis: the job adds those. Secret values are masked in every diff and scrubbed
 from every message before the result leaves.
@@ -33,6 +34,7 @@ between base and head is parsed once: about a fifth of the CPU of the 10,000-obj
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -102,9 +104,8 @@ class LiveTargets:
     """Where and how the live part of a preview runs.
 
     ``override`` sends every app to that one target (the CLI's ``--kubeconfig``);
-    ``repository`` (the bot) applies each target's ``repositories`` allowlist; ``fallback``
-    (the bot) gives the apps of a target that cannot be reached their offline diff, labelled,
-    instead of an error."""
+    ``fallback`` (the bot) gives the apps of a target that cannot be reached their offline
+    diff, labelled, instead of an error."""
 
     targets: Targets
     field_manager: str = "gitops-bot"
@@ -112,7 +113,6 @@ class LiveTargets:
     tooling: str | None = None
     concurrency: int | None = None
     override: str | None = None
-    repository: str | None = None
     fallback: bool = False
 
     @classmethod
@@ -122,7 +122,6 @@ class LiveTargets:
         targets: Targets,
         *,
         override: str | None = None,
-        repository: str | None = None,
         fallback: bool = False,
     ) -> LiveTargets:
         return cls(
@@ -131,7 +130,6 @@ class LiveTargets:
             tooling=settings.applyset_tooling,
             concurrency=settings.kube_concurrency,
             override=override,
-            repository=repository,
             fallback=fallback,
         )
 
@@ -145,6 +143,9 @@ class Comparison:
     result: RunResult
     unreachable: dict[str, str] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
+    #: seconds spent rendering both commits (``render``), diffing (``diff``), dry-running
+    #: (``dry_run``, live only)
+    timings: dict[str, float] = field(default_factory=dict)
     #: apps whose diff is the offline one because their target could not be reached
     offline_apps: list[str] = field(default_factory=list)
 
@@ -248,11 +249,15 @@ def compare(
     apps: Sequence[str] | None = None,
     also: Sequence[str] = (),
     live: LiveTargets | None = None,
+    refuse: Callable[[str], str | None] | None = None,
     progress: Progress | None = None,
 ) -> Comparison:
     """The per-app preview of ``change``: the apps named in ``apps`` (even unaffected ones), or
-    the affected ones plus those in ``also``; offline, or against the clusters of ``live``."""
+    the affected ones plus those in ``also``; offline, or against the clusters of ``live``.
+    ``refuse(target)`` says why the repository may not use a target (the bot: the target's
+    ``repositories``); such an app gets that error and nothing else, offline or live."""
     say = progress or (lambda _message: None)
+    started = time.monotonic()
     mode = Mode.LIVE if live is not None else Mode.OFFLINE
     result = RunResult(mode=mode, base=change.base_sha, head=change.head_sha)
     comparison = Comparison(result)
@@ -304,23 +309,37 @@ def compare(
                 change.base_root, change.config_old, apps=names, cache=cache, check_shared=False
             )
         }
+    rendered_at = time.monotonic()
+    comparison.timings["render"] = rendered_at - started
     say("diffing")
     offline = {
         name: _diff_one(name, old.get(name), new.get(name), change.head_sha, change.base_note)
         for name in names
     }
+    refused: dict[str, AppResult] = {}
+    for name in names:
+        target = new[name].spec.target if name in new else None
+        refusal = refuse(target) if refuse is not None and target is not None else None
+        if target is not None and refusal is not None:
+            # nothing of it goes to that cluster, not even a dry-run
+            comparison.refused[target] = refusal
+            app = AppResult(name=name, target=target, commit=change.head_sha)
+            app.errors.append(ObjectError(refusal, reason=REPOSITORY_REFUSED))
+            refused[name] = app
+    diffed_at = time.monotonic()
+    comparison.timings["diff"] = diffed_at - rendered_at
     if live is None:
-        result.apps = [offline[name] for name in names]
+        result.apps = [refused.get(name) or offline[name] for name in names]
     else:
         from bot.cluster.runner import Clusters
 
-        live_apps = [n for n in names if n in new and not new[n].errors]
+        live_apps = [n for n in names if n in new and not new[n].errors and n not in refused]
         count = sum(len(new[n].manifests) for n in live_apps)
         say(f"dry-running {count} object(s) of {len(live_apps)} app(s) on the cluster")
         with Clusters(live.targets, concurrency=live.concurrency) as clusters:
             for name in names:
                 if name not in live_apps:
-                    app = offline[name]
+                    app = refused.get(name) or offline[name]
                     if live.override:
                         app.target = live.override
                     result.apps.append(app)
@@ -332,6 +351,7 @@ def compare(
                 )
         if comparison.offline_apps and len(comparison.offline_apps) == len(result.apps):
             result.mode = Mode.OFFLINE  # every app fell back: the report is an offline one
+        comparison.timings["dry_run"] = time.monotonic() - diffed_at
     # Validation and server messages can quote a Secret's value.
     declared = [m for rendered in (*new.values(), *old.values()) for m in rendered.manifests]
     comparison.result = redact_values(result, rendered_secret_values(declared))
@@ -469,13 +489,6 @@ def _live_one(
     if target in comparison.unreachable:
         return _fallback(comparison, offline, target, comparison.unreachable[target])
     try:
-        if live.override is None and live.repository is not None:
-            refusal = live.targets[target].repository_refusal(live.repository)
-            if refusal is not None:
-                comparison.refused[target] = refusal
-                app = AppResult(name=spec.name, target=target, commit=change.head_sha)
-                app.errors.append(ObjectError(refusal, reason=REPOSITORY_REFUSED))
-                return app
         cluster = clusters.get(target)
         observed: list[tuple[Obj | None, Obj]] = []
         app = preview_app(

@@ -32,6 +32,7 @@ forge answers) and the log line the task writes with the delivery id.
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -84,6 +85,7 @@ SUPERSEDED_STATUS = "Superseded by {sha} before this preview finished: not previ
 ERROR_STATUS = "The preview failed: {reason}"
 ERROR_GAVE_UP = "The preview failed after retries: {reason}"
 INTERNAL = "internal error ({kind}); the bot's log has the details"
+TIMED_OUT = "it ran longer than GITOPS_JOB_TIMEOUT allows"
 SUMMARY = "{apps} app{s}: {counts}"
 OFFLINE_FORK = "offline (fork)"
 OFFLINE_TARGETS = "offline: {targets} unreachable"
@@ -117,6 +119,8 @@ class PreviewOutcome:
     known_apps: tuple[str, ...] = ()
     unknown_apps: tuple[str, ...] = ()
     unreachable: dict[str, str] = field(default_factory=dict)
+    #: seconds per step: ``checkout``, ``render``, ``diff``, ``dry_run``, ``post``
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def preview_pull_request(event: PullRequestEvent, ctx: JobContext) -> PreviewOutcome:
@@ -186,6 +190,7 @@ class _Run:
         self.context = ctx.status_context("preview")
         self.marker = ctx.marker("preview")
         self.pending = False
+        self.timings: dict[str, float] = {}
 
     # -- the story ----------------------------------------------------------------------------
 
@@ -193,9 +198,11 @@ class _Run:
         ctx, pr = self.ctx, self.pr
         if self.sync_by is None:
             self.status(StatusState.PENDING, PENDING.format(head=pr.head_sha[:7], base=pr.base_ref))
+        started = time.monotonic()
         repo, merge = ctx.repos.prepare_pull_request(
             self.forge.provider, self.forge.repository, self.forge.git_access(), pr
         )
+        self.timings["checkout"] = time.monotonic() - started
         ctx.log.info(
             "previewing head %s merged into %s at %s (%s merge %s)",
             pr.head_sha[:12],
@@ -209,11 +216,16 @@ class _Run:
         if merge.sha is None:
             return self.post_conflict(merge)
         fork_offline = pr.from_fork and not ctx.settings.live_preview_forks
+        # the clusters file, not the clusters: forks too get a target's repository refusal
+        targets = ctx.targets()
+        repository = self.forge.repository
+
+        def refuse(target: str) -> str | None:
+            return targets[target].repository_refusal(repository) if target in targets else None
+
         live = None
         if not fork_offline:
-            live = LiveTargets.from_settings(
-                ctx.settings, ctx.targets(), repository=self.forge.repository, fallback=True
-            )
+            live = LiveTargets.from_settings(ctx.settings, targets, fallback=True)
         with open_change(repo, merge.base_sha, merge.sha) as change:
             if apps:
                 known = change.app_names
@@ -227,7 +239,8 @@ class _Run:
                     )
             if self.sync_by is not None:
                 self.status(StatusState.PENDING, PENDING_SYNC.format(author=self.sync_by))
-            comparison = compare(change, also=apps, live=live)
+            comparison = compare(change, also=apps, live=live, refuse=refuse)
+        self.timings.update(comparison.timings)
         result = comparison.result
         transient = [e for e in _all_errors(result) if e.transient]
         if transient and ctx.retries_left:
@@ -243,6 +256,7 @@ class _Run:
     ) -> PreviewOutcome:
         ctx, pr, forge = self.ctx, self.pr, self.forge
         result = comparison.result
+        started = time.monotonic()
         with ctx.state.post_lock(self.pull):
             if self.superseded() is not None:
                 return self.stop_superseded()
@@ -277,14 +291,16 @@ class _Run:
                 result, fork_offline=fork_offline, unreachable=comparison.unreachable
             )
             self.status(state, description)
+        self.timings["post"] = time.monotonic() - started
         ctx.log.info(
-            "posted the preview of %s in %d part(s) (%d new, %d edited, %d deleted): %s",
+            "posted the preview of %s in %d part(s) (%d new, %d edited, %d deleted): %s [%s]",
             pr.head_sha[:12],
             len(parts),
             len(sticky.created),
             len(sticky.edited),
             len(sticky.deleted),
             description,
+            ", ".join(f"{step} {seconds:.2f} s" for step, seconds in self.timings.items()),
         )
         return PreviewOutcome(
             POSTED,
@@ -293,6 +309,7 @@ class _Run:
             result=result,
             comments=tuple(c.id for c in sticky.comments),
             unreachable=dict(comparison.unreachable),
+            timings=dict(self.timings),
         )
 
     def post_conflict(self, merge: MergeResult) -> PreviewOutcome:
@@ -387,6 +404,8 @@ def _all_errors(result: RunResult) -> list[ObjectError]:
 
 
 def _reason(exc: BaseException) -> str:
+    if type(exc).__name__ == "SoftTimeLimitExceeded":  # the task's time ran out (Celery)
+        return TIMED_OUT
     if isinstance(exc, GitopsError):
         return str(exc).replace("\n", " ")[:300]
     return INTERNAL.format(kind=type(exc).__name__)
