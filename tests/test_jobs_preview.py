@@ -418,3 +418,25 @@ def test_status_descriptions_count_changes_and_name_the_first_error() -> None:
     long.apps[0].errors[0].message = "x" * 500
     state, text = summarize(long)
     assert state is StatusState.FAILURE and len(text) == 140 and text.endswith("…")
+
+
+def test_an_instance_name_keeps_two_bots_apart_on_one_pull_request(
+    remote: Remote, forge: MemoryForge, redis_url: str, tmp_path: Path
+) -> None:
+    head = remote.commit("feature", {"web/a.yaml": configmap("a", "2")})
+    remote.publish(forge, 1, "feature", from_fork=True)
+    staging = make_context(forge, redis_url, tmp_path)
+    assert preview_pull_request(event(staging, 1, head), staging).outcome == job.POSTED
+    prod = make_context(
+        forge, redis_url, tmp_path, settings=settings_for(tmp_path, GITOPS_INSTANCE="prod")
+    )
+    assert run_preview(prod, 1, sync_by="alice").outcome == job.POSTED
+    first, second = forge.comments_on(1)
+    assert first.body.startswith("<!-- gitops-bot:preview part 1 -->")
+    assert second.body.startswith("<!-- gitops-bot:preview@prod part 1 -->")
+    assert f"GitOps preview (prod) of {head[:7]} merged into main" in second.body
+    contexts = {s.context for s in forge.statuses[head]}
+    assert contexts == {"gitops/preview", "gitops/prod/preview"}
+    # each edits only its own comment
+    assert run_preview(prod, 1, sync_by="alice").outcome == job.POSTED
+    assert [c.id for c in forge.comments_on(1)] == [first.id, second.id]
