@@ -7,6 +7,7 @@ controller runs ReplicaSets and Pods (image tag ``broken``: ErrImagePull then Im
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from bot.cli.apply import DETAIL as CLI_DETAIL
-from bot.cli.apply import EXIT_UNHEALTHY
+from bot.cli.apply import EXIT_UNHEALTHY, ProgressBars, ProgressLines
 from bot.cluster import Cluster, Target, apply_app
 from bot.cluster import health as health_mod
 from bot.cluster.health import PodProblem, label_selector, new_pods, pod_problem
@@ -279,3 +280,46 @@ def test_every_new_pod_must_be_stuck_for_the_rollout_to_count_as_stuck() -> None
     )
     assert stuck_detail({ref: RolloutPods(new=1, stuck=())}) == ""
     assert {"ImagePullBackOff", "CrashLoopBackOff", "ErrImagePull"} <= health_mod.STUCK_REASONS
+
+
+def test_progress_lines_print_a_detail_at_once_and_keep_the_steps_time() -> None:
+    now = [0.0]
+    written: list[str] = []
+    lines = ProgressLines(written.append, interval=10.0, clock=lambda: now[0])
+    web = lines("web")
+    web("waiting for health", 0, 1)
+    for second, step in (
+        (2.0, "waiting for health — pod a stuck"),  # a detail: a line at once
+        (3.0, "waiting for health — pod a stuck"),  # the same: too soon
+        (12.5, "waiting for health — pod a stuck"),  # an interval later
+        (13.0, "waiting for health — pod a running again"),
+        (14.0, "waiting for health"),  # the detail is gone
+        (15.0, "waiting for health"),
+    ):
+        now[0] = second
+        web(step, 0, 1)
+    assert written == [
+        "[web] waiting for health: 0/1",
+        "[web] waiting for health: 0/1 (2 s) — pod a stuck",
+        "[web] waiting for health: 0/1 (12 s) — pod a stuck",
+        "[web] waiting for health: 0/1 (13 s) — pod a running again",
+        "[web] waiting for health: 0/1 (14 s)",
+    ]
+
+
+def test_progress_bars_print_a_detail_once_on_its_own_line() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    bars = ProgressBars(stream)
+    web = bars("web")
+    web("waiting for health", 0, 1)
+    web("waiting for health — Deployment web/web: pod a ImagePullBackOff", 0, 1)
+    web("waiting for health — Deployment web/web: pod a ImagePullBackOff", 0, 1)
+    web("waiting for health", 1, 1)
+    bars.close()
+    text = stream.getvalue()
+    assert text.count("[web] Deployment web/web: pod a ImagePullBackOff") == 1
+    assert "[web] waiting for health" in text and "1/1" in text
