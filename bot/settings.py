@@ -283,7 +283,7 @@ class Settings:
         "GITHUB_TOKEN",
         lambda raw: raw.strip() or None,
         "Token the bot uses on GitHub (a classic token with `repo` scope, or a fine-grained "
-        'one; README "Wiring GitHub"). Alternative: a GitHub App (GITHUB_APP_ID).',
+        "one; README \"Wiring GitHub\"). Alternative: a GitHub App (GITHUB_APP_ID).",
         default=None,
         repr=False,
     )
