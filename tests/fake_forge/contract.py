@@ -108,6 +108,8 @@ class Contract:
     dialect: Dialect = field(default_factory=Dialect)
     #: Operations beyond ``spec``, in the same shape, each with ``documentedAt``.
     documented: dict[str, Any] = field(default_factory=dict)
+    #: A request without a body has no body parameters (GitLab), rather than no body (GitHub).
+    empty_body_is_params: bool = False
 
     def __post_init__(self) -> None:
         self.operations: list[Operation] = []
@@ -184,6 +186,8 @@ class Contract:
         if raw_body.strip() and not (op.body is None and dialect.ignores_body(method)):
             body = dialect.parse_body(raw_body, content_type)
         if op.body is not None:
+            if body is None and self.empty_body_is_params:
+                body = {}
             if body is None and op.body["required"]:
                 raise dialect.no_body()
             if body is not None:
@@ -193,6 +197,9 @@ class Contract:
     def _check_body(self, method: str, path: str, schema: dict[str, Any], body: Any) -> None:
         dialect = self.dialect
         if isinstance(body, dict) and schema.get("type") == "object":
+            for name, sub in schema.get("properties", {}).items():
+                if isinstance(body.get(name), str) and sub.get("type") != "string":
+                    body[name] = _coerce(body[name], sub)  # a form body's values are text
             for name in schema.get("required", []):
                 if name not in body:
                     raise dialect.missing("body", name)
