@@ -49,7 +49,7 @@ from bot.impact import classify_origins, objects_needing_base_dry_run, workload_
 from bot.manifests.changes import select_apps
 from bot.manifests.config import CONFIG_FILE, RepoConfig, config_errors, load_config
 from bot.manifests.gitrepo import changed_files, checkouts, resolve_commit
-from bot.manifests.render import ParseCache, RenderedApp, render_apps
+from bot.manifests.render import ParseCache, RenderedApp, render_apps, render_with_neighbours
 from bot.model import (
     AppResult,
     Change,
@@ -64,6 +64,7 @@ from bot.settings import Settings
 
 if TYPE_CHECKING:  # the cluster engine (and the kubernetes client) loads for live previews only
     from bot.cluster.client import Cluster
+    from bot.cluster.owners import Declarations
     from bot.cluster.runner import Clusters
     from bot.cluster.targets import Targets
 
@@ -295,10 +296,22 @@ def compare(
     cache: ParseCache = {}
     # The head is checked against every app sharing its target (an object two apps declare
     # fails both); such an app joins the preview, since the deploy refuses it too.
-    new = {
-        r.spec.name: r
-        for r in render_apps(change.head_root, change.config_new, apps=names, cache=cache)
-    }
+    declared: Declarations | None = None
+    if live is None:
+        rendered = render_apps(change.head_root, change.config_new, apps=names, cache=cache)
+    else:
+        from bot.cluster.owners import Declarations
+
+        # who declares what at head, from every app on the targets concerned: the deploy
+        # decides about objects moving between apps from the same (bot.cluster.owners)
+        rendering = render_with_neighbours(
+            change.head_root, change.config_new, apps=names, cache=cache, one_target=live.override
+        )
+        rendered = rendering.apps
+        declared = Declarations.of(
+            rendering.everything, specs=change.config_new.apps, one_target=live.override
+        )
+    new = {r.spec.name: r for r in rendered}
     names = [*names, *(name for name in new if name not in names)]
     old: dict[str, RenderedApp] = {}
     if change.config_old is not None:
@@ -346,15 +359,22 @@ def compare(
                     continue
                 result.apps.append(
                     _live_one(
-                        clusters, live, comparison, old.get(name), new[name], offline[name], change
+                        clusters,
+                        live,
+                        comparison,
+                        old.get(name),
+                        new[name],
+                        offline[name],
+                        change,
+                        declared=declared,
                     )
                 )
         if comparison.offline_apps and len(comparison.offline_apps) == len(result.apps):
             result.mode = Mode.OFFLINE  # every app fell back: the report is an offline one
         comparison.timings["dry_run"] = time.monotonic() - diffed_at
     # Validation and server messages can quote a Secret's value.
-    declared = [m for rendered in (*new.values(), *old.values()) for m in rendered.manifests]
-    comparison.result = redact_values(result, rendered_secret_values(declared))
+    manifests = [m for app in (*new.values(), *old.values()) for m in app.manifests]
+    comparison.result = redact_values(result, rendered_secret_values(manifests))
     return comparison
 
 
@@ -479,10 +499,13 @@ def _live_one(
     after: RenderedApp,
     offline: AppResult,
     change: OpenChange,
+    *,
+    declared: Declarations | None,
 ) -> AppResult:
     """One app dry-run on its target, classified and with its restarts; never raises."""
     from bot.cluster.errors import KubeError
     from bot.cluster.preview import preview_app
+    from bot.jobs.deploy import git_is_ancestor
 
     spec = after.spec
     target = live.override or spec.target
@@ -498,6 +521,8 @@ def _live_one(
             field_manager=live.field_manager,
             commit=change.head_sha,
             tooling=_tooling(live),
+            declared=declared,
+            is_ancestor=git_is_ancestor(change.repo),
             observed=observed,
         )
         down = _unreachable(app)

@@ -55,10 +55,17 @@ def deploy_commit(
     ends in the result's errors with nothing applied. Raises :class:`bot.manifests.GitError`
     for an unknown ref and :class:`bot.cluster.TargetError` for unusable targets."""
     from bot.cluster.applyset import DEFAULT_TOOLING
+    from bot.cluster.owners import Declarations
     from bot.cluster.runner import Clusters, run_apply
     from bot.cluster.targets import Targets
     from bot.errors import ConfigError
-    from bot.manifests import checkout, config_errors, load_config, render_apps, resolve_commit
+    from bot.manifests import (
+        checkout,
+        config_errors,
+        load_config,
+        render_with_neighbours,
+        resolve_commit,
+    )
 
     commit = resolve_commit(repo, ref)
     override: str | None = None
@@ -80,7 +87,12 @@ def deploy_commit(
             message = MSG_UNKNOWN_APPS.format(unknown=", ".join(unknown), known=known)
             failed.errors.append(ObjectError(message, reason="UnknownApp"))
             return failed
-        rendered = render_apps(root, config, apps=list(apps) or None, one_target=override)
+        rendering = render_with_neighbours(
+            root, config, apps=list(apps) or None, one_target=override
+        )
+    rendered = rendering.apps
+    # who declares what at this commit, from every app on the targets (not only those sent)
+    declared = Declarations.of(rendering.everything, specs=config.apps, one_target=override)
     with Clusters(targets, concurrency=settings.kube_concurrency) as clusters:
         result = run_apply(
             rendered,
@@ -93,6 +105,7 @@ def deploy_commit(
             target_override=override,
             wait=wait,
             tooling=settings.applyset_tooling or DEFAULT_TOOLING,
+            declared=declared,
         )
     result.dry_run = dry_run
     return result
