@@ -171,7 +171,7 @@ def test_sync_by_a_writer_a_reader_and_a_bot_on_github(
         REFUSED
     )
     reply = [c for c in gh.comments(REPO, 1) if c.author == "gitops-bot"][-1]
-    assert "mallory has read access" in reply.body
+    assert "and mallory may not: nothing was run" in reply.body
     assert gh.comments_by_id[refused.comment_id].reactions == []
     # the bot's own comment (a token user, not marked as a bot by GitHub) is ignored too
     own = CommandEvent(

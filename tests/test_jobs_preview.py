@@ -135,8 +135,9 @@ def test_a_result_for_an_older_head_never_overwrites_a_newer_one(
     new = remote.commit("feature", {"web/a.yaml": configmap("a", "new")})
     remote.publish(forge, 1, "feature", from_fork=True)
     newer = make_context(forge, redis_url, tmp_path, job_id="j-new")
-    lock.release()
-    assert preview_pull_request(event(newer, 1, new, "d-2"), newer).outcome == job.POSTED
+    new_event = event(newer, 1, new, "d-2")  # the intake records the newer head
+    lock.release()  # the older job may take the lock first: it finds itself superseded
+    assert preview_pull_request(new_event, newer).outcome == job.POSTED
     runner.join(60)
     assert outcomes[0].outcome == job.SUPERSEDED
     (comment,) = ours(forge)

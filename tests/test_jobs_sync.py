@@ -114,11 +114,12 @@ def test_a_readers_command_gets_one_short_reply_and_runs_nothing(
     for _delivery in range(2):  # the job retried or redelivered: still one reply
         assert handle_command(event, ctx).outcome == sync.REFUSED
     (reply,) = replies(forge)
-    assert "Only people with write access" in reply and "mallory has read access" in reply
+    assert "Only people who may push to this repository" in reply
+    assert "and mallory may not: nothing was run" in reply
     assert forge.reactions == [] and forge.statuses == {} and previews(forge) == []
     stranger = command(forge, "/help", author="nobody", name="help")
     assert handle_command(stranger, ctx).outcome == sync.REFUSED
-    assert "nobody has no access" in replies(forge)[-1]
+    assert "and nobody may not" in replies(forge)[-1]
 
 
 @pytest.mark.parametrize("author", ["gitops-bot", "GitOps-Bot", "renovate[bot]", "ci-robot"])

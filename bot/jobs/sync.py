@@ -38,8 +38,8 @@ INVALID = "invalid"
 SYNCED = "synced"
 
 NOT_ALLOWED = (
-    "Only people with write access to this repository can run gitops-bot commands; "
-    "{author} has {role} access. Nothing was run."
+    "Only people who may push to this repository (write access or more on GitHub, Developer "
+    "or more on GitLab) can run gitops-bot commands, and {author} may not: nothing was run."
 )
 UNKNOWN_APP = (
     "{names} {verb} not {an}app{s} of this repository, so nothing was re-run. The apps are: "
@@ -71,7 +71,7 @@ def handle_command(event: CommandEvent, ctx: JobContext) -> CommandOutcome:
     permission = forge.permission(event.author)
     if not permission.may_run_commands:
         role = permission.name.lower() if permission.value else "no"
-        _reply(ctx, event, NOT_ALLOWED.format(author=escape_md(event.author), role=role))
+        _reply(ctx, event, NOT_ALLOWED.format(author=escape_md(event.author)))
         ctx.log.info("%s (%s access) may not run /%s", event.author, role, event.command)
         return CommandOutcome(REFUSED, f"{event.author} has {role} access")
     if event.command == "help":
