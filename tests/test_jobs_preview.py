@@ -441,3 +441,24 @@ def test_an_instance_name_keeps_two_bots_apart_on_one_pull_request(
     # each edits only its own comment
     assert run_preview(prod, 1, sync_by="alice").outcome == job.POSTED
     assert [c.id for c in forge.comments_on(1)] == [first.id, second.id]
+
+
+def test_a_broken_clusters_file_fails_the_preview_with_its_message(
+    remote: Remote, forge: MemoryForge, redis_url: str, tmp_path: Path
+) -> None:
+    from bot.errors import PermanentError
+    from bot.jobs.context import settings_targets
+
+    clusters = tmp_path / "clusters.yaml"
+    clusters.write_text("targets:\n  prod:\n    namespace: [web]\n")
+    settings = settings_for(tmp_path, GITOPS_CLUSTERS_FILE=str(clusters))
+    head = remote.commit("feature", {"web/a.yaml": configmap("a", "2")})
+    remote.publish(forge, 1, "feature")
+    ctx = make_context(forge, redis_url, tmp_path, settings=settings)
+    ctx.targets = settings_targets(settings)
+    with pytest.raises(PermanentError):
+        preview_pull_request(event(ctx, 1, head), ctx)
+    state, description = states(forge, head)[-1]
+    assert state == "error"
+    assert description.startswith(f"The preview failed: {clusters}: invalid clusters file:")
+    assert ours(forge) == []
