@@ -12,6 +12,7 @@ import pytest
 
 from bot.errors import ConfigError
 from bot.manifests import AppSpec, ConfigProblems, load_config, parse_config, schema
+from bot.manifests.config import dependency_order
 from bot.manifests.discover import discover_apps
 
 HERE = Path(__file__).parent / "fixtures" / "repos"
@@ -38,7 +39,6 @@ def test_issue_example_parses_exactly() -> None:
     config = parse_config(ISSUE_EXAMPLE)
     assert config.version == 1
     assert config.source == ".gitops.yaml"
-    assert config.deploy_branch is None
     (app,) = config.apps
     assert (app.name, app.path, app.target, app.namespace, app.prune) == (
         "guestbook",
@@ -51,7 +51,7 @@ def test_issue_example_parses_exactly() -> None:
 
 
 def test_defaults() -> None:
-    config = parse_config("version: 1\ndeployBranch: release\napps:\n  - {name: a, path: ./x/}\n")
+    config = parse_config("version: 1\napps:\n  - {name: a, path: ./x/}\n")
     (app,) = config.apps
     assert app == AppSpec(name="a", path="x")
     assert app.target == "default"
@@ -61,7 +61,7 @@ def test_defaults() -> None:
     assert app.force_conflicts is False
     assert app.health_timeout == 300
     assert app.render.type == "auto"
-    assert config.deploy_branch == "release"
+    assert app.depends_on == ()
 
 
 def test_all_options() -> None:
@@ -114,7 +114,54 @@ def test_unknown_key_names_line_and_suggests() -> None:
 def test_unknown_top_level_key() -> None:
     (problem,) = problems_of("version: 1\napps: []\ndeploy_branch: main\n")
     assert problem.line == 3
-    assert "deployBranch" in problem.message
+    assert "allowed keys: version, apps" in problem.message
+
+
+def test_deploy_branch_is_refused_saying_the_default_branch_deploys() -> None:
+    (problem,) = problems_of("version: 1\ndeployBranch: release\napps: []\n")
+    assert problem.line == 2
+    assert problem.message == (
+        "deployBranch is not supported: the deploy branch is the repository's default branch "
+        "(pushes to it are deployed); remove the key, or change the default branch on the forge"
+    )
+
+
+DEPENDS = """\
+version: 1
+apps:
+  - {name: db, path: db}
+  - name: api
+    path: api
+    dependsOn: [db]
+  - name: web
+    path: web
+    dependsOn: [api, db]
+"""
+
+
+def test_depends_on_is_read_and_orders_the_apps() -> None:
+    config = parse_config(DEPENDS)
+    assert [a.depends_on for a in config.apps] == [(), ("db",), ("api", "db")]
+    assert dependency_order(config, ["web", "api", "db"]) == ["db", "api", "web"]
+    assert dependency_order(config, ["web", "api"]) == ["api", "web"]
+
+
+def test_a_dependency_cycle_is_an_error_at_the_line_closing_it() -> None:
+    text = DEPENDS.replace("  - {name: db, path: db}", "  - {name: db, path: db, dependsOn: [web]}")
+    (problem,) = problems_of(text)
+    assert problem.line == 6  # api's dependsOn: [db] closes it
+    assert problem.message.startswith("dependsOn cycle: db → web → api → db;")
+
+
+def test_unknown_and_self_dependencies_name_their_lines() -> None:
+    text = DEPENDS.replace("dependsOn: [db]", "dependsOn: [dbs, api]")
+    found = sorted((p.line, p.message) for p in problems_of(text))
+    assert found == [
+        (6, "app 'api' depends on 'dbs', which is not an app of this file; did you mean 'db'?"),
+        (6, "app 'api' depends on itself; remove it from its dependsOn"),
+    ]
+    (problem,) = problems_of(DEPENDS.replace("dependsOn: [db]", "dependsOn: db"))
+    assert problem.line == 6 and "is not of type 'array'" in problem.message
 
 
 def test_missing_required_and_wrong_types_each_get_a_line() -> None:

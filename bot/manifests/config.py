@@ -17,7 +17,7 @@ import difflib
 import functools
 import json
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -52,6 +52,16 @@ MSG_PATH_NOT_DIR = "app path {path!r} is not a directory"
 MSG_VALUES_MISSING = "values file {path!r} does not exist at this commit"
 MSG_NOT_MAPPING = "the file must be a mapping with `version: 1` and `apps:`"
 MSG_YML = "found .gitops.yml: the bot reads .gitops.yaml; rename the file"
+MSG_DEPLOY_BRANCH = (
+    "deployBranch is not supported: the deploy branch is the repository's default branch "
+    "(pushes to it are deployed); remove the key, or change the default branch on the forge"
+)
+MSG_UNKNOWN_DEPENDENCY = "app {name!r} depends on {other!r}, which is not an app of this file{hint}"
+MSG_SELF_DEPENDENCY = "app {name!r} depends on itself; remove it from its dependsOn"
+MSG_DEPENDENCY_CYCLE = (
+    "dependsOn cycle: {cycle}; apps that wait for each other can never deploy, so remove one "
+    "of these dependencies"
+)
 
 
 class ConfigProblems(ConfigError):
@@ -112,6 +122,8 @@ class AppSpec:
     """Seconds after which a rollout whose every new pod is stuck ends the health wait."""
     exclude: tuple[str, ...] = ()
     """Glob patterns relative to ``path`` of files that are not part of the app."""
+    depends_on: tuple[str, ...] = ()
+    """Apps that must deploy healthy first when one push changes both (``dependsOn``)."""
     line: int | None = field(default=None, compare=False)
     """Where the app is declared in .gitops.yaml (None when discovered)."""
     path_line: int | None = field(default=None, compare=False)
@@ -124,7 +136,6 @@ class RepoConfig:
 
     version: int
     apps: tuple[AppSpec, ...]
-    deploy_branch: str | None = None
     source: str = CONFIG_FILE  # or 'discovered'
 
     def app(self, name: str) -> AppSpec | None:
@@ -273,18 +284,119 @@ def parse_config(text: str, *, file: str = CONFIG_FILE, root: Path | None = None
                 health_timeout=raw.get("healthTimeout", DEFAULT_HEALTH_TIMEOUT),
                 stuck_pod_timeout=raw.get("stuckPodTimeout", DEFAULT_STUCK_POD_TIMEOUT),
                 exclude=tuple(raw.get("exclude", ())),
+                depends_on=tuple(raw.get("dependsOn", ())),
                 line=lines.line(here),
                 path_line=lines.line((*here, "path")),
             )
         )
+    if not problems:
+        problems.extend(_dependency_problems(raw_apps, apps, lines, file))
     if problems:
         raise ConfigProblems(problems + missing)
-    return RepoConfig(
-        version=data["version"],
-        apps=tuple(apps),
-        deploy_branch=data.get("deployBranch"),
-        source=CONFIG_FILE,
-    )
+    return RepoConfig(version=data["version"], apps=tuple(apps), source=CONFIG_FILE)
+
+
+def _dependency_problems(
+    raw_apps: list[Any], apps: list[AppSpec], lines: _Lines, file: str
+) -> list[ConfigError]:
+    """Unknown names, self-dependencies and cycles in the apps' ``dependsOn``, each at the line
+    of the dependency that closes it."""
+    problems: list[ConfigError] = []
+    names = [a.name for a in apps]
+    index = {a.name: i for i, a in enumerate(apps)}
+
+    def line_of(app: str, other: str) -> int | None:
+        position = index[app]
+        listed = raw_apps[position].get("dependsOn") or []
+        where = listed.index(other) if other in listed else None
+        path = ("apps", position, "dependsOn") + ((where,) if where is not None else ())
+        return lines.line(path)
+
+    graph: dict[str, list[str]] = {}
+    for app in apps:
+        graph[app.name] = []
+        for other in app.depends_on:
+            if other == app.name:
+                problems.append(
+                    ConfigError(
+                        MSG_SELF_DEPENDENCY.format(name=app.name),
+                        file=file,
+                        line=line_of(app.name, other),
+                    )
+                )
+            elif other not in index:
+                close = difflib.get_close_matches(other, names, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                problems.append(
+                    ConfigError(
+                        MSG_UNKNOWN_DEPENDENCY.format(name=app.name, other=other, hint=hint),
+                        file=file,
+                        line=line_of(app.name, other),
+                    )
+                )
+            else:
+                graph[app.name].append(other)
+    for cycle in _cycles(graph):
+        shown = " → ".join([*cycle, cycle[0]])
+        problems.append(
+            ConfigError(
+                MSG_DEPENDENCY_CYCLE.format(cycle=shown),
+                file=file,
+                line=line_of(cycle[-1], cycle[0]),
+            )
+        )
+    return problems
+
+
+def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
+    """One cycle per group of apps that wait for each other (cycles sharing an app are one
+    group), each listed from its first app in file order, following the dependencies."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    found: list[list[str]] = []
+    seen: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        path.append(node)
+        for other in graph[node]:
+            if state.get(other) == 1:
+                cycle = path[path.index(other) :]
+                if seen.isdisjoint(cycle):
+                    seen.update(cycle)
+                    found.append(cycle)
+            elif other not in state:
+                visit(other, path)
+        path.pop()
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node, [])
+    return found
+
+
+def dependency_order(config: RepoConfig, names: Collection[str]) -> list[str]:
+    """``names`` ordered so that every app comes after the apps it depends on (file order
+    otherwise). The configuration has no cycle (:func:`parse_config` refuses one)."""
+    wanted = set(names)
+    specs = {a.name: a for a in config.apps}
+    ordered: list[str] = []
+    placed: set[str] = set()
+
+    def place(name: str) -> None:
+        if name in placed:
+            return
+        placed.add(name)
+        for other in specs[name].depends_on if name in specs else ():
+            if other in wanted:
+                place(other)
+        ordered.append(name)
+
+    for spec in config.apps:
+        if spec.name in wanted:
+            place(spec.name)
+    ordered += [n for n in names if n not in placed]
+    return ordered
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -349,6 +461,12 @@ def _schema_problem(err: jsonschema.ValidationError, lines: _Lines, file: str) -
         out = []
         for key in err.instance:
             if key in allowed:
+                continue
+            if not path and key == "deployBranch":
+                # removed: nothing honoured it (the intake cannot read this file)
+                out.append(
+                    ConfigError(MSG_DEPLOY_BRANCH, file=file, line=lines.key_line((key,)))
+                )
                 continue
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = (
