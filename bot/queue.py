@@ -49,13 +49,18 @@ TASK_NAMES: Final[dict[str, str]] = {
     "preview": "gitops.preview",
     "command": "gitops.command",
     "deploy": "gitops.deploy",
+    "deploy_app": "gitops.deploy_app",
+    "deploy_resume": "gitops.deploy_resume",
 }
-"""Celery task name of each job type."""
+"""Celery task name of each job type (``deploy_app`` and ``deploy_resume`` are queued by the
+deploy job and ``gitops-bot resume``, not by a webhook)."""
 
 QUEUE_OF: Final[dict[str, str]] = {
     "preview": "previews",
     "command": "previews",
     "deploy": "deploys",
+    "deploy_app": "deploys",
+    "deploy_resume": "deploys",
 }
 """Queue of each job type: deploys have their own, so they never wait behind previews."""
 

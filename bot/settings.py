@@ -209,6 +209,21 @@ class Settings:
         "job's first start is less than GITOPS_JOB_TIMEOUT ago.",
         default=5.0,
     )
+    deploy_lock_ttl: float = _setting(
+        "GITOPS_DEPLOY_LOCK_TTL",
+        _parse_positive_float,
+        "Seconds an app's deploy lock (one deploy per app and target at a time) outlives its "
+        "holder's last renewal; a running deploy renews it every third of that, so a killed "
+        "worker's lock is free again within this time.",
+        default=60.0,
+    )
+    preview_result_ttl: int = _setting(
+        "GITOPS_PREVIEW_RESULT_TTL",
+        _parse_positive_int,
+        "Seconds each pull request's last preview is kept in Redis, for the deploy of its merge "
+        "to check itself against (\"as previewed\" or \"Differs from the preview\").",
+        default=14 * 24 * 3600,
+    )
     preview_concurrency: int = _setting(
         "GITOPS_PREVIEW_CONCURRENCY",
         _parse_positive_int,

@@ -17,7 +17,9 @@ records the outcome on the job's record and in ``gitops_jobs_processed_total`` (
   outcome ``failed``. No task lets an exception reach Celery's own logging, which would print
   its message.
 
-The deploy task only records that it ran: the deploy job is next (issue 15).
+Deploys are three tasks on the ``deploys`` queue: ``gitops.deploy`` plans a push and queues one
+``gitops.deploy_app`` per app (which queue the apps waiting for them, and previews of open PRs);
+``gitops.deploy_resume`` (queued by ``gitops-bot resume``) goes on with paused deploys.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +37,13 @@ from redis.typing import EncodableT
 
 from bot.checkouts import RepoCache
 from bot.errors import ForgeNotConfigured, GitopsError, TransientError
-from bot.events import CommandEvent, Event, PullRequestEvent, from_task
-from bot.jobs.context import JobContext, job_context, job_log
+from bot.events import CommandEvent, Event, PullRequestEvent, PushEvent, from_task
+from bot.jobs.context import JobContext, job_context, job_log, job_state
+from bot.jobs.deploy import deploy_app as run_deploy_app
+from bot.jobs.deploy import deploy_push, resume_deploys
 from bot.jobs.preview import preview_pull_request
 from bot.jobs.sync import handle_command
-from bot.queue import JOB_KEY, JOBS_PROCESSED_KEY, TASK_NAMES, redis_client
+from bot.queue import JOB_KEY, JOBS_PROCESSED_KEY, QUEUE_OF, TASK_NAMES, redis_client
 from bot.settings import Settings
 from workers.celery_app import app
 
@@ -93,22 +97,36 @@ def retry_delay(config: Settings, retries: int) -> float:
 Job = Callable[[Any, JobContext], Any]
 
 
+def enqueue(job: str, args: Sequence[Any]) -> None:
+    """Queue a job from a job (a deploy's app jobs, re-previews): a Celery task on its queue."""
+    app.send_task(TASK_NAMES[job], args=tuple(args), queue=QUEUE_OF[job])
+
+
 def run_job(
-    task: Task, payload: dict[str, Any], job: Job | None, first_try_at: float | None
+    task: Task,
+    payload: dict[str, Any],
+    job: Job | None,
+    first_try_at: float | None,
+    *,
+    extra: tuple[Any, ...] = (),
+    job_type: str | None = None,
 ) -> str:
     """The frame of every job: decode, build the context, run, map errors, record the outcome.
-    Returns the outcome recorded."""
+    ``extra`` are the task's arguments after the event (given back on a retry); ``job_type``
+    names the job in its record and metrics (default: the event's). Returns the outcome
+    recorded."""
     event = from_task(payload)
     job_id = str(task.request.id)
     config = settings()
     jlog = job_log(event, job_id)
+    kind = job_type or event.job_type
     started = first_try_at or time.time()
     retries = int(task.request.retries or 0)
     delay = retry_delay(config, retries)
     retries_left = time.time() + delay < started + config.job_timeout
     fields: dict[str, str] = {}
-    jlog.info("%s job started (attempt %d)", event.job_type, retries + 1)
-    _record(job_id, event.job_type, "running", started_at=f"{time.time():.3f}")
+    jlog.info("%s job started (attempt %d)", kind, retries + 1)
+    _record(job_id, kind, "running", started_at=f"{time.time():.3f}")
     if job is None:
         outcome = "done"
     else:
@@ -120,6 +138,7 @@ def run_job(
                 repos=_repo_cache(),
                 job_id=job_id,
                 retries_left=retries_left,
+                enqueue=enqueue,
             )
             result = job(event, ctx)
             outcome = str(getattr(result, "outcome", "done"))
@@ -131,9 +150,9 @@ def run_job(
         except TransientError as exc:
             if retries_left:
                 jlog.warning("transient error, retrying in %.0f s: %s", delay, exc)
-                _record(job_id, event.job_type, "retry")
+                _record(job_id, kind, "retry")
                 raise task.retry(
-                    args=(payload,),
+                    args=(payload, *extra),
                     kwargs={"first_try_at": started},
                     countdown=delay,
                     max_retries=None,
@@ -154,8 +173,8 @@ def run_job(
                 "".join(traceback.format_tb(exc.__traceback__)),
             )
             outcome = "failed"
-    _record(job_id, event.job_type, outcome, finished_at=f"{time.time():.3f}", **fields)
-    jlog.info("%s job ended: %s", event.job_type, outcome)
+    _record(job_id, kind, outcome, finished_at=f"{time.time():.3f}", **fields)
+    jlog.info("%s job ended: %s", kind, outcome)
     return outcome
 
 
@@ -181,7 +200,44 @@ def command(self: Task, payload: dict[str, Any], first_try_at: float | None = No
     run_job(self, payload, _command, first_try_at)
 
 
-@app.task(name=TASK_NAMES["deploy"], bind=True)
+def _deploy(event: Event, ctx: JobContext) -> Any:
+    assert isinstance(event, PushEvent)
+    return deploy_push(event, ctx)
+
+
+@app.task(name=TASK_NAMES["deploy"], bind=True, max_retries=None)
 def deploy(self: Task, payload: dict[str, Any], first_try_at: float | None = None) -> None:
-    """New commits on the deploy branch: recorded only until the deploy job lands."""
-    run_job(self, payload, None, first_try_at)
+    """New commits on the default branch: plan their deploy, one job per app."""
+    run_job(self, payload, _deploy, first_try_at)
+
+
+@app.task(name=TASK_NAMES["deploy_app"], bind=True, max_retries=None)
+def deploy_app(
+    self: Task, payload: dict[str, Any], key: str, first_try_at: float | None = None
+) -> None:
+    """One app (``<target>/<app>``) of a planned push."""
+
+    def job(event: Event, ctx: JobContext) -> Any:
+        assert isinstance(event, PushEvent)
+        return run_deploy_app(event, ctx, key)
+
+    run_job(self, payload, job, first_try_at, extra=(key,), job_type="deploy_app")
+
+
+@app.task(name=TASK_NAMES["deploy_resume"], bind=True)
+def deploy_resume(self: Task) -> None:
+    """``gitops-bot resume``: go on with the paused deploys whose pause was lifted."""
+    job_id = str(self.request.id)
+    _record(job_id, "deploy_resume", "running", started_at=f"{time.time():.3f}")
+    try:
+        result = resume_deploys(job_state(_state_store(), settings()), enqueue)
+        outcome = result.outcome
+        for run, keys in result.queued.items():
+            log.info("[job %s] resumed %s: %s", job_id, run, ", ".join(keys))
+    except TransientError as exc:
+        log.warning("[job %s] resume failed, retrying: %s", job_id, exc)
+        _record(job_id, "deploy_resume", "retry")
+        raise self.retry(
+            countdown=retry_delay(settings(), int(self.request.retries or 0))
+        ) from None
+    _record(job_id, "deploy_resume", outcome, finished_at=f"{time.time():.3f}")

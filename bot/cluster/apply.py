@@ -84,6 +84,8 @@ class DeployedCommit:
 
     commit: str
     applied_at: str | None
+    #: digest of the objects applied (the deploy job's; None when another tool recorded it)
+    digest: str | None = None
 
 
 def _noop(step: str, done: int, total: int) -> None:
@@ -97,7 +99,7 @@ def deployed_commit(
     state = read_parent(cluster, ApplySet.for_app(app, namespace or "default", tooling=tooling))
     if not state.commit:
         return None
-    return DeployedCommit(commit=state.commit, applied_at=state.applied_at)
+    return DeployedCommit(commit=state.commit, applied_at=state.applied_at, digest=state.digest)
 
 
 @dataclass
@@ -173,6 +175,7 @@ def apply_app(
     tooling: str = DEFAULT_TOOLING,
     wait: bool = True,
     declared: Declarations | None = None,
+    digest: str | None = None,
 ) -> AppResult:
     """Apply one app's rendered objects to ``cluster`` (mode DEPLOY).
 
@@ -182,7 +185,8 @@ def apply_app(
     (and a dry run says so too: it shows what the real run would do). ``declared`` (who
     declares what at ``commit``, :class:`Declarations`) and ``is_ancestor`` decide about
     objects another app's ApplySet holds (:mod:`bot.cluster.owners`); without ``declared``
-    each such object is a conflict and no member is released."""
+    each such object is a conflict and no member is released. ``digest`` (of the rendered
+    objects) is recorded on the parent with the commit."""
     report = progress or _noop
     result = AppResult(name=spec.name, target=cluster.target.name, commit=commit)
     applyset = ApplySet.for_app(spec.name, app_namespace(spec), tooling=tooling)
@@ -276,7 +280,7 @@ def apply_app(
             try:
                 cluster.apply(
                     cluster.resource("v1", "Secret"),
-                    applyset.commit_patch(commit=commit, applied_at=stamp),
+                    applyset.commit_patch(commit=commit, applied_at=stamp, digest=digest),
                     field_manager=field_manager,
                     force=True,
                 )

@@ -8,7 +8,9 @@ member carries ``applyset.kubernetes.io/part-of=<id>``. The id is computed exact
 computes it, so kubectl sees the same set.
 
 The bot also records the deployed commit and time on the parent (``gitops-bot.io/commit``,
-``gitops-bot.io/applied-at``), written by the bot's own field manager so that kubectl's updates
+``gitops-bot.io/applied-at``) and, from the deploy job, a digest of the objects it applied
+(``gitops-bot.io/digest``: the next push compares digests instead of rendering this commit
+again), written by the bot's own field manager so that kubectl's updates
 of the parent (field manager ``<tool>-applyset``) never remove them.
 
 Everything here is pure: ids, labels, the parent object, parsing a live parent.
@@ -33,6 +35,7 @@ GROUP_KINDS_ANNOTATION = "applyset.kubernetes.io/contains-group-kinds"
 NAMESPACES_ANNOTATION = "applyset.kubernetes.io/additional-namespaces"
 COMMIT_ANNOTATION = "gitops-bot.io/commit"
 APPLIED_AT_ANNOTATION = "gitops-bot.io/applied-at"
+DIGEST_ANNOTATION = "gitops-bot.io/digest"
 RECREATE_ANNOTATION = "gitops-bot.io/recreate-on-immutable"
 
 DEFAULT_TOOLING = f"gitops-bot/v{__version__}"
@@ -86,6 +89,7 @@ class ParentState:
     commit: str | None = None
     applied_at: str | None = None
     tooling: str | None = None
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,16 +151,16 @@ class ApplySet:
             },
         }
 
-    def commit_patch(self, *, commit: str, applied_at: str) -> Obj:
-        """The bot's own record on the parent (applied with the bot's field manager)."""
+    def commit_patch(self, *, commit: str, applied_at: str, digest: str | None = None) -> Obj:
+        """The bot's own record on the parent (applied with the bot's field manager, so a
+        record without ``digest`` removes an older one: it would describe another commit)."""
+        annotations = {COMMIT_ANNOTATION: commit, APPLIED_AT_ANNOTATION: applied_at}
+        if digest:
+            annotations[DIGEST_ANNOTATION] = digest
         return {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {
-                "name": self.name,
-                "namespace": self.namespace,
-                "annotations": {COMMIT_ANNOTATION: commit, APPLIED_AT_ANNOTATION: applied_at},
-            },
+            "metadata": {"name": self.name, "namespace": self.namespace, "annotations": annotations},
         }
 
     def parse_parent(self, live: Obj | None) -> ParentState:
@@ -186,4 +190,5 @@ class ApplySet:
             commit=annotations.get(COMMIT_ANNOTATION) or None,
             applied_at=annotations.get(APPLIED_AT_ANNOTATION) or None,
             tooling=tooling,
+            digest=annotations.get(DIGEST_ANNOTATION) or None,
         )

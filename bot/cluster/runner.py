@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -201,6 +201,7 @@ def run_apply(
     target_override: str | None = None,
     wait: bool = True,
     declared: Declarations | None = None,
+    digests: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Deploy every rendered app (Mode.DEPLOY); an app with render errors is not applied at
     all (a partial set would prune what failed to render). ``progress(app)`` returns the
@@ -209,7 +210,8 @@ def run_apply(
     ``declared`` is who declares what at ``commit`` (:meth:`Declarations.of` over every app
     on the targets concerned, not only those deployed here) and, with ``is_ancestor``, lets
     an object move between apps or an app be renamed without a conflict
-    (:mod:`bot.cluster.owners`); without it, objects another app's set holds are conflicts."""
+    (:mod:`bot.cluster.owners`); without it, objects another app's set holds are conflicts.
+    ``digests`` (per app name) are recorded on the parents with the commit."""
     run = _run(
         rendered,
         clusters,
@@ -226,6 +228,7 @@ def run_apply(
             is_ancestor=is_ancestor,
             wait=wait,
             declared=declared,
+            digest=(digests or {}).get(app.spec.name),
         ),
         target_override=target_override,
         skip_on_render_errors=True,

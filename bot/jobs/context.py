@@ -11,9 +11,9 @@ Nothing here knows Celery: ``retries_left`` is how the task tells the job whethe
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.checkouts import RepoCache
 from bot.events import Event
@@ -60,6 +60,18 @@ def job_log(event: Event, job_id: str) -> JobLog:
     )
 
 
+class Enqueue(Protocol):
+    """Queue another job: ``job`` is a job type of :data:`bot.queue.TASK_NAMES` (``preview``,
+    ``deploy_app``), ``args`` its task's plain-value arguments. The worker sends a Celery task;
+    tests record or run it."""
+
+    def __call__(self, job: str, args: Sequence[Any]) -> None: ...
+
+
+def _cannot_enqueue(job: str, args: Sequence[Any]) -> None:
+    raise RuntimeError(f"this job context cannot queue jobs (asked for a {job} job)")
+
+
 def _no_targets() -> Targets:
     from bot.cluster.targets import Targets
 
@@ -86,6 +98,8 @@ class JobContext:
     retries_left: bool = False
     part_limit: int | None = None
     max_parts: int = MAX_PARTS
+    #: how a job queues others (a deploy: one job per app, re-previews of open PRs)
+    enqueue: Enqueue = _cannot_enqueue
 
     def marker(self, kind: str) -> Marker:
         return Marker(kind, self.settings.instance)
@@ -101,6 +115,11 @@ def job_state(client: redis.Redis, settings: Settings) -> JobState:
         head_ttl=settings.delivery_ttl,
         claim_ttl=settings.job_timeout,
         post_lock_timeout=float(min(settings.job_timeout, 600)),
+        preview_ttl=settings.preview_result_ttl,
+        record_ttl=settings.delivery_ttl,
+        lock_ttl=settings.deploy_lock_ttl,
+        # an app's deploy waits for the one before it, within the job's own time
+        lock_wait=float(max(settings.job_timeout - 60, 1) / 2),
     )
 
 
@@ -123,6 +142,7 @@ def job_context(
     repos: RepoCache,
     job_id: str,
     retries_left: bool,
+    enqueue: Enqueue = _cannot_enqueue,
 ) -> JobContext:
     """The context of one job from a queue: the forge of the event's repository (refused for
     another host, outside ``GITOPS_REPOSITORIES`` or without credentials, before any request)
@@ -139,4 +159,5 @@ def job_context(
         log=job_log(event, job_id),
         job_id=job_id,
         retries_left=retries_left,
+        enqueue=enqueue,
     )

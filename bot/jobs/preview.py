@@ -35,6 +35,7 @@ import shlex
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bot.checkouts import MergeResult
 from bot.errors import ForgeError, GitopsError, TransientError
@@ -44,6 +45,7 @@ from bot.forges.base import STATUS_DESCRIPTION_LIMIT, shorten
 from bot.forges.sticky import part_limit, reconcile
 from bot.jobs.compare import Comparison, LiveTargets, compare, open_change
 from bot.jobs.context import JobContext
+from bot.jobs.previewed import PreviewRecord, commit_tree
 from bot.model import ObjectError, RunResult
 from bot.report import comment_parts, escape_md
 from bot.state import PullKey, StateUnavailable
@@ -249,10 +251,10 @@ class _Run:
                     count=len(transient), s=_s(len(transient)), first=transient[0].message[:200]
                 )
             )
-        return self.post(comparison, merge, fork_offline=fork_offline)
+        return self.post(comparison, merge, fork_offline=fork_offline, repo=repo)
 
     def post(
-        self, comparison: Comparison, merge: MergeResult, *, fork_offline: bool
+        self, comparison: Comparison, merge: MergeResult, *, fork_offline: bool, repo: Path
     ) -> PreviewOutcome:
         ctx, pr, forge = self.ctx, self.pr, self.forge
         result = comparison.result
@@ -267,6 +269,7 @@ class _Run:
                 files = len(result.unowned_files)
                 description = NOTHING_UNOWNED.format(count=files, s=_s(files)) if files else NOTHING
                 self.status(StatusState.SUCCESS, description)
+                self.remember(repo, merge, comparison)
                 ctx.log.info("no app affected at %s", pr.head_sha[:12])
                 return PreviewOutcome(
                     NOTHING_AFFECTED, description, head_sha=pr.head_sha, result=result
@@ -291,6 +294,7 @@ class _Run:
                 result, fork_offline=fork_offline, unreachable=comparison.unreachable
             )
             self.status(state, description)
+            self.remember(repo, merge, comparison)
         self.timings["post"] = time.monotonic() - started
         ctx.log.info(
             "posted the preview of %s in %d part(s) (%d new, %d edited, %d deleted): %s [%s]",
@@ -332,6 +336,23 @@ class _Run:
             self.status(StatusState.FAILURE, description)
         self.ctx.log.info("merge conflict in %d file(s)", len(files))
         return PreviewOutcome(CONFLICT, description, head_sha=pr.head_sha)
+
+    def remember(self, repo: Path, merge: MergeResult, comparison: Comparison) -> None:
+        """Keep what was just posted, for the deploy of the merge to check itself against
+        (:mod:`bot.jobs.previewed`). Best effort: without it the deploy says "not previewed"."""
+        assert merge.sha is not None
+        record = PreviewRecord.of(
+            number=self.pr.number,
+            head_sha=self.pr.head_sha,
+            merge_sha=merge.sha,
+            tree=commit_tree(repo, merge.sha),
+            result=comparison.result,
+            offline_apps=comparison.offline_apps,
+        )
+        try:
+            self.ctx.state.store_preview(self.pull, record.to_json())
+        except StateUnavailable as exc:
+            self.ctx.log.warning("could not keep the preview for the deploy's check: %s", exc)
 
     # -- supersession ---------------------------------------------------------------------------
 

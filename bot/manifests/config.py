@@ -289,7 +289,7 @@ def parse_config(text: str, *, file: str = CONFIG_FILE, root: Path | None = None
                 path_line=lines.line((*here, "path")),
             )
         )
-    if not problems:
+    if not problems and isinstance(raw_apps, list):
         problems.extend(_dependency_problems(raw_apps, apps, lines, file))
     if problems:
         raise ConfigProblems(problems + missing)
@@ -464,9 +464,7 @@ def _schema_problem(err: jsonschema.ValidationError, lines: _Lines, file: str) -
                 continue
             if not path and key == "deployBranch":
                 # removed: nothing honoured it (the intake cannot read this file)
-                out.append(
-                    ConfigError(MSG_DEPLOY_BRANCH, file=file, line=lines.key_line((key,)))
-                )
+                out.append(ConfigError(MSG_DEPLOY_BRANCH, file=file, line=lines.key_line((key,))))
                 continue
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = (
