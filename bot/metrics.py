@@ -124,3 +124,32 @@ class QueueCollector(Collector):
         for name, count in sorted(stats.restarts.items()):
             restarts.add_metric([name], count)
         yield restarts
+        yield from self._deploys()
+
+    def _deploys(self) -> Iterator[Metric]:
+        try:
+            figures = self._queue.deploys()
+        except QueueUnavailable:
+            return
+        checked = CounterMetricFamily(
+            "gitops_deploys_checked",
+            "Pushes deployed, by their check against the merged PR's last preview: "
+            "as_previewed, differed, not_previewed (none kept), no_pull_request",
+            labels=["outcome"],
+        )
+        for outcome in ("as_previewed", "differed", "not_previewed", "no_pull_request"):
+            checked.add_metric([outcome], figures.outcomes.get(outcome, 0))
+        yield checked
+        paused = GaugeMetricFamily(
+            "gitops_deploys_paused",
+            "1 per pause set with `gitops-bot pause` (repository and app are * for every one)",
+            labels=["repository", "app"],
+        )
+        for pause in figures.pauses:
+            paused.add_metric([pause.repository, pause.app], 1)
+        yield paused
+        yield GaugeMetricFamily(
+            "gitops_deploys_waiting_for_resume",
+            "Pushes with apps paused, waiting for `gitops-bot resume`",
+            value=figures.parked,
+        )

@@ -41,6 +41,9 @@ log = logging.getLogger("gitops_bot.processes")
 STOP_TIMEOUT = 30.0
 """Seconds a process may take to stop (a worker finishing its job) before it is killed."""
 
+WORKER_STOP_MARGIN = 10.0
+"""Seconds a worker gets beyond GITOPS_WORKER_SHUTDOWN_GRACE to hand its jobs back and exit."""
+
 
 class Supervised(Protocol):
     """A process the supervisor keeps running."""
@@ -167,8 +170,10 @@ class Supervisor:
         restart_window: float,
         on_restart: Callable[[str], None] | None = None,
         interval: float = 0.2,
+        stop_timeout: float = STOP_TIMEOUT,
     ) -> None:
         self.layers = [list(layer) for layer in layers]
+        self._stop_timeout = stop_timeout
         self._restart_limit = restart_limit
         self._restart_window = restart_window
         self._on_restart = on_restart
@@ -250,8 +255,10 @@ class Supervisor:
                 log.warning("could not count the restart of %s: %s", child.name, exc)
         return True
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Stop every started process, the last layer first; within a layer all at once."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop every started process, the last layer first; within a layer all at once, each
+        killed after ``timeout`` (default: the supervisor's ``stop_timeout``)."""
+        timeout = self._stop_timeout if timeout is None else timeout
         self._stopping = True
         while self._started:
             layer = self._started.pop()
@@ -269,8 +276,12 @@ def celery_command(*args: str) -> list[str]:
 def worker_commands(
     settings: Settings, *, queues: Sequence[str], env: Mapping[str, str] | None = None
 ) -> list[Command]:
-    """One ``celery worker`` per queue, sized by the settings."""
+    """One ``celery worker`` per queue, sized by the settings. SIGTERM starts Celery's cold
+    shutdown (``REMAP_SIGTERM``): running jobs get GITOPS_WORKER_SHUTDOWN_GRACE seconds (the
+    soft shutdown), then go back to the queue for another worker, instead of waiting for the
+    visibility timeout after the worker is killed."""
     concurrency = {"deploys": settings.deploy_concurrency, "previews": settings.preview_concurrency}
+    env = {**(os.environ if env is None else env), "REMAP_SIGTERM": "SIGQUIT"}
     return [
         Command(
             f"worker-{queue}",
@@ -291,6 +302,11 @@ def worker_commands(
         )
         for queue in queues
     ]
+
+
+def worker_stop_timeout(settings: Settings) -> float:
+    """How long a supervisor waits for a stopping worker before killing it."""
+    return max(STOP_TIMEOUT, settings.worker_shutdown_grace + WORKER_STOP_MARGIN)
 
 
 def beat_command(settings: Settings, *, env: Mapping[str, str] | None = None) -> Command:

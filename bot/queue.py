@@ -43,7 +43,7 @@ from redis.retry import Retry
 
 from bot.errors import QueueUnavailable
 from bot.events import Event, PullRequestEvent
-from bot.state import PullKey
+from bot.state import DeployFigures, PullKey, deploy_figures
 
 TASK_NAMES: Final[dict[str, str]] = {
     "preview": "gitops.preview",
@@ -274,6 +274,14 @@ class JobQueue:
         except redis.RedisError as exc:
             raise QueueUnavailable(f"job queue (Redis) unavailable: {exc}") from exc
         return dict(zip(QUEUES, (int(n) for n in counts), strict=True))
+
+    def deploys(self) -> DeployFigures:
+        """Deploys checked against their preview, pauses, paused deploys waiting; raises
+        QueueUnavailable."""
+        try:
+            return deploy_figures(self._redis)
+        except redis.RedisError as exc:
+            raise QueueUnavailable(str(exc)) from exc
 
     def stats(self) -> QueueStats:
         """Queue depths (messages not yet taken by a worker), jobs processed, restarts and

@@ -236,6 +236,15 @@ class Settings:
         "Worker processes for deploy jobs (queue `deploys`, never behind previews).",
         default=1,
     )
+    worker_shutdown_grace: float = _setting(
+        "GITOPS_WORKER_SHUTDOWN_GRACE",
+        _parse_non_negative_float,
+        "Seconds a stopping worker (SIGTERM, `serve` stopped, a pod deleted) lets its running "
+        "jobs finish; then it hands them back to the queue, where another worker takes them at "
+        "once (Celery's soft shutdown). `serve` and `worker` wait this plus 10 s before killing "
+        "a worker; keep it under the pod's terminationGracePeriodSeconds.",
+        default=20.0,
+    )
     port: int = _setting(
         "PORT",
         _parse_positive_int,

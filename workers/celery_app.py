@@ -8,7 +8,10 @@ At-least-once delivery: ``acks_late`` (a job is acknowledged only when done),
 ``reject_on_worker_lost`` (a worker killed mid-job gives its job back), prefetch 1 (a worker
 holds no jobs it is not running) and a Redis visibility timeout longer than the longest job (an
 unacknowledged job is handed to another worker only after that). Jobs must therefore be
-idempotent, which every task is.
+idempotent, which every task is. A worker asked to stop gives its running jobs
+``GITOPS_WORKER_SHUTDOWN_GRACE`` seconds, then hands them back to the queue (Celery's soft
+shutdown: ``bot.processes`` starts workers with SIGTERM remapped to the cold shutdown), so a
+stopped worker's job runs again at once rather than after the visibility timeout.
 
 Each worker announces the queues it consumes in Redis (``workers.heartbeat``), and beat's
 schedule comes from ``workers.schedule``.
@@ -49,6 +52,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
+        # A stopped worker (SIGTERM, remapped to Celery's cold shutdown by bot.processes) lets
+        # its running jobs finish for this long, then cancels them: reject_on_worker_lost puts
+        # them back on the queue at once, instead of after the visibility timeout.
+        "worker_soft_shutdown_timeout": settings.worker_shutdown_grace,
         "worker_prefetch_multiplier": 1,
         "task_time_limit": settings.job_timeout,
         "task_soft_time_limit": max(settings.job_timeout - 30, 1),

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from bot.cli import EXIT_ERRORS, EXIT_FINDINGS, EXIT_OK, FORMATS, exit_code, fail, finish, main
-from bot.jobs.deploy import deploy_commit, git_is_ancestor
 from bot.model import Mode
 
 if TYPE_CHECKING:
@@ -34,9 +33,7 @@ __all__ = [
     "EXIT_ERRORS",
     "EXIT_OK",
     "EXIT_UNHEALTHY",
-    "deploy_commit",
     "exit_code",
-    "git_is_ancestor",
 ]
 
 PROGRESS_INTERVAL = 10.0
@@ -170,6 +167,8 @@ def apply_command(
     2 on any error."""
     progress = ProgressBars() if sys.stderr.isatty() else ProgressLines()
     try:
+        # here, not at the top: the deploy job's module loads Redis and the manifest engine
+        from bot.jobs.deploy import deploy_commit
         from bot.settings import Settings
 
         result = deploy_commit(

@@ -24,6 +24,7 @@ import click
 from bot.cli import cli_settings, main
 from bot.forges import startup_warnings
 from bot.processes import (
+    STOP_TIMEOUT,
     Command,
     DataDirBusy,
     DataDirLock,
@@ -33,6 +34,7 @@ from bot.processes import (
     prometheus_dir,
     web_command,
     worker_commands,
+    worker_stop_timeout,
 )
 from bot.settings import Settings
 
@@ -155,6 +157,7 @@ def _serve(
         restart_limit=settings.restart_limit,
         restart_window=settings.restart_window,
         on_restart=_restart_counter(settings.redis_url, settings.redis_timeout),
+        stop_timeout=worker_stop_timeout(settings) if workers else STOP_TIMEOUT,
     )
     try:
         return supervisor.run()
@@ -189,6 +192,7 @@ def worker(queues: str | None) -> None:
         restart_limit=settings.restart_limit,
         restart_window=settings.restart_window,
         on_restart=_restart_counter(settings.redis_url, settings.redis_timeout),
+        stop_timeout=worker_stop_timeout(settings),
     )
     sys.exit(supervisor.run())
 
