@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.fake_forge import gitstore, hooks
+from tests.fake_forge.app_manifests import ManifestFlow
 from tests.fake_forge.contract import Contract, ContractError, Match
 
 COMMENT_LIMIT = 65536
@@ -180,6 +181,7 @@ class App:
     private_key_pem: str
     public_key: Any
     permissions: dict[str, str]
+    events: list[str] = field(default_factory=lambda: ["pull_request", "issue_comment", "push"])
 
 
 @dataclass
@@ -251,6 +253,8 @@ class FakeGitHub:
         self.deliveries: list[hooks.Delivery] = []
         self.shapes = Shapes()
         self.shapes.forge = self
+        #: The GitHub App manifest flow (app_manifests.py).
+        self.manifests = ManifestFlow(self)
         self._outbox: queue.Queue[tuple[hooks.Hook, hooks.Delivery, threading.Event] | None] = (
             queue.Queue()
         )
@@ -306,7 +310,12 @@ class FakeGitHub:
         return value
 
     def create_app(
-        self, slug: str, *, permissions: Mapping[str, str] | None = None, owner: str = "acme"
+        self,
+        slug: str,
+        *,
+        permissions: Mapping[str, str] | None = None,
+        owner: str = "acme",
+        events: list[str] | None = None,
     ) -> App:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = key.private_bytes(
@@ -323,6 +332,8 @@ class FakeGitHub:
             public_key=key.public_key(),
             permissions=dict(permissions or DEFAULT_APP_PERMISSIONS),
         )
+        if events is not None:
+            app.events = list(events)
         self.apps[app.id] = app
         self.add_user(f"{slug}[bot]", type="Bot")
         self.add_user(owner, type="Organization")
@@ -793,7 +804,7 @@ class Shapes:
             "target_type": "Organization",
             "repository_selection": "selected",
             "permissions": self.forge.apps[inst.app_id].permissions,
-            "events": [],
+            "events": self.forge.apps[inst.app_id].events,
             "created_at": iso(now()),
             "updated_at": iso(now()),
             "access_tokens_url": f"{self.forge.url}/app/installations/{inst.id}/access_tokens",
@@ -1095,9 +1106,13 @@ class _Handler(Shapes, BaseHTTPRequestHandler):
         self, method: str, path: str, query: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, Any, dict[str, str]]:
         fake = self.forge
+        if fake.manifests.is_web(path):  # a web page, not the API: no contract to check
+            return fake.manifests.web(method, path, query, body, headers)
         params = dict(parse_qsl(query, keep_blank_values=True))
         match = fake.contract.check(method, path, params, body)
         op = match.operation.operation_id
+        if op == "apps/create-from-manifest":  # no authentication: the code is the credential
+            return fake.manifests.convert(match.path_params["code"], self)
         auth = headers.get("authorization")
         if path.startswith("/app") or path.endswith("/installation"):
             app = fake._app_from_jwt(auth)
@@ -1128,7 +1143,7 @@ class _Handler(Shapes, BaseHTTPRequestHandler):
                     "created_at": iso(now()),
                     "updated_at": iso(now()),
                     "permissions": app.permissions,
-                    "events": ["pull_request", "issue_comment", "push"],
+                    "events": app.events,
                 },
                 {},
             )
@@ -1149,6 +1164,9 @@ class _Handler(Shapes, BaseHTTPRequestHandler):
                 },
                 {},
             )
+        if op == "apps/list-installations":
+            mine = [i for i in fake.installations.values() if i.app_id == app.id]
+            return self._page([self._installation(i) for i in mine], match)
         if op == "apps/get-repo-installation":
             full = f"{match.path_params['owner']}/{match.path_params['repo']}".lower()
             for inst in fake.installations.values():
