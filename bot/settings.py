@@ -74,7 +74,9 @@ def _parse_api_url(raw: str) -> str:
     url = raw.strip().rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http(s) URL such as https://api.github.com")
+        raise ValueError(
+            "must be an http(s) URL such as https://api.github.com or https://gitlab.com"
+        )
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError("must be a plain URL without credentials, query or fragment")
     return url
@@ -339,6 +341,23 @@ class Settings:
         "Enterprise Server). Credentials go nowhere else: deliveries naming another API are "
         "ignored and logged.",
         default="https://api.github.com",
+    )
+    gitlab_token: str | None = _setting(
+        "GITLAB_TOKEN",
+        lambda raw: raw.strip() or None,
+        "Token the bot uses on GitLab: a personal, group or project access token with the "
+        "`api` scope whose user has the Developer role (or higher) on the projects served "
+        "(README \"Wiring GitLab\").",
+        default=None,
+        repr=False,
+    )
+    gitlab_url: str = _setting(
+        "GITLAB_URL",
+        _parse_api_url,
+        "Root of the GitLab the bot serves (`https://gitlab.example.com`, with its relative "
+        "path if any, e.g. `https://example.com/gitlab`); the API is `<GITLAB_URL>/api/v4`. "
+        "Credentials go nowhere else: deliveries naming another GitLab are ignored and logged.",
+        default="https://gitlab.com",
     )
     public_url: str | None = _setting(
         "GITOPS_PUBLIC_URL",

@@ -3,17 +3,13 @@
 Each request gets the next scripted answer: raw bytes (the connection stays open), a
 ``(raw, close)`` pair (close after it when ``close``), or ``None`` / nothing scripted (hang up
 without answering). ``answers`` may also be a function of the raw request. Every request's head
-and body are recorded in ``requests``; ``connections`` counts accepted connections.
-
-With ``tls`` (a server SSLContext) it speaks HTTPS; ``clients`` records the common name of each
-connection's client certificate (None without one), and a handshake the context refuses (no
-client certificate when one is required) is counted in ``refused``.
+and body are recorded in ``requests``; ``connections`` counts accepted connections. (TLS and
+client certificates are tested against the local API server, tests/kube_emulator.)
 """
 
 from __future__ import annotations
 
 import socket
-import ssl
 import threading
 from collections.abc import Callable
 
@@ -24,15 +20,10 @@ class ScriptedServer:
     def __init__(
         self,
         answers: list[Answer] | Callable[[bytes], Answer] | None = None,
-        *,
-        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.answers: list[Answer] | Callable[[bytes], Answer] = [] if answers is None else answers
         self.requests: list[bytes] = []
         self.connections = 0
-        self.clients: list[str | None] = []
-        self.refused = 0
-        self._tls = tls
         self._lock = threading.Lock()
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
@@ -40,7 +31,7 @@ class ScriptedServer:
 
     @property
     def url(self) -> str:
-        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.port}"
 
     def _serve(self) -> None:
         while True:
@@ -52,18 +43,6 @@ class ScriptedServer:
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
     def _handle(self, conn: socket.socket) -> None:
-        if self._tls is not None:
-            try:
-                conn = self._tls.wrap_socket(conn, server_side=True)
-            except (ssl.SSLError, OSError):
-                self.refused += 1
-                conn.close()
-                return
-            cert = conn.getpeercert()
-            names = [
-                v for rdn in (cert or {}).get("subject", ()) for k, v in rdn if k == "commonName"
-            ]
-            self.clients.append(names[0] if names else None)
         reader = conn.makefile("rb")
         with conn, reader:
             while True:

@@ -27,6 +27,8 @@ def make_client(redis_url: str, **overrides: Any) -> FlaskClient:
     env = {
         "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
         "GITLAB_WEBHOOK_SECRET": GITLAB_SECRET,
+        # The self-managed GitLab the captured fixtures come from.
+        "GITLAB_URL": "https://git.example.com/gitlab",
         "REDIS_URL": redis_url,
         "GITOPS_REDIS_TIMEOUT": "0.5",
     }

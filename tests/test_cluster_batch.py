@@ -291,47 +291,67 @@ def answer(status: str, body: bytes = b"{}", *extra: str) -> bytes:
 
 @pytest.mark.parametrize("inline", [True, False], ids=["certificate-data", "certificate-files"])
 def test_client_certificates_from_the_kubeconfig_authenticate_both_paths(
-    tmp_path: Path, inline: bool
+    kube_emulator: Any, tmp_path: Path, inline: bool
 ) -> None:
-    pki = make_pki(tmp_path, client_name="deployer")
-    server = ScriptedServer(
-        lambda request: answer("200 OK", b'{"kind":"ConfigMap","metadata":{"name":"x"}}'),
-        tls=pki.server_context(),
-    )
-    user = (
-        {
-            "client-certificate-data": pki.data(pki.client_cert),
-            "client-key-data": pki.data(pki.client_key),
-        }
-        if inline
-        else {"client-certificate": str(pki.client_cert), "client-key": str(pki.client_key)}
-    )
-    cluster_entry = {"server": server.url, "certificate-authority-data": pki.data(pki.ca_file)}
-    try:
-        with connect(write_kubeconfig(tmp_path / "kubeconfig", cluster_entry, user)) as cluster:
-            got = cluster.apply_many(
-                [(CONFIGMAPS, configmap(f"c{i}")) for i in range(5)], field_manager="t"
-            )
-            one = cluster.get(CONFIGMAPS, "default", "x")
-    finally:
-        server.close()
-    assert got == [{"kind": "ConfigMap", "metadata": {"name": "x"}}] * 5
-    assert one == {"kind": "ConfigMap", "metadata": {"name": "x"}}
-    assert server.clients and set(server.clients) == {"deployer"} and server.refused == 0
-    assert not any(b"authorization:" in r.lower() for r in server.requests)
+    """No token anywhere: the emulator (kube-apiserver's ``--client-ca-file`` rules) knows the
+    user only from the certificate, so admin's applies through the batch and reads through
+    the official client, and a user without rights is refused on both paths."""
+    server = {
+        "server": kube_emulator.https_url,
+        "certificate-authority-data": base64.b64encode(
+            Path(kube_emulator.ca_file).read_bytes()
+        ).decode(),
+    }
+
+    def user(name: str) -> dict[str, str]:
+        cert = kube_emulator.client_certificate(name)
+        if inline:
+            return {
+                "client-certificate-data": cert.cert_data_b64,
+                "client-key-data": cert.key_data_b64,
+            }
+        return {"client-certificate": cert.cert_file, "client-key": cert.key_file}
+
+    with connect(write_kubeconfig(tmp_path / "admin", server, user("admin"))) as admin:
+        applied = admin.apply_many(
+            [(CONFIGMAPS, configmap(f"c{i}", mode="cert")) for i in range(5)], field_manager="t"
+        )
+        one = admin.get(CONFIGMAPS, "default", "c3")
+    assert [a["metadata"]["name"] for a in applied if isinstance(a, dict)] == [
+        f"c{i}" for i in range(5)
+    ]
+    assert one is not None and one["data"] == {"mode": "cert"}
+
+    with connect(write_kubeconfig(tmp_path / "nobody", server, user("deployer"))) as nobody:
+        [refused] = nobody.apply_many([(CONFIGMAPS, configmap("c9"))], field_manager="t")
+        with pytest.raises(ApiError) as single:
+            nobody.get(CONFIGMAPS, "default", "c3")
+    for error in (refused, single.value):
+        assert isinstance(error, ApiError) and error.status == 403, error
+        assert 'User "deployer"' in error.message
 
 
-def test_without_its_client_certificate_the_batch_is_refused(tmp_path: Path) -> None:
-    pki = make_pki(tmp_path)
-    server = ScriptedServer(lambda request: answer("200 OK"), tls=pki.server_context())
-    entry = {"server": server.url, "certificate-authority-data": pki.data(pki.ca_file)}
-    try:
-        with connect(write_kubeconfig(tmp_path / "kubeconfig", entry, {"token": "t"})) as cluster:
-            [got] = cluster.get_many([(CONFIGMAPS, "default", "x")])
-    finally:
-        server.close()
-    assert isinstance(got, TransientApiError) and got.reason == "ConnectionError"
-    assert server.refused >= 1 and not server.requests
+def test_a_client_certificate_of_another_ca_fails_the_handshake_on_both_paths(
+    kube_emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_mod, "BACKOFF", 0.001)
+    foreign = make_pki(tmp_path, client_name="kubernetes-admin")
+    server = {
+        "server": kube_emulator.https_url,
+        "certificate-authority-data": base64.b64encode(
+            Path(kube_emulator.ca_file).read_bytes()
+        ).decode(),
+    }
+    user = {
+        "client-certificate-data": foreign.data(foreign.client_cert),
+        "client-key-data": foreign.data(foreign.client_key),
+    }
+    with connect(write_kubeconfig(tmp_path / "kubeconfig", server, user)) as cluster:
+        [bulk] = cluster.get_many([(CONFIGMAPS, "default", "x")])
+        with pytest.raises(TransientApiError) as single:
+            cluster.get(CONFIGMAPS, "default", "x")
+    for error in (bulk, single.value):
+        assert isinstance(error, TransientApiError) and error.reason == "ConnectionError", error
 
 
 # -- against a scripted server -----------------------------------------------------------------

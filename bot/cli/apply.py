@@ -58,10 +58,17 @@ def _to_stderr(line: str) -> None:
     click.echo(line, err=True)
 
 
+DETAIL = " — "
+"""Between a step and its detail (``bot.cluster.rollout.DETAIL``, not imported here so that the
+CLI starts without the cluster engine): the stuck pods while waiting for health."""
+
+
 class ProgressLines:
     """Progress for a log (stderr is not a terminal): ``[app] step: done/total``, written when
-    an app starts a step, when the step completes, and every ``interval`` seconds in between
-    with the time spent (the health wait reports each poll; the log gets a line per interval).
+    an app starts a step, when the step completes or its detail changes (a pod is seen stuck),
+    and every ``interval`` seconds in between with the time spent (the health wait reports
+    each poll; the log gets a line per interval). A detail follows the count:
+    ``[web] waiting for health: 0/1 (12 s) — Deployment web/web: ... ImagePullBackOff: ...``.
     """
 
     def __init__(
@@ -73,23 +80,26 @@ class ProgressLines:
     ) -> None:
         self.write: Callable[[str], None] = write or _to_stderr
         self.interval, self.clock = interval, clock
-        # per app: (step, done written last, when the step started, when a line was written)
-        self._state: dict[str, tuple[str, int, float, float]] = {}
+        # per app: (step, its detail, done written last, when the step started, when a line
+        # was written)
+        self._state: dict[str, tuple[str, str, int, float, float]] = {}
 
     def __call__(self, app: str) -> Progress:
         def report(step: str, done: int, total: int) -> None:
             now = self.clock()
+            step, _, detail = step.partition(DETAIL)
             state = self._state.get(app)
             if state is None or state[0] != step:
                 started = now
             else:
-                _step, written, started, last = state
+                _step, said, written, started, last = state
                 complete = done == total and written != total
-                if not complete and now - last < self.interval:
+                if not complete and detail == said and now - last < self.interval:
                     return
             elapsed = f" ({now - started:.0f} s)" if now - started >= 1 else ""
-            self.write(f"[{app}] {step}: {done}/{total}{elapsed}")
-            self._state[app] = (step, done, started, now)
+            more = f"{DETAIL}{detail}" if detail else ""
+            self.write(f"[{app}] {step}: {done}/{total}{elapsed}{more}")
+            self._state[app] = (step, detail, done, started, now)
 
         return report
 
@@ -98,15 +108,18 @@ class ProgressLines:
 
 
 class ProgressBars:
-    """Progress on a terminal: one ``click.progressbar`` per step of each app, on ``stream``."""
+    """Progress on a terminal: one ``click.progressbar`` per step of each app, on ``stream``;
+    a step's detail (stuck pods) is written on a line of its own when it changes."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream: TextIO = stream or sys.stderr
         self._bar: Any = None  # click's ProgressBar of the step under way
         self._step: tuple[str, str] | None = None
+        self._detail = ""
 
     def __call__(self, app: str) -> Progress:
         def report(step: str, done: int, total: int) -> None:
+            step, _, detail = step.partition(DETAIL)
             if self._step != (app, step):
                 self.close()
                 self._bar = click.progressbar(
@@ -114,6 +127,10 @@ class ProgressBars:
                 )
                 self._bar.__enter__()
                 self._step = (app, step)
+            if detail and detail != self._detail:
+                click.echo(f"\n[{app}] {detail}", file=self.stream)
+                self._bar.render_progress()
+            self._detail = detail
             if done > self._bar.pos:
                 self._bar.update(done - self._bar.pos)
 
@@ -123,7 +140,7 @@ class ProgressBars:
         """Finish the bar under way (its line stays on the terminal)."""
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
-        self._bar, self._step = None, None
+        self._bar, self._step, self._detail = None, None, ""
 
 
 def deploy_commit(
@@ -145,10 +162,17 @@ def deploy_commit(
     ends in the result's errors with nothing applied. Raises :class:`bot.manifests.GitError`
     for an unknown ref and :class:`bot.cluster.TargetError` for unusable targets."""
     from bot.cluster.applyset import DEFAULT_TOOLING
+    from bot.cluster.owners import Declarations
     from bot.cluster.runner import Clusters, run_apply
     from bot.cluster.targets import Targets
     from bot.errors import ConfigError
-    from bot.manifests import checkout, config_errors, load_config, render_apps, resolve_commit
+    from bot.manifests import (
+        checkout,
+        config_errors,
+        load_config,
+        render_with_neighbours,
+        resolve_commit,
+    )
 
     commit = resolve_commit(repo, ref)
     override: str | None = None
@@ -170,7 +194,12 @@ def deploy_commit(
             message = MSG_UNKNOWN_APPS.format(unknown=", ".join(unknown), known=known)
             failed.errors.append(ObjectError(message, reason="UnknownApp"))
             return failed
-        rendered = render_apps(root, config, apps=list(apps) or None, one_target=override)
+        rendering = render_with_neighbours(
+            root, config, apps=list(apps) or None, one_target=override
+        )
+    rendered = rendering.apps
+    # who declares what at this commit, from every app on the targets (not only those sent)
+    declared = Declarations.of(rendering.everything, specs=config.apps, one_target=override)
     with Clusters(targets, concurrency=settings.kube_concurrency) as clusters:
         result = run_apply(
             rendered,
@@ -183,6 +212,7 @@ def deploy_commit(
             target_override=override,
             wait=wait,
             tooling=settings.applyset_tooling or DEFAULT_TOOLING,
+            declared=declared,
         )
     result.dry_run = dry_run
     return result

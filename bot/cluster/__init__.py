@@ -8,9 +8,13 @@ Public API (keyword-only where it matters)::
     Cluster(target, *, concurrency=16)                                 # one per target and job
         .close() / context manager
     preview_app(cluster, spec, manifests, *, field_manager="gitops-bot", commit=None,
-                tooling=DEFAULT_TOOLING, force=None) -> AppResult           # Mode.LIVE
+                tooling=DEFAULT_TOOLING, force=None, prune=None, declared=None,
+                is_ancestor=None) -> AppResult                             # Mode.LIVE
     apply_app(cluster, spec, manifests, *, commit, field_manager="gitops-bot", dry_run=False,
-              progress=None, is_ancestor=None, tooling=DEFAULT_TOOLING, wait=True) -> AppResult
+              progress=None, is_ancestor=None, tooling=DEFAULT_TOOLING, wait=True,
+              declared=None) -> AppResult
+    Declarations.of(rendered, *, specs, one_target=None) -> Declarations  # who declares what
+                                                                          # at one commit
     drift_app(cluster, spec, manifests, *, commit, field_manager="gitops-bot") -> AppResult
     deployed_commit(cluster, app, *, namespace) -> DeployedCommit | None
 
@@ -18,17 +22,21 @@ Whole runs (bot.cluster.runner / bot.cluster.live), never raising for one app::
 
     with Clusters(targets, concurrency=None) as clusters:                # one Cluster per target
         run_preview(rendered, clusters, *, head=None, base=None, field_manager=..., tooling=...,
-                    target_override=None) -> RunResult                  # Mode.LIVE
+                    target_override=None, declared=None, is_ancestor=None) -> RunResult
         run_apply(rendered, clusters, *, commit, field_manager=..., tooling=..., dry_run=False,
-                  progress=None, is_ancestor=None, target_override=None, wait=True) -> RunResult
+                  progress=None, is_ancestor=None, target_override=None, wait=True,
+                  declared=None) -> RunResult
         run_drift(rendered, clusters, *, commit, ...) -> RunResult      # Mode.DRIFT
     live_preview(repo, base, head, *, kubeconfig, context=None, apps=None, progress=None)
         -> RunResult                                                    # preview --kubeconfig
     drift_report(repo, *, targets, ref="HEAD", apps=None) -> RunResult  # each app vs its
                                                                         # deployed commit
 
-``spec`` is the manifest engine's AppSpec (name, target, namespace, prune, force_conflicts,
-health_timeout); ``manifests`` its rendered :class:`bot.model.Manifest` list. Every error is
+``spec`` is the manifest engine's AppSpec (name, target, namespace, create_namespace, prune,
+force_conflicts, health_timeout, stuck_pod_timeout, line); ``manifests`` its rendered
+:class:`bot.model.Manifest` list. ``declared`` (:class:`Declarations`, from the same commit's
+rendering of every app on the targets) and ``is_ancestor`` decide about objects another app's
+ApplySet holds (:mod:`bot.cluster.owners`): pass the same to a commit's preview and deploy. Every error is
 collected per object into the AppResult (``ObjectError.reason`` is the API Status reason or the
 ``reason`` of the :class:`KubeError` subclass, ``transient`` says whether a retry may help);
 nothing here raises for one bad object.
@@ -36,8 +44,9 @@ nothing here raises for one bad object.
 Modules: ``targets`` (which cluster, what may be touched), ``client`` (credentials, discovery,
 requests one at a time through the official client), ``batch`` (requests in bulk through
 libcurl), ``plan`` (rendered objects prepared for sending, live reads), ``phases`` (the phase
-runner preview and apply share), ``preview``/``apply``/``drift``, ``applyset``, ``health``,
-``runner``/``live`` (whole runs).
+runner preview and apply share), ``owners`` (objects another app's ApplySet holds),
+``preview``/``apply``/``drift``, ``applyset``, ``health`` (pure judgements) and ``rollout``
+(the health wait, naming stuck pods), ``runner``/``live`` (whole runs).
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ from bot.cluster.errors import (
     TargetError,
     UnknownTargetError,
 )
+from bot.cluster.owners import Declarations
 from bot.cluster.preview import DEFAULT_FIELD_MANAGER, preview_app
 from bot.cluster.runner import Clusters, run_apply, run_drift, run_preview
 from bot.cluster.targets import DEFAULT_TARGET, Target, Targets
@@ -68,6 +78,7 @@ __all__ = [
     "ApplySetError",
     "Cluster",
     "Clusters",
+    "Declarations",
     "DeployedCommit",
     "KubeError",
     "NotAllowedError",

@@ -6,34 +6,41 @@ Established; then the ApplySet parent is updated to cover the old and the new ki
 objects; then the namespaced ones. Each phase is one run of :func:`bot.cluster.phases.run_phase`
 (the preview's runner), its objects applied in parallel.
 
+With ``createNamespace: true`` the app's Namespace is applied before anything else (no
+member of the set: never pruned); without it, a missing namespace stops the deploy before
+anything is applied, with one error saying so. An object another app's ApplySet holds is taken
+over or refused before it is sent (:mod:`bot.cluster.owners`).
+
 Prune runs only when every object applied: a partial failure never deletes anything. Pruned
-objects are deleted in reverse phase order (namespaced first, Namespaces and CRDs last). Then
-the parent is narrowed to the kinds and namespaces now in the set and the deployed commit is
-recorded on it. Last, the health wait (:mod:`bot.cluster.health`).
+objects are deleted in reverse phase order (namespaced first, Namespaces and CRDs last); a
+member that another app declares at this commit is released instead (left for that app to take
+over). Then the parent is narrowed to the kinds and namespaces now in the set (and those of
+released members still carrying its label) and the deployed commit is recorded on it. Last,
+the health wait (:mod:`bot.cluster.rollout`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from bot.cluster import health as health_mod
-from bot.cluster.applyset import DEFAULT_TOOLING, ApplySet, ParentState
-from bot.cluster.client import Cluster, Resource
+from bot.cluster.applyset import DEFAULT_TOOLING, ApplySet, ParentState, group_kind
+from bot.cluster.client import Cluster
 from bot.cluster.errors import OLDER_COMMIT, ApiError, ConflictError, KubeError, OlderCommitError
+from bot.cluster.owners import Declarations, Owners
 from bot.cluster.phases import (
     ObjectOutcome,
     check_parent_allowed,
     discovery_error,
+    missing_namespace,
     prune_candidates,
     read_parent,
     run_phase,
 )
 from bot.cluster.plan import (
     CRD_KIND,
-    LIST_THRESHOLD,
     PHASE_CLUSTER,
     PHASE_FOUNDATION,
     PHASE_NAMES,
@@ -46,25 +53,23 @@ from bot.cluster.plan import (
     phase_of,
     prepare,
 )
-from bot.cluster.preview import DEFAULT_FIELD_MANAGER, preview_app
+from bot.cluster.preview import (
+    DEFAULT_FIELD_MANAGER,
+    IsAncestor,
+    namespace_field_manager,
+    preview_app,
+)
+from bot.cluster.rollout import Progress, wait_healthy
 from bot.diff import object_diff
 from bot.model import (
     AppResult,
     Change,
-    Health,
     Manifest,
     Obj,
     ObjectChange,
     ObjectError,
-    ObjectHealth,
     ObjectRef,
 )
-
-Progress = Callable[[str, int, int], None]
-"""``progress(step, done, total)``: called as objects finish (for the CLI's progress line)."""
-
-IsAncestor = Callable[[str, str], bool]
-"""``is_ancestor(old, new)``: whether commit ``old`` is an ancestor of commit ``new``."""
 
 NOT_PRUNED_NOTE = "prune skipped: {count} object(s) failed to apply, nothing was deleted"
 CRD_NOT_ESTABLISHED = "CustomResourceDefinition {name} is not Established after {timeout:g}s"
@@ -106,10 +111,11 @@ class _Deploy:
     report: Progress
     result: AppResult
     live: LiveIndex
+    owners: Owners
     applied: list[ObjectOutcome] = field(default_factory=list)
     failed: int = 0
 
-    def run_phase(self, phase: int, items: list[Item]) -> None:
+    def run_phase(self, phase: int, items: list[Item], *, field_manager: str | None = None) -> None:
         if not items:
             return
         self.live.fetch(items)
@@ -119,10 +125,11 @@ class _Deploy:
             self.cluster,
             items,
             self.live,
-            field_manager=self.field_manager,
+            field_manager=field_manager or self.field_manager,
             force=self.spec.force_conflicts,
             dry_run=False,
             progress=lambda done, total: self.report(label, done, total),
+            owners=self.owners,
         )
         for outcome in outcomes:
             outcome.add_to(self.result)
@@ -165,13 +172,17 @@ def apply_app(
     is_ancestor: IsAncestor | None = None,
     tooling: str = DEFAULT_TOOLING,
     wait: bool = True,
+    declared: Declarations | None = None,
 ) -> AppResult:
     """Apply one app's rendered objects to ``cluster`` (mode DEPLOY).
 
     ``dry_run`` applies nothing: the result is the live preview (every object dry-run on the
     server, prunes listed). ``is_ancestor`` enables the older-commit refusal: when the parent
     records commit L and ``is_ancestor(commit, L)`` with ``commit != L``, nothing is applied
-    (and a dry run says so too: it shows what the real run would do)."""
+    (and a dry run says so too: it shows what the real run would do). ``declared`` (who
+    declares what at ``commit``, :class:`Declarations`) and ``is_ancestor`` decide about
+    objects another app's ApplySet holds (:mod:`bot.cluster.owners`); without ``declared``
+    each such object is a conflict and no member is released."""
     report = progress or _noop
     result = AppResult(name=spec.name, target=cluster.target.name, commit=commit)
     applyset = ApplySet.for_app(spec.name, app_namespace(spec), tooling=tooling)
@@ -195,17 +206,41 @@ def apply_app(
         return result
     if dry_run:
         return preview_app(
-            cluster, spec, manifests, field_manager=field_manager, commit=commit, tooling=tooling
+            cluster,
+            spec,
+            manifests,
+            field_manager=field_manager,
+            commit=commit,
+            tooling=tooling,
+            declared=declared,
+            is_ancestor=is_ancestor,
         )
 
     prepared = prepare(cluster, spec, manifests, applyset)
     result.errors.extend(prepared.errors)
     items = prepared.items
-    deploy = _Deploy(cluster, spec, applyset, field_manager, report, result, LiveIndex(cluster))
+    missing = missing_namespace(cluster, spec, items)
+    if missing is not None:  # nothing can be applied: say why once, not per object
+        result.errors.append(missing)
+        return result
+    owners = Owners(
+        cluster, applyset, app=spec.name, declared=declared, commit=commit, is_ancestor=is_ancestor
+    )
+    deploy = _Deploy(
+        cluster, spec, applyset, field_manager, report, result, LiveIndex(cluster), owners
+    )
     deploy.failed = len(prepared.errors)
 
-    # Phase 0: namespaces and CRDs, then wait for the CRDs to serve their kinds.
-    deploy.run_phase(PHASE_FOUNDATION, [i for i in items if i.phase == PHASE_FOUNDATION])
+    # Phase 0: the app's own namespace (createNamespace), namespaces and CRDs, then wait for
+    # the CRDs to serve their kinds.
+    deploy.run_phase(
+        PHASE_FOUNDATION,
+        [i for i in items if not i.member],
+        field_manager=namespace_field_manager(field_manager),
+    )
+    deploy.run_phase(
+        PHASE_FOUNDATION, [i for i in items if i.phase == PHASE_FOUNDATION and i.member]
+    )
     crds = [o.answer for o in deploy.applied if o.item.ref.kind == CRD_KIND and o.answer]
     if crds:
         deploy.failed += _wait_established(cluster, crds, result)
@@ -229,10 +264,12 @@ def apply_app(
         if spec.prune:
             result.notes.append(NOT_PRUNED_NOTE.format(count=deploy.failed))
     else:
-        pruned = _prune(deploy, parent, items) if spec.prune else True
+        kept: list[ObjectRef] = []  # released members: still in the set until taken over
+        pruned = _prune(deploy, parent, items, kept) if spec.prune else True
         result.pruned = spec.prune and pruned
         narrowed = not (pruned and spec.prune) or deploy.write_parent(
-            group_kinds=new_gks, namespaces=new_nss
+            group_kinds=new_gks | {group_kind(r.api_version, r.kind) for r in kept},
+            namespaces=new_nss | {r.namespace for r in kept if r.namespace},
         )
         if commit and narrowed:
             stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -253,6 +290,7 @@ def apply_app(
             [(o.item.resource, o.item.ref) for o in deploy.applied if o.item.resource is not None],
             timeout=float(spec.health_timeout),
             progress=report,
+            stuck_timeout=float(spec.stuck_pod_timeout),
         )
     return result
 
@@ -307,11 +345,18 @@ def _resolve_pending(cluster: Cluster, items: list[Item], result: AppResult) -> 
     return failed
 
 
-def _prune(deploy: _Deploy, parent: ParentState, items: list[Item]) -> bool:
-    """Delete the set's members that Git no longer declares; returns whether all went."""
+def _prune(deploy: _Deploy, parent: ParentState, items: list[Item], kept: list[ObjectRef]) -> bool:
+    """Delete the set's members that Git no longer declares; returns whether all went. The
+    members another app declares now are released (a note each) and added to ``kept``."""
     cluster, result = deploy.cluster, deploy.result
-    doomed, errors = prune_candidates(cluster, deploy.applyset, parent, items, deploy.live)
+    plan = prune_candidates(
+        cluster, deploy.applyset, parent, items, deploy.live, owners=deploy.owners
+    )
+    doomed, errors = plan.doomed, plan.errors
     result.errors.extend(errors)
+    for ref, note in plan.released:
+        kept.append(ref)
+        result.notes.append(note)
     ok = not errors
     total = len(doomed)
     if total:
@@ -339,77 +384,6 @@ def _prune(deploy: _Deploy, parent: ParentState, items: list[Item]) -> bool:
         done += len(batch)
         deploy.report("pruning", done, total)
     return ok
-
-
-def _look(
-    cluster: Cluster, waiting: dict[ObjectRef, Resource], pending: list[ObjectRef]
-) -> list[tuple[ObjectRef, health_mod.Verdict]]:
-    """The current verdict of each pending object: one LIST per resource and namespace with
-    many pending objects, one GET each otherwise. A failed read keeps the object waiting."""
-    groups: dict[tuple[Resource, str | None], list[ObjectRef]] = {}
-    for ref in pending:
-        groups.setdefault((waiting[ref], ref.namespace), []).append(ref)
-
-    def verdict_of(obj: Obj | ApiError | None) -> health_mod.Verdict:
-        if isinstance(obj, ApiError):
-            return health_mod.Verdict(Health.PROGRESSING, obj.reason or "Error", obj.message)
-        if obj is None:
-            return health_mod.Verdict(Health.DEGRADED, "NotFound", "the object is gone")
-        return health_mod.judge(obj)
-
-    lists = [key for key, refs in groups.items() if len(refs) >= LIST_THRESHOLD]
-    singles = [ref for key, refs in groups.items() if len(refs) < LIST_THRESHOLD for ref in refs]
-    looked: list[tuple[ObjectRef, health_mod.Verdict]] = []
-    for key, listed in zip(lists, cluster.list_many([(*k, None) for k in lists]), strict=True):
-        if isinstance(listed, ApiError):
-            looked += [(ref, verdict_of(listed)) for ref in groups[key]]
-            continue
-        by_name = {str((o.get("metadata") or {}).get("name")): o for o in listed}
-        looked += [(ref, verdict_of(by_name.get(ref.name))) for ref in groups[key]]
-    found = cluster.get_many([(waiting[ref], ref.namespace, ref.name) for ref in singles])
-    looked += [(ref, verdict_of(obj)) for ref, obj in zip(singles, found, strict=True)]
-    return looked
-
-
-def wait_healthy(
-    cluster: Cluster,
-    objects: Sequence[tuple[Resource, ObjectRef]],
-    *,
-    timeout: float,
-    progress: Progress | None = None,
-) -> list[ObjectHealth]:
-    """Poll the workloads among ``objects`` until each is healthy or degraded, or ``timeout``
-    seconds pass (then the rest end PROGRESSING with reason Timeout)."""
-    report = progress or _noop
-    waiting = {ref: res for res, ref in objects if health_mod.needs_wait(ref.kind, ref.api_version)}
-    verdicts: dict[ObjectRef, health_mod.Verdict] = {}
-    final: dict[ObjectRef, health_mod.Verdict] = {}
-    total = len(waiting)
-    if not total:
-        return []
-    report("waiting for health", 0, total)
-    deadline = time.monotonic() + max(timeout, 0.0)
-    delay = 0.1
-    while True:
-        pending = [ref for ref in waiting if ref not in final]
-        for ref, verdict in _look(cluster, waiting, pending):
-            verdicts[ref] = verdict
-            if verdict.final:
-                final[ref] = verdict
-        report("waiting for health", len(final), total)
-        if len(final) == total or time.monotonic() >= deadline:
-            break
-        time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
-        delay = min(delay * 1.5, 2.0)
-    out = []
-    for ref in sorted(waiting):
-        verdict = final.get(ref) or health_mod.timed_out(verdicts[ref], timeout)
-        out.append(
-            ObjectHealth(
-                ref=ref, health=verdict.health, reason=verdict.reason, message=verdict.message
-            )
-        )
-    return out
 
 
 __all__ = [

@@ -6,10 +6,16 @@ before the controller saw the new spec says nothing about it), then as kubectl's
 viewers judge them; a Deployment whose Progressing condition has reason
 ``ProgressDeadlineExceeded`` is degraded. Jobs are healthy when Complete, degraded when Failed.
 Other kinds are not judged (UNKNOWN: counted as fine).
+
+The pods of a rollout are judged here too, purely: which pods are the rollout's new ones
+(:func:`new_pods`) and which of them are stuck (:func:`pod_problem`): a container waiting with
+a reason that does not go away by waiting (an image that cannot be pulled, a container that
+keeps crashing, a missing ConfigMap or Secret). :mod:`bot.cluster.rollout` reads them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,3 +185,154 @@ def timed_out(last: Verdict, timeout: float) -> Verdict:
     """The verdict for an object still progressing when the wait ended."""
     detail = f": {last.message}" if last.message else ""
     return Verdict(Health.PROGRESSING, "Timeout", f"still rolling out after {timeout:g}s{detail}")
+
+
+# -- the pods of a rollout ---------------------------------------------------------------------
+
+POD_WORKLOADS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
+"""The kinds whose new pods the health wait looks at (Jobs end on their own Failed condition)."""
+
+STUCK_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+        "PreStartHookError",
+        "PostStartHookError",
+    }
+)
+"""Reasons a container waits with that waiting alone does not fix (the kubelet's words)."""
+
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+REVISION_HASH_LABEL = "controller-revision-hash"  # on the pods of StatefulSets and DaemonSets
+HASH_LABEL = "controller.kubernetes.io/hash"  # on ControllerRevisions
+
+
+@dataclass(frozen=True)
+class PodProblem:
+    """Why one pod is stuck: a container of it, waiting, and the kubelet's reason and message."""
+
+    container: str
+    reason: str
+    message: str
+
+
+def pod_problem(pod: Obj) -> PodProblem | None:
+    """The first container of ``pod`` (init containers first) waiting with a stuck reason."""
+    status = pod.get("status") if isinstance(pod.get("status"), dict) else {}
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for container in (status or {}).get(key) or ():
+            if not isinstance(container, dict):
+                continue
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            reason = str(waiting.get("reason") or "")
+            if reason in STUCK_REASONS:
+                return PodProblem(
+                    container=str(container.get("name") or ""),
+                    reason=reason,
+                    message=str(waiting.get("message") or ""),
+                )
+    return None
+
+
+def pod_ready(pod: Obj) -> bool:
+    status = pod.get("status") if isinstance(pod.get("status"), dict) else {}
+    cond = _condition(status or {}, "Ready")
+    return bool(cond and cond.get("status") == "True")
+
+
+def label_selector(selector: Any) -> str | None:
+    """A LabelSelector as the ``labelSelector`` query parameter (None when it selects
+    nothing that can be written: no selector, or an operator this does not know)."""
+    if not isinstance(selector, dict):
+        return None
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or ():
+        if not isinstance(expr, dict):
+            return None
+        key, operator = str(expr.get("key") or ""), expr.get("operator")
+        values = ",".join(sorted(str(v) for v in expr.get("values") or ()))
+        if operator == "In":
+            parts.append(f"{key} in ({values})")
+        elif operator == "NotIn":
+            parts.append(f"{key} notin ({values})")
+        elif operator == "Exists":
+            parts.append(key)
+        elif operator == "DoesNotExist":
+            parts.append(f"!{key}")
+        else:
+            return None
+    return ",".join(parts) or None
+
+
+def _uid(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")
+
+
+def _controlled_by(obj: Obj, owner_uid: str) -> bool:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
+        if isinstance(ref, dict) and ref.get("controller") and ref.get("uid") == owner_uid:
+            return True
+    return False
+
+
+def _annotation(obj: Obj, key: str) -> str:
+    return str(((obj.get("metadata") or {}).get("annotations") or {}).get(key) or "")
+
+
+def _label(obj: Obj, key: str) -> str:
+    return str(((obj.get("metadata") or {}).get("labels") or {}).get(key) or "")
+
+
+def new_pods(workload: Obj, revisions: Sequence[Obj], pods: Sequence[Obj]) -> list[Obj]:
+    """The pods of the workload's current revision among ``pods`` (listed with its selector).
+
+    ``revisions`` are the ReplicaSets of a Deployment, the ControllerRevisions of a DaemonSet
+    (listed with its selector), nothing for a StatefulSet. A Deployment's new pods are those of
+    the ReplicaSet it controls with its own revision (the one with the current
+    ``pod-template-hash``); a StatefulSet's carry ``controller-revision-hash`` equal to its
+    ``status.updateRevision``; a DaemonSet's that of its newest ControllerRevision."""
+    kind = workload.get("kind")
+    uid = _uid(workload)
+    owned_pods = [p for p in pods if isinstance(p, dict)]
+    if kind == "Deployment":
+        revision = _annotation(workload, REVISION_ANNOTATION)
+        current = [
+            rs
+            for rs in revisions
+            if revision
+            and _controlled_by(rs, uid)
+            and _annotation(rs, REVISION_ANNOTATION) == revision
+        ]
+        if not current:
+            return []
+        rs_uid = _uid(current[0])
+        return [p for p in owned_pods if _controlled_by(p, rs_uid)]
+    if kind == "StatefulSet":
+        status = workload.get("status") if isinstance(workload.get("status"), dict) else {}
+        update = str((status or {}).get("updateRevision") or "")
+        return [
+            p
+            for p in owned_pods
+            if update and _controlled_by(p, uid) and _label(p, REVISION_HASH_LABEL) == update
+        ]
+    if kind == "DaemonSet":
+        mine = [r for r in revisions if _controlled_by(r, uid)]
+        if not mine:
+            return []
+        newest = max(mine, key=lambda r: _int(r.get("revision")))
+        digest = (
+            _label(newest, HASH_LABEL)
+            or str((newest.get("metadata") or {}).get("name") or "").rpartition("-")[2]
+        )
+        return [
+            p
+            for p in owned_pods
+            if _controlled_by(p, uid) and _label(p, REVISION_HASH_LABEL) == digest
+        ]
+    return []

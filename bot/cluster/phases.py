@@ -7,26 +7,32 @@ runs it once over every item with ``dry_run=True``; the deploy runs it once per 
 an answer means live here once: an object whose namespace the change creates, an immutable field
 with or without the re-create annotation, a field-manager conflict, a creation's diff.
 
-Also shared: the checks before anything is sent (:func:`discovery_error`, :func:`read_parent`)
-and what prune would delete (:func:`prune_candidates`).
+Also shared: the checks before anything is sent (:func:`discovery_error`, :func:`read_parent`,
+:func:`missing_namespace`), what to do with objects another ApplySet holds (decided by
+:class:`bot.cluster.owners.Owners` before sending), and what prune would delete or release
+(:func:`prune_candidates`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.cluster.applyset import RECREATE_ANNOTATION, ApplySet, ParentState
 from bot.cluster.client import Cluster, Resource
 from bot.cluster.errors import IMMUTABLE_HINT, ApiError, ConflictError, KubeError, NotFoundError
+from bot.cluster.owners import Owners
 from bot.cluster.plan import (
     CRD_KIND,
     PENDING_KIND_NOTE,
     PENDING_NAMESPACE_NOTE,
+    AppSpecLike,
     Item,
     LiveIndex,
+    app_namespace,
     list_members,
+    namespaces_created,
 )
 from bot.diff import object_diff
 from bot.model import AppResult, Change, Obj, ObjectChange, ObjectError, ObjectRef
@@ -50,6 +56,7 @@ class ObjectOutcome:
     error: ObjectError | None = None
     note: str | None = None
     answer: Obj | None = None
+    takeover: str | None = None  # taken over from another app's ApplySet: what the report says
 
     @property
     def applied(self) -> bool:
@@ -60,6 +67,8 @@ class ObjectOutcome:
             result.changes.append(self.change)
         if self.error is not None:
             result.errors.append(self.error)
+        if self.takeover is not None:
+            result.notes.append(self.takeover)
         if self.note is not None:
             result.notes.append(self.note)
 
@@ -74,13 +83,31 @@ def run_phase(
     dry_run: bool,
     created_namespaces: Collection[str] = (),
     progress: Callable[[int, int], None] | None = None,
+    owners: Owners | None = None,
 ) -> list[ObjectOutcome]:
     """Server-side apply of ``items`` (``dry_run``: ``dryRun=All``) against the live objects
     ``live`` fetched for them; one outcome per item, in order. ``created_namespaces``: the
     namespaces the change creates (a dry run cannot place objects in them yet).
-    ``progress(done, total)`` as objects finish."""
+    ``progress(done, total)`` as objects finish. ``owners`` decides about members whose live
+    object another ApplySet holds (taken over with a note, or refused unsent); without it
+    they are not checked."""
     total = len(items)
     outcomes: list[ObjectOutcome | None] = [_before_sending(item, live) for item in items]
+    takeovers: dict[int, str] = {}
+    if owners is not None:
+        held = [
+            (n, item, set_id)
+            for n, item in enumerate(items)
+            if outcomes[n] is None
+            and item.member
+            and (set_id := owners.foreign(live.get(item))) is not None
+        ]
+        claims = owners.claims([(item, set_id) for _n, item, set_id in held])
+        for (n, item, _set_id), claim in zip(held, claims, strict=True):
+            if claim.error is not None:
+                outcomes[n] = ObjectOutcome(item, error=claim.error)
+            elif claim.note is not None:
+                takeovers[n] = claim.note
     sending = [item for item, outcome in zip(items, outcomes, strict=True) if outcome is None]
     early = total - len(sending)
 
@@ -114,7 +141,10 @@ def run_phase(
         )
         for item, answer in zip(sending, answers, strict=True)
     )
-    return [outcome if outcome is not None else next(settled) for outcome in outcomes]
+    done = [outcome if outcome is not None else next(settled) for outcome in outcomes]
+    for n, note in takeovers.items():
+        done[n].takeover = note
+    return done
 
 
 def _before_sending(item: Item, live: LiveIndex) -> ObjectOutcome | None:
@@ -243,15 +273,29 @@ def check_parent_allowed(cluster: Cluster, applyset: ApplySet) -> None:
     )
 
 
+@dataclass
+class PrunePlan:
+    """What prune does with the live members of the app's set that Git no longer declares:
+    ``doomed`` are deleted; ``released`` (with their note) are left to the app that declares
+    them now (:meth:`Owners.release_note`); ``errors`` are a LIST that failed or a member the
+    allowlist refuses."""
+
+    doomed: list[tuple[Resource, Obj, ObjectRef]] = field(default_factory=list)
+    released: list[tuple[ObjectRef, str]] = field(default_factory=list)
+    errors: list[ObjectError] = field(default_factory=list)
+
+
 def prune_candidates(
     cluster: Cluster,
     applyset: ApplySet,
     parent: ParentState,
     items: Sequence[Item],
     live: LiveIndex,
-) -> tuple[list[tuple[Resource, Obj, ObjectRef]], list[ObjectError]]:
-    """The live members of the app's set that Git no longer declares and the allowlist lets
-    the bot delete, and the errors of the rest (a LIST that failed, a refused member)."""
+    *,
+    owners: Owners | None = None,
+) -> PrunePlan:
+    """The live members of the app's set that Git no longer declares: deleted, or released to
+    the app declaring them now (``owners``), or refused by the allowlist."""
     desired = {item.key for item in items}
     members, errors = list_members(
         cluster,
@@ -260,10 +304,14 @@ def prune_candidates(
         namespaces=parent.namespaces | {item.ref.namespace for item in items if item.ref.namespace},
         live=live,
     )
-    doomed: list[tuple[Resource, Obj, ObjectRef]] = []
+    plan = PrunePlan(errors=errors)
     for res, obj in members:
         ref = ObjectRef.of(obj)
         if ref.key in desired:
+            continue
+        note = owners.release_note(ref) if owners is not None else None
+        if note is not None:
+            plan.released.append((ref, note))
             continue
         try:
             cluster.target.check(
@@ -272,5 +320,33 @@ def prune_candidates(
         except KubeError as exc:
             errors.append(ObjectError(message=f"not pruned: {exc}", ref=ref, reason=exc.reason))
             continue
-        doomed.append((res, obj, ref))
-    return doomed, errors
+        plan.doomed.append((res, obj, ref))
+    return plan
+
+
+MISSING_NAMESPACE = (
+    "namespace {namespace!r} does not exist on target {target!r}, and app {app!r} keeps its "
+    "objects and its ApplySet parent there: create it first, declare the Namespace in the app, "
+    "or set createNamespace: true for the app in .gitops.yaml"
+)
+
+
+def missing_namespace(
+    cluster: Cluster, spec: AppSpecLike, items: Sequence[Item]
+) -> ObjectError | None:
+    """One app-level error when the app's namespace does not exist and nothing in this run
+    creates it (instead of a 404 against every object and the ApplySet parent). A namespace
+    that cannot be read (forbidden) is not judged: the writes will say what is wrong."""
+    namespace = app_namespace(spec)
+    if namespace in namespaces_created(items):
+        return None
+    try:
+        found = cluster.get(cluster.resource("v1", "Namespace"), None, namespace)
+    except ApiError:
+        return None
+    if found is not None:
+        return None
+    message = MISSING_NAMESPACE.format(
+        namespace=namespace, target=cluster.target.name, app=spec.name
+    )
+    return ObjectError(message, reason="NamespaceNotFound")

@@ -18,8 +18,9 @@ from typing import Protocol
 from bot.cluster.applyset import PART_OF_LABEL, ApplySet, group_kind, split_group_kind
 from bot.cluster.client import Cluster, Resource
 from bot.cluster.errors import ApiError, KubeError, UnknownKindError
-from bot.model import Manifest, Obj, ObjectChange, ObjectError, ObjectRef
+from bot.model import Manifest, Obj, ObjectChange, ObjectError, ObjectRef, Source
 
+CONFIG_FILE = ".gitops.yaml"  # where createNamespace is set (bot.manifests.CONFIG_FILE)
 CRD_KIND = "CustomResourceDefinition"
 CRD_GROUP = "apiextensions.k8s.io"
 DEFAULT_NAMESPACE = "default"
@@ -58,6 +59,12 @@ class AppSpecLike(Protocol):
     def force_conflicts(self) -> bool: ...
     @property
     def health_timeout(self) -> float: ...
+    @property
+    def create_namespace(self) -> bool: ...
+    @property
+    def stuck_pod_timeout(self) -> float: ...
+    @property
+    def line(self) -> int | None: ...
 
 
 def app_namespace(spec: AppSpecLike) -> str:
@@ -88,6 +95,7 @@ class Item:
     namespaced: bool = True
     pending_kind: bool = False  # kind served only once a CRD of this change is applied
     pending_namespace: bool = False  # namespace created by this change, missing now
+    member: bool = True  # a member of the app's ApplySet (False: the createNamespace Namespace)
 
     # Computed once, when the item is made: the engines ask for these several times per
     # object, and ref and namespaced never change after prepare(). (Plain attributes: a
@@ -114,10 +122,12 @@ class Prepared:
     errors: list[ObjectError] = field(default_factory=list)
 
     def namespaces(self) -> set[str]:
-        return {item.ref.namespace for item in self.items if item.ref.namespace}
+        """The namespaces of the ApplySet's members."""
+        return {item.ref.namespace for item in self.items if item.ref.namespace and item.member}
 
     def group_kinds(self) -> set[str]:
-        return {item.group_kind for item in self.items}
+        """The kinds of the ApplySet's members."""
+        return {item.group_kind for item in self.items if item.member}
 
 
 @dataclass(frozen=True)
@@ -216,7 +226,35 @@ def prepare(
                 pending_kind=pending,
             )
         )
+    _add_created_namespace(cluster, spec, out, seen)
     return out
+
+
+def _add_created_namespace(
+    cluster: Cluster,
+    spec: AppSpecLike,
+    out: Prepared,
+    seen: dict[tuple[str, str, str, str], Manifest],
+) -> None:
+    """With ``createNamespace: true``, the app's Namespace as the first item, unless the app
+    declares it itself. It is no member of the ApplySet, so no prune ever deletes it (deleting
+    a namespace deletes everything in it, the app's ApplySet parent included)."""
+    namespace = spec.namespace
+    if not (spec.create_namespace and namespace) or ("", "Namespace", "", namespace) in seen:
+        return
+    obj: Obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    manifest = Manifest(app=spec.name, obj=obj, source=Source(file=CONFIG_FILE, line=spec.line))
+    ref = ObjectRef(api_version="v1", kind="Namespace", namespace=None, name=namespace)
+    try:
+        resource = cluster.resource("v1", "Namespace")
+        cluster.target.check(kind="Namespace", namespace=None, name=namespace, label=str(ref))
+    except KubeError as exc:
+        out.errors.append(_error(manifest, exc, ref=ref))
+        return
+    item = Item(
+        manifest=manifest, obj=obj, ref=ref, resource=resource, namespaced=False, member=False
+    )
+    out.items.insert(0, item)
 
 
 def _error(

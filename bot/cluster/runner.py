@@ -18,6 +18,7 @@ from bot.cluster.applyset import DEFAULT_TOOLING
 from bot.cluster.client import DEFAULT_CONCURRENCY, Cluster
 from bot.cluster.drift import drift_app
 from bot.cluster.errors import KubeError
+from bot.cluster.owners import Declarations
 from bot.cluster.plan import AppSpecLike
 from bot.cluster.preview import DEFAULT_FIELD_MANAGER, preview_app
 from bot.cluster.targets import Targets
@@ -153,9 +154,13 @@ def run_preview(
     field_manager: str = DEFAULT_FIELD_MANAGER,
     tooling: str = DEFAULT_TOOLING,
     target_override: str | None = None,
+    declared: Declarations | None = None,
+    is_ancestor: IsAncestor | None = None,
 ) -> RunResult:
     """The live preview of every rendered app (Mode.LIVE). ``target_override`` sends every
-    app to that target (the CLI's ``--kubeconfig``)."""
+    app to that target (the CLI's ``--kubeconfig``). ``declared`` and ``is_ancestor``: as for
+    :func:`run_apply` (who declares what at ``head``; pass the same the deploy will get, so
+    objects moving between apps preview as the merge moves them)."""
 
     def one(cluster: Cluster, app: RenderedLike) -> AppResult:
         return preview_app(
@@ -165,6 +170,8 @@ def run_preview(
             field_manager=field_manager,
             commit=head,
             tooling=tooling,
+            declared=declared,
+            is_ancestor=is_ancestor,
         )
 
     # An app with render errors is previewed as the deploy treats it: nothing of it is applied.
@@ -193,10 +200,16 @@ def run_apply(
     is_ancestor: IsAncestor | None = None,
     target_override: str | None = None,
     wait: bool = True,
+    declared: Declarations | None = None,
 ) -> RunResult:
     """Deploy every rendered app (Mode.DEPLOY); an app with render errors is not applied at
     all (a partial set would prune what failed to render). ``progress(app)`` returns the
-    progress callback for that app."""
+    progress callback for that app.
+
+    ``declared`` is who declares what at ``commit`` (:meth:`Declarations.of` over every app
+    on the targets concerned, not only those deployed here) and, with ``is_ancestor``, lets
+    an object move between apps or an app be renamed without a conflict
+    (:mod:`bot.cluster.owners`); without it, objects another app's set holds are conflicts."""
     run = _run(
         rendered,
         clusters,
@@ -212,6 +225,7 @@ def run_apply(
             progress=progress(app.spec.name) if progress else None,
             is_ancestor=is_ancestor,
             wait=wait,
+            declared=declared,
         ),
         target_override=target_override,
         skip_on_render_errors=True,

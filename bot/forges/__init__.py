@@ -4,8 +4,8 @@ client libraries.
 Jobs ask :func:`connect` for the :class:`Forge` of an event's repository and use the neutral
 types of :mod:`bot.forges.base`; the sticky comment reconciler (:mod:`bot.forges.sticky`),
 status contexts and markers (:mod:`bot.forges.markers`) and the intake's policy
-(:mod:`bot.forges.policy`) are forge-neutral. Importing this package does not import PyGithub:
-the web process uses the policy on every delivery and never talks to a forge.
+(:mod:`bot.forges.policy`) are forge-neutral. Importing this package imports neither PyGithub nor
+python-gitlab: the web process uses the policy on every delivery and never talks to a forge.
 """
 
 from __future__ import annotations
@@ -65,7 +65,12 @@ def check_configured(settings: Settings, provider: str) -> None:
 
         GitHubConfig.from_settings(settings)
         return
-    raise ForgeNotConfigured(f"the bot does not serve {provider} repositories yet")
+    if provider == "gitlab":
+        from bot.forges.gitlab import GitLabConfig
+
+        GitLabConfig.from_settings(settings)
+        return
+    raise ForgeNotConfigured(f"the bot does not serve {provider} repositories")
 
 
 def startup_warnings(settings: Settings) -> list[str]:
@@ -77,6 +82,11 @@ def startup_warnings(settings: Settings) -> list[str]:
             check_configured(settings, "github")
         except ForgeNotConfigured as exc:
             warnings.append(f"{exc}; every GitHub job will fail until then")
+    if settings.gitlab_webhook_secret:
+        try:
+            check_configured(settings, "gitlab")
+        except ForgeNotConfigured as exc:
+            warnings.append(f"{exc}; every GitLab job will fail until then")
     return warnings
 
 
@@ -100,11 +110,16 @@ def connect(
 def connect_by_name(
     settings: Settings, provider: str, full_name: str, *, installation_id: int | None = None
 ) -> Forge:
-    """The :class:`Forge` of ``full_name`` on the configured ``provider`` (CLI, catch-up)."""
+    """The :class:`Forge` of ``full_name`` on the configured ``provider`` (CLI, catch-up).
+    ``installation_id`` (a GitHub App's) is ignored on GitLab."""
     not_served = RepositoryFilter(settings.repositories).refusal(full_name)
     if not_served is not None:
         raise ForgePermanentError(not_served, repository=full_name)
     check_configured(settings, provider)
+    if provider == "gitlab":
+        from bot.forges.gitlab import GitLabConfig, GitLabForge
+
+        return GitLabForge(GitLabConfig.from_settings(settings), full_name)
     from bot.forges.github import GitHubConfig, GitHubForge
 
     return GitHubForge(

@@ -15,7 +15,6 @@ credential: they are built from GitHub's ``message`` field, never from headers o
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import math
@@ -53,6 +52,7 @@ from bot.forges.base import (
     StatusState,
     shorten,
 )
+from bot.forges.gitauth import basic_auth_env
 from bot.forges.markers import Marker
 from bot.settings import Settings
 
@@ -666,20 +666,6 @@ class GitHubForge:
 
     def git_access(self) -> GitAccess:
         clone_url = self.repository_info().clone_url
-        basic = base64.b64encode(f"x-access-token:{self.token()}".encode()).decode()
-        return GitAccess(clone_url=clone_url, env=git_auth_env(clone_url, f"Basic {basic}"))
-
-
-def git_auth_env(clone_url: str, authorization: str) -> dict[str, str]:
-    """Environment giving git the ``Authorization`` header for ``clone_url`` only (git's
-    ``http.<url>.extraHeader`` through ``GIT_CONFIG_COUNT``): never in the URL, a remote or a
-    file, and not sent on a redirect."""
-    return {
-        "GIT_CONFIG_COUNT": "3",
-        "GIT_CONFIG_KEY_0": f"http.{clone_url}.extraHeader",
-        "GIT_CONFIG_VALUE_0": f"Authorization: {authorization}",
-        "GIT_CONFIG_KEY_1": "http.followRedirects",
-        "GIT_CONFIG_VALUE_1": "false",
-        "GIT_CONFIG_KEY_2": "credential.helper",
-        "GIT_CONFIG_VALUE_2": "",
-    }
+        return GitAccess(
+            clone_url=clone_url, env=basic_auth_env(clone_url, "x-access-token", self.token())
+        )

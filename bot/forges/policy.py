@@ -84,10 +84,13 @@ def normalise_url(url: str) -> str:
 
 
 def expected_api_url(settings: Settings, provider: str) -> tuple[str, str] | None:
-    """The configured API root of ``provider`` and the setting naming it (None: not checked
-    here yet)."""
+    """The configured API root of ``provider`` and the setting naming it (None: a provider the
+    bot does not know, which no credential is configured for)."""
     if provider == "github":
         return settings.github_api_url, "GITHUB_API_URL"
+    if provider == "gitlab":
+        # Deliveries name <instance root>/api/v4 (bot.webhooks.gitlab.api_url).
+        return settings.gitlab_url + "/api/v4", "GITLAB_URL"
     return None
 
 

@@ -9,6 +9,8 @@ Pure apart from reading the checkout and running ``git``, ``kubectl kustomize`` 
   :class:`bot.model.Manifest` s (namespace filled for namespaced kinds from the app's
   namespace, else ``"default"``; removed for cluster-scoped kinds), per-object errors, notes
   and the files it read; an object two apps declare on one target is an error of both.
+  :func:`render_with_neighbours` also returns every other app rendered on the same targets
+  (what the cluster engine's ``Declarations`` are built from).
 * :func:`changed_files`, :func:`affected_apps`, :func:`select_apps` -- which apps a change
   touches, and which changed files no app reads.
 * :func:`checkout`, :func:`resolve_commit` -- a temporary tree of one commit.
@@ -30,7 +32,15 @@ from bot.manifests.config import (
 from bot.manifests.gitrepo import GitError, changed_files, checkout, checkouts, resolve_commit
 from bot.manifests.loader import Limits
 from bot.manifests.offline import config_errors, offline_preview
-from bot.manifests.render import RenderedApp, detect_renderer, kubectl_path, render_app, render_apps
+from bot.manifests.render import (
+    RenderedApp,
+    Rendering,
+    detect_renderer,
+    kubectl_path,
+    render_app,
+    render_apps,
+    render_with_neighbours,
+)
 from bot.manifests.validate import DEFAULT_NAMESPACE, KUBE_VERSION, validate_objects
 
 __all__ = [
@@ -45,6 +55,7 @@ __all__ = [
     "RenderError",
     "RenderOptions",
     "RenderedApp",
+    "Rendering",
     "RepoConfig",
     "Selection",
     "affected_apps",
@@ -60,6 +71,7 @@ __all__ = [
     "parse_config",
     "render_app",
     "render_apps",
+    "render_with_neighbours",
     "resolve_commit",
     "schema",
     "select_apps",

@@ -211,20 +211,64 @@ def render_apps(
     ``check_shared=False`` skips the check (e.g. for a base commit, whose errors are only notes).
     ``one_target``: every app goes to that one cluster (the CLI's ``--kubeconfig``), so only
     the apps named are compared, all as one target. ``cache``: see :func:`render_app`."""
+    return render_with_neighbours(
+        root,
+        config,
+        apps=apps,
+        jobs=jobs,
+        cache=cache,
+        check_shared=check_shared,
+        one_target=one_target,
+        every_neighbour=False,
+    ).apps
+
+
+@dataclass
+class Rendering:
+    """What :func:`render_with_neighbours` rendered: ``apps`` as :func:`render_apps` returns
+    them, and ``everything`` rendered, the other apps on the same targets included, for the
+    cluster engine's "who declares what at this commit"
+    (``bot.cluster.Declarations.of(rendering.everything, specs=config.apps)``)."""
+
+    apps: list[RenderedApp]
+    everything: list[RenderedApp]
+
+
+def render_with_neighbours(
+    root: Path,
+    config: RepoConfig,
+    *,
+    apps: Sequence[str] | None = None,
+    jobs: int | None = None,
+    cache: ParseCache | None = None,
+    check_shared: bool = True,
+    one_target: str | None = None,
+    every_neighbour: bool = True,
+) -> Rendering:
+    """:func:`render_apps`, keeping every app it rendered. With ``every_neighbour`` (the
+    default), the other apps on the targets of the named ones are rendered in every case
+    (with ``one_target``, every other app), even when the shared-object check does not need
+    them: an object moving between apps is decided from all of them."""
     selected = _render_selected(root, config, apps=apps, jobs=jobs, cache=cache)
-    if not check_shared:
-        return selected
     neighbours: list[RenderedApp] = []
-    if apps is not None and one_target is None:
-        targets = {r.spec.target for r in selected}
-        others = [s.name for s in config.apps if s.target in targets and s.name not in apps]
+    wanted = check_shared and one_target is None
+    if apps is not None and (wanted or every_neighbour):
+        if one_target is None:
+            targets = {r.spec.target for r in selected}
+            others = [s.name for s in config.apps if s.target in targets and s.name not in apps]
+        else:
+            others = [s.name for s in config.apps if s.name not in apps]
         if others:
             neighbours = _render_selected(root, config, apps=others, jobs=jobs, cache=cache)
     order = {spec.name: index for index, spec in enumerate(config.apps)}
     everything = sorted([*selected, *neighbours], key=lambda r: order[r.spec.name])
+    if not check_shared:
+        return Rendering(apps=selected, everything=everything)
     named = {r.spec.name for r in selected}
-    marked = mark_shared_objects(everything, one_target=one_target, involving=named)
-    return [r for r in everything if r.spec.name in named or r.spec.name in marked]
+    compared = everything if one_target is None else selected
+    marked = mark_shared_objects(compared, one_target=one_target, involving=named)
+    returned = [r for r in everything if r.spec.name in named or r.spec.name in marked]
+    return Rendering(apps=returned, everything=everything)
 
 
 def _render_selected(

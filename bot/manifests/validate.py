@@ -11,6 +11,13 @@ object is validated against the Kubernetes OpenAPI schema of :data:`KUBE_VERSION
 ``kubernetes-validate`` package (strict: unknown fields are errors, as ``kubectl apply`` does).
 
 Errors are collected per object; a bad object never stops the others.
+
+Process-wide state: two bounded ``lru_cache`` s of schema validation, kept for the life of the
+process and shared by every job in it — the jsonschema validators built from
+kubernetes-validate's own schema files (at most 512, keyed by kind, apiVersion and Kubernetes
+version; None for a kind the package has no schema for) and its definitions files (at most 4).
+They hold no repository values: a key is only the name of a kind and its API version, and
+nothing of an object (no name, no field, no Secret value) is cached or kept after validating it.
 """
 
 from __future__ import annotations

@@ -27,16 +27,14 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import queue
 import secrets
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -47,7 +45,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.fake_forge import gitstore, hooks
 from tests.fake_forge.app_manifests import ManifestFlow
-from tests.fake_forge.contract import Contract, ContractError, Match
+from tests.fake_forge.contract import Contract, Match
+from tests.fake_forge.server import Answer, FakeForge, Fault, ForgeHandler, Recorded
 
 COMMENT_LIMIT = 65536
 DESCRIPTION_LIMIT = 140
@@ -200,48 +199,20 @@ class Token:
     expires_at: datetime | None = None
 
 
-@dataclass
-class Fault:
-    status: int
-    times: int
-    retry_after: int | None = None
-    kind: str | None = None  # "primary" / "secondary" rate limit messages
-    path: str | None = None  # only requests whose path contains this
-    delay: float = 0.0
-
-
-@dataclass
-class Recorded:
-    """One request as the fake received it (headers with their credentials, for tests that
-    prove where credentials went and where they did not)."""
-
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-    status: int = 0
-    at: float = field(default_factory=time.monotonic)
-
-
-class FakeGitHub:
+class FakeGitHub(FakeForge):
     """The fake GitHub. ``url`` is both the API root (``GITHUB_API_URL``) and the git host."""
 
     def __init__(self, root: Path, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.root = Path(root)
-        self.git_root = self.root / "git"
-        self.git_root.mkdir(parents=True, exist_ok=True)
         self.contract = Contract()
+        super().__init__(root, host=host, port=port)
+        # One list: requests GitHub's contract refuses and crashes of the fake alike.
+        self.violations = self.contract.violations
         self.users: dict[str, User] = {}
         self.repos: dict[str, Repo] = {}
         self.comments_by_id: dict[int, Comment] = {}
         self.apps: dict[int, App] = {}
         self.installations: dict[int, Installation] = {}
         self.tokens: dict[str, Token] = {}
-        self.requests: list[Recorded] = []
-        self.faults: list[Fault] = []
-        #: Seconds every request waits before it is answered.
-        self.latency = 0.0
         #: Lifetime of new installation tokens (GitHub: one hour).
         self.token_ttl = timedelta(hours=1)
         #: While True, pushes do not recompute ``refs/pull/N/merge`` (GitHub does it lazily).
@@ -255,43 +226,7 @@ class FakeGitHub:
         self.shapes.forge = self
         #: The GitHub App manifest flow (app_manifests.py).
         self.manifests = ManifestFlow(self)
-        self._outbox: queue.Queue[tuple[hooks.Hook, hooks.Delivery, threading.Event] | None] = (
-            queue.Queue()
-        )
-        self._sender: threading.Thread | None = None
         self._ids = itertools.count(1000)
-        self._lock = threading.RLock()
-        self._server = _Server((host, port), self._handler_class())
-        self._thread: threading.Thread | None = None
-
-    # --- life cycle --------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FakeGitHub:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        self._sender = threading.Thread(target=self._send_deliveries, daemon=True)
-        self._sender.start()
-        return self
-
-    def stop(self) -> None:
-        self._outbox.put(None)
-        if self._sender is not None:
-            self._sender.join(timeout=hooks.TIMEOUT + 5)
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> FakeGitHub:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # --- the test API: set-up ----------------------------------------------------------------
 
@@ -525,21 +460,6 @@ class FakeGitHub:
         )
         return comment_id
 
-    def fail(
-        self,
-        status: int = 502,
-        *,
-        times: int = 1,
-        retry_after: int | None = None,
-        kind: str | None = None,
-        path: str | None = None,
-        delay: float = 0.0,
-    ) -> None:
-        """Answer the next ``times`` requests (whose path contains ``path``) with ``status``.
-        ``kind="secondary"`` / ``"primary"`` sends GitHub's rate-limit messages and headers;
-        ``delay`` waits before answering (a slow forge)."""
-        self.faults.append(Fault(status, times, retry_after, kind, path, delay))
-
     def add_webhook(
         self,
         url: str,
@@ -555,9 +475,7 @@ class FakeGitHub:
         """Send a delivery again with the same id, as GitHub's "Redeliver" button does."""
         original = next(d for d in self.deliveries if d.id == delivery_id)
         hook = next(h for _, h in self.hooks if h.url == original.url)
-        done = threading.Event()
-        self._outbox.put((hook, original, done))
-        done.wait(hooks.TIMEOUT + 5)
+        self._queue_delivery(hook, original, wait=True)
         return original
 
     def installation_of(self, full_name: str) -> int | None:
@@ -593,12 +511,6 @@ class FakeGitHub:
     def issues(self, full_name: str) -> list[IssueRec]:
         return list(self.repo(full_name).issues.values())
 
-    def api_requests(self) -> list[Recorded]:
-        return [r for r in self.requests if ".git/" not in r.path]
-
-    def git_requests(self) -> list[Recorded]:
-        return [r for r in self.requests if ".git/" in r.path]
-
     # --- internals ------------------------------------------------------------------------------
 
     def _refresh_refs(self, repo: Repo, pull: Pull, *, merge: bool) -> None:
@@ -623,21 +535,10 @@ class FakeGitHub:
                 continue
             delivery = hooks.new_delivery(event, payload, hook.url)
             self.deliveries.append(delivery)
-            done = threading.Event()
-            self._outbox.put((hook, delivery, done))
-            if wait:
-                done.wait(hooks.TIMEOUT + 5)
+            self._queue_delivery(hook, delivery, wait=wait)
 
-    def _send_deliveries(self) -> None:
-        while True:
-            item = self._outbox.get()
-            if item is None:
-                return
-            hook, delivery, done = item
-            try:
-                hooks.send(hook, delivery)
-            finally:
-                done.set()
+    def _deliver(self, hook: Any, delivery: Any) -> None:
+        hooks.send(hook, delivery)
 
     def _add_comment(
         self, repo: Repo, number: int, author: str, body: str, *, emit: bool = True
@@ -659,14 +560,6 @@ class FakeGitHub:
             forge = fake
 
         return Handler
-
-    def _take_fault(self, path: str) -> Fault | None:
-        with self._lock:
-            for fault in self.faults:
-                if fault.times > 0 and (fault.path is None or fault.path in path):
-                    fault.times -= 1
-                    return fault
-            return None
 
     # --- authentication ---------------------------------------------------------------------
 
@@ -739,33 +632,17 @@ class FakeGitHub:
         return f"{self.apps[inst.app_id].slug}[bot]"
 
 
-class _Server(ThreadingHTTPServer):
-    """A non-blocking listening socket: a client that connects and resets before the accept
-    (select said readable) must not block ``accept`` and with it ``shutdown`` forever."""
-
-    daemon_threads = True
-
-    def server_activate(self) -> None:
-        super().server_activate()
-        self.socket.setblocking(False)
-
-    def get_request(self) -> tuple[Any, Any]:
-        conn, addr = self.socket.accept()  # BlockingIOError is an OSError: socketserver skips it
-        conn.setblocking(True)
-        return conn, addr
-
-
-class ApiError(Exception):
+class ApiError(Answer):
     def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.answer = {
-            "message": message,
-            "documentation_url": "https://docs.github.com/rest",
-            "status": str(status),
-            **extra,
-        }
-        self.headers: dict[str, str] = {}
+        super().__init__(
+            status,
+            {
+                "message": message,
+                "documentation_url": "https://docs.github.com/rest",
+                "status": str(status),
+                **extra,
+            },
+        )
 
 
 def validation_failed(resource: str, field_name: str, message: str) -> ApiError:
@@ -936,109 +813,19 @@ class Shapes:
         }
 
 
-class _Handler(Shapes, BaseHTTPRequestHandler):
+class _Handler(Shapes, ForgeHandler):
     forge: FakeGitHub
-    protocol_version = "HTTP/1.1"
     server_version = "FakeGitHub/1"
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PATCH(self) -> None:
-        self._serve("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _serve(self, method: str) -> None:
-        try:
-            self._serve_one(method)
-        except Exception as exc:  # a bug in the fake: say so in the test, not as a dropped socket
-            self.forge.contract.violations.append(
-                f"fake forge crashed on {method} {self.path}: {exc!r}"
-            )
-            self.close_connection = True
-            payload = json.dumps({"message": f"fake forge crashed: {exc!r}"}).encode()
-            self._send(
-                500, payload, [("Content-Type", "application/json"), ("Connection", "close")]
-            )
-
-    def _serve_one(self, method: str) -> None:
-        fake = self.forge
-        split = urlsplit(self.path)
-        body = self._read_body()
-        record = Recorded(
-            method, split.path, split.query, {k.lower(): v for k, v in self.headers.items()}, body
-        )
-        with fake._lock:
-            fake.requests.append(record)
-        if fake.latency:
-            time.sleep(fake.latency)
-        fault = fake._take_fault(split.path)
-        if fault is not None:
-            if fault.delay:
-                time.sleep(fault.delay)
-            record.status = fault.status
-            self._fault(fault)
-            return
-        if ".git/" in split.path:
-            status, payload, headers = self._git(method, split.path, split.query, record)
-            record.status = status
-            self._send(status, payload, headers)
-            return
-        try:
-            status, answer, headers = self._api(
-                method, split.path, split.query, body, record.headers
-            )
-        except (ApiError, ContractError) as exc:
-            status, answer = exc.status, exc.answer
-            headers = getattr(exc, "headers", {})
-        record.status = status
-        payload = b"" if answer is None else json.dumps(answer).encode()
-        hdrs = [("Content-Type", "application/json; charset=utf-8"), *headers.items()]
-        hdrs += [
+    def _common_headers(self) -> list[tuple[str, str]]:
+        return [
             ("X-RateLimit-Limit", "5000"),
             ("X-RateLimit-Remaining", "4999"),
             ("X-RateLimit-Reset", str(int(time.time()) + 3600)),
             ("X-GitHub-Api-Version-Selected", "2022-11-28"),
         ]
-        self._send(status, payload, hdrs)
 
-    def _send(self, status: int, payload: bytes, headers: list[tuple[str, str]]) -> None:
-        self.send_response(status)
-        for name, value in headers:
-            if name.lower() != "content-length":
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
-
-    def _fault(self, fault: Fault) -> None:
+    def _fault(self, fault: Fault) -> tuple[int, bytes, list[tuple[str, str]]]:
         headers = [("Content-Type", "application/json; charset=utf-8")]
         if fault.retry_after is not None:
             headers.append(("Retry-After", str(fault.retry_after)))
@@ -1056,13 +843,13 @@ class _Handler(Shapes, BaseHTTPRequestHandler):
         else:
             message = HTTPStatus(fault.status).phrase
         payload = json.dumps({"message": message, "status": str(fault.status)}).encode()
-        self._send(fault.status, payload, headers)
+        return fault.status, payload, headers
 
     # --- git -----------------------------------------------------------------------------------
 
-    def _git(
-        self, method: str, path: str, query: str, record: Recorded
-    ) -> tuple[int, bytes, list[tuple[str, str]]]:
+    def _git_access(
+        self, path: str, record: Recorded
+    ) -> tuple[int, bytes, list[tuple[str, str]]] | str:
         fake = self.forge
         owner, _, rest = path.lstrip("/").partition("/")
         name = rest.split(".git/", 1)[0]
@@ -1070,8 +857,6 @@ class _Handler(Shapes, BaseHTTPRequestHandler):
         challenge = [("WWW-Authenticate", 'Basic realm="GitHub"')]
         if repo is None:
             return 404, b"Repository not found.\n", []
-        if "git-receive-pack" in path or "service=git-receive-pack" in query:
-            return 403, b"Pushing is not supported by the fake forge.\n", []
         auth = record.headers.get("authorization", "")
         token: Token | None = None
         if auth.lower().startswith("basic "):
@@ -1083,29 +868,22 @@ class _Handler(Shapes, BaseHTTPRequestHandler):
         if token is None:
             if repo.private or auth:
                 return 401, b"Authentication failed\n", challenge
-        elif not fake._visible(token, repo):
+            return ""
+        if not fake._visible(token, repo):
             return 404, b"Repository not found.\n", []
-        elif token.installation is not None:
+        if token.installation is not None:
             inst = fake.installations[token.installation]
             if fake.apps[inst.app_id].permissions.get("contents") is None:
                 return 403, b"Permission denied\n", []
-        status, headers, payload = gitstore.http_backend(
-            fake.git_root,
-            method=method,
-            path_info=path,
-            query=query,
-            headers=record.headers,
-            body=record.body,
-            remote_user=token.login or "x-access-token" if token else "",
-        )
-        return status, payload, headers
+        return token.login or "x-access-token"
 
     # --- the REST API --------------------------------------------------------------------------
 
     def _api(
-        self, method: str, path: str, query: str, body: bytes, headers: dict[str, str]
+        self, method: str, path: str, query: str, body: bytes, record: Recorded
     ) -> tuple[int, Any, dict[str, str]]:
         fake = self.forge
+        headers = record.headers
         if fake.manifests.is_web(path):  # a web page, not the API: no contract to check
             return fake.manifests.web(method, path, query, body, headers)
         params = dict(parse_qsl(query, keep_blank_values=True))

@@ -1,4 +1,5 @@
-"""Webhook deliveries from the fake GitHub, as GitHub sends them: JSON payloads of the events the
+"""Webhook deliveries from the fake GitHub, as GitHub sends them (and :func:`post`, which the fake
+GitLab's ``gitlab_hooks.py`` shares): JSON payloads of the events the
 bot subscribes to, signed with ``X-Hub-Signature-256``, with a delivery id kept across
 redeliveries, posted within GitHub's 10-second timeout. End-to-end tests then wire the bot to
 the fake by URLs and settings only::
@@ -55,7 +56,7 @@ class Delivery:
 def send(hook: Hook, delivery: Delivery) -> Delivery:
     body = json.dumps(delivery.payload).encode()
     signature = "sha256=" + hmac.new(hook.secret.encode(), body, hashlib.sha256).hexdigest()
-    delivery.headers = {
+    headers = {
         "Content-Type": "application/json",
         "User-Agent": "GitHub-Hookshot/fake",
         "X-GitHub-Event": delivery.event,
@@ -63,9 +64,15 @@ def send(hook: Hook, delivery: Delivery) -> Delivery:
         "X-GitHub-Hook-ID": "1",
         "X-Hub-Signature-256": signature,
     }
+    return post(hook.url, delivery, body, headers)
+
+
+def post(url: str, delivery: Delivery, body: bytes, headers: dict[str, str]) -> Delivery:
+    """POST one delivery (any forge's) and record the bot's answer on it."""
+    delivery.headers = headers
     delivery.attempts += 1
     try:
-        response = requests.post(hook.url, data=body, headers=delivery.headers, timeout=TIMEOUT)
+        response = requests.post(url, data=body, headers=headers, timeout=TIMEOUT)
     except requests.RequestException:
         delivery.status, delivery.answer = 0, None
         return delivery
