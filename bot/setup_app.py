@@ -33,7 +33,6 @@ from typing import Any
 
 import redis
 from flask import Flask, Response, abort, render_template_string, request
-from markupsafe import Markup
 
 from bot.app_credentials import Store, StoreError
 from bot.errors import ForgeError
@@ -85,7 +84,7 @@ _LAYOUT = """<!doctype html>
 <style>body{font-family:system-ui,sans-serif;max-width:46em;margin:2em auto;padding:0 1em;
 line-height:1.5}code,pre{background:#f4f4f4;padding:.1em .3em}pre{padding:.6em;overflow:auto}
 button{font-size:1.1em;padding:.4em 1em}.warn{color:#9a4d00}</style></head>
-<body><h1>{{ title }}</h1>{{ body }}</body></html>"""
+<body><h1>{{ title }}</h1>{{ body|safe }}</body></html>"""
 
 _KEY_PAGE = """<p>To connect this bot to GitHub, open the link the bot printed in its log: look
 for the line starting with <code>GitHub App setup:</code>. The link carries a one-time key, so
@@ -168,8 +167,9 @@ def web_settings() -> Settings:
 
 
 def _page(title: str, body: str, status: int = 200, **values: Any) -> Response:
+    # The body template escapes every value; the layout takes its result as it is.
     inner = render_template_string(body, **values)
-    html = render_template_string(_LAYOUT, title=title, body=Markup(inner))  # escaped above
+    html = render_template_string(_LAYOUT, title=title, body=inner)
     return Response(html, status=status, mimetype="text/html", headers=PAGE_HEADERS)
 
 

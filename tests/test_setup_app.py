@@ -79,7 +79,7 @@ def setup_key(client: FlaskClient, caplog: pytest.LogCaptureFixture) -> str:
     """What the operator does first: open the page, find the link in the log."""
     with caplog.at_level(logging.WARNING, logger="gitops_bot.setup"):
         answer = client.get("/setup/github-app")
-    assert answer.status_code == 403
+    assert answer.status_code == 403, answer.text
     assert "GitHub App setup:" in answer.text  # where to look
     found = re.search(r"GitHub App setup: open (\S+)\?key=(\S+) ", caplog.text)
     assert found, caplog.text
@@ -402,3 +402,31 @@ def test_serve_offers_the_setup_without_any_secret(
     finally:
         os.killpg(process.pid, 15)
         process.wait(timeout=30)
+
+
+def test_the_fake_refuses_a_manifest_github_would_refuse(fake: FakeGitHub) -> None:
+    """The fake's form is held to GitHub's rules, so a bad manifest from the bot would show."""
+    web = f"{fake.url}/settings/apps/new?state=s"
+    cases = {
+        "not json": "{",
+        "no url": json.dumps({"name": "x"}),
+        "hook without url": json.dumps({"url": "https://x", "hook_attributes": {}}),
+        "event without permission": json.dumps(
+            {"url": "https://x", "default_events": ["push"], "default_permissions": {}}
+        ),
+        "bad level": json.dumps({"url": "https://x", "default_permissions": {"issues": "all"}}),
+    }
+    for case, manifest in cases.items():
+        answer = requests.post(web, data={"manifest": manifest}, allow_redirects=False, timeout=5)
+        assert answer.status_code == 422, case
+    missing_org = f"{fake.url}/organizations/nobody/settings/apps/new"
+    ok = json.dumps({"url": "https://x"})
+    assert requests.post(missing_org, data={"manifest": ok}, timeout=5).status_code == 404
+    assert fake.apps == {}
+    answer = requests.post(web, data={"manifest": ok}, allow_redirects=False, timeout=5)
+    assert answer.status_code == 302 and answer.headers["Location"].startswith("https://x?code=")
+    code = dict(parse_qsl(urlsplit(answer.headers["Location"]).query))["code"]
+    first = requests.post(f"{fake.url}/app-manifests/{code}/conversions", timeout=5)
+    assert first.status_code == 201 and "pem" in first.json()
+    again = requests.post(f"{fake.url}/app-manifests/{code}/conversions", timeout=5)
+    assert again.status_code == 404  # a code works once

@@ -10,7 +10,9 @@ values sent.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import quote
 
 from bot.cluster.client import Cluster
@@ -26,7 +28,11 @@ def _path(namespace: str, name: str = "") -> str:
 
 
 def _cluster() -> Cluster:
-    return Cluster(Target(name="bot"), concurrency=1)
+    # $KUBECONFIG as it is now (the official loader reads it once, at import): the first file
+    # of the list that exists, else the loader's defaults and the in-cluster service account.
+    paths = [Path(p) for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    kubeconfig = next((p for p in paths if p.exists()), None)
+    return Cluster(Target(name="bot", kubeconfig=kubeconfig), concurrency=1)
 
 
 def secret_exists(namespace: str, name: str) -> bool:
