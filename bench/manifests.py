@@ -135,10 +135,10 @@ def phase_render(repo: Path, head: str) -> dict[str, float]:
 
 
 def phase_diff(repo: Path, base: str, head: str) -> dict[str, float]:
-    from bot.manifests import offline_preview
+    from bot.jobs.compare import preview_commits
 
     started = time.perf_counter()
-    result = offline_preview(repo, base, head)
+    result = preview_commits(repo, base, head)
     done = time.perf_counter()
     return {
         "apps": len(result.apps),
@@ -154,11 +154,12 @@ def phase_one_app(repo: Path, base: str, head: str, variant: str) -> dict[str, f
     """A change to one app (each variant in a fresh process: no parsed file is cached yet):
     ``preview`` the whole offline preview; ``alone``/``checked`` the affected app's head render
     without and with the shared-object check (which renders every other app of its target)."""
-    from bot.manifests import checkout, load_config, offline_preview, render_apps
+    from bot.jobs.compare import preview_commits
+    from bot.manifests import checkout, load_config, render_apps
 
     if variant == "preview":
         started = time.perf_counter()
-        result = offline_preview(repo, base, head)
+        result = preview_commits(repo, base, head)
         return {
             "apps": len(result.apps),
             "errors": sum(len(a.errors) for a in result.apps) + len(result.errors),

@@ -312,7 +312,7 @@ class RepoCache:
         out = self._git(repo, "rev-list", "--parents", "-n", "1", sha).stdout.decode().split()
         return out[1:]
 
-    def _merge(self, repo: Path, base: str, head: str, ref: str) -> MergeResult:
+    def _merge(self, repo: Path, base: str, head: str, ref: str | None) -> MergeResult:
         proc = self._git(
             repo, "merge-tree", "--write-tree", "--name-only", "-z", base, head, ok=(0, 1)
         )
@@ -350,5 +350,15 @@ class RepoCache:
             .stdout.decode()
             .strip()
         )
-        self._git(repo, "update-ref", ref, sha)
+        if ref is not None:
+            self._git(repo, "update-ref", ref, sha)
         return MergeResult(base, head, sha, "local")
+
+
+def local_merge(
+    repo: Path, base: str, head: str, *, git_timeout: float = GIT_TIMEOUT
+) -> MergeResult:
+    """Merge commit ``head`` into commit ``base`` (full SHAs) in any repository (``gitops-bot
+    preview --merge`` in a person's clone), exactly as the cache merges a pull request whose
+    merge ref is stale: the same inputs give the same merge SHA. Writes git objects, no ref."""
+    return RepoCache(repo.parent, git_timeout=git_timeout)._merge(repo, base, head, None)

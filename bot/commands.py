@@ -39,9 +39,11 @@ HELP_TEXT = """\
 
 | Command | What it does |
 |---|---|
-| `/sync` | Re-run the preview for every app this pull request touches, against the cluster as it is now. |
-| `/sync app-a app-b` | Re-run the preview for the named apps only (names separated by spaces or commas). |
+| `/sync` | Re-run the preview for every app this pull request touches, at its current head and base, against the cluster as it is now. |
+| `/sync app-a app-b` | The same, with the named apps previewed too even if this pull request does not touch them (names separated by spaces or commas). |
 | `/help` | Show this message. |
+
+Only people with write access to the repository can run commands.
 
 App names are the names from `.gitops.yaml`: lower-case letters, digits and `-`, at most 63 characters.
 """

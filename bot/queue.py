@@ -2,7 +2,9 @@
 
 One Lua script, run atomically by Redis, does the whole intake: if the delivery id was seen it
 returns the original job id (a redelivery queues nothing); otherwise it remembers the delivery,
-writes a small job record and pushes a Celery message onto the job's queue, all or nothing.
+writes a small job record and pushes a Celery message onto the job's queue, all or nothing; for
+a preview it also records the pull request's head as its latest (:mod:`bot.state`), which every
+preview compares with before it posts.
 There is no window in which a delivery is remembered but its job is lost, or the other way round,
 and a webhook costs one Redis round trip.
 
@@ -40,7 +42,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from bot.errors import QueueUnavailable
-from bot.events import Event
+from bot.events import Event, PullRequestEvent
+from bot.state import PullKey
 
 TASK_NAMES: Final[dict[str, str]] = {
     "preview": "gitops.preview",
@@ -77,6 +80,13 @@ redis.call('HSET', KEYS[3], 'type', ARGV[4], 'delivery', ARGV[5], 'repository', 
            'state', 'queued', 'queued_at', ARGV[7])
 redis.call('EXPIRE', KEYS[3], tonumber(ARGV[2]))
 redis.call('LPUSH', KEYS[2], ARGV[3])
+if KEYS[4] then
+  -- a preview: this head is now the PR's latest (bot.state; read before every post)
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[4], 'sha', ARGV[8],
+             'at', string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2])))
+  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[2]))
+end
 return {1, ARGV[1]}
 """
 
@@ -211,23 +221,28 @@ class JobQueue:
             properties=message.properties,
             retry_policy={"max_retries": 0},
         )
+        keys = [
+            DELIVERY_KEY.format(provider=provider, delivery_id=event.delivery_id),
+            queue,
+            JOB_KEY.format(job_id=job_id),
+        ]
+        args: list[str | int] = [
+            job_id,
+            self._delivery_ttl,
+            redis_transport_message(message, queue=queue),
+            job_type,
+            event.delivery_id,
+            event.repository.full_name,
+            f"{time.time():.3f}",
+        ]
+        if isinstance(event, PullRequestEvent):
+            # The PR's latest head, in the same script: a preview of an older head, queued or
+            # running, finds it before it posts (bot.state, bot.jobs.preview).
+            pull = PullKey(event.repository.provider, event.repository.full_name, event.number)
+            keys.append(pull.head_key)
+            args.append(event.head_sha)
         try:
-            created, found_id = self._enqueue_script(
-                keys=[
-                    DELIVERY_KEY.format(provider=provider, delivery_id=event.delivery_id),
-                    queue,
-                    JOB_KEY.format(job_id=job_id),
-                ],
-                args=[
-                    job_id,
-                    self._delivery_ttl,
-                    redis_transport_message(message, queue=queue),
-                    job_type,
-                    event.delivery_id,
-                    event.repository.full_name,
-                    f"{time.time():.3f}",
-                ],
-            )
+            created, found_id = self._enqueue_script(keys=keys, args=args)
         except redis.RedisError as exc:
             raise QueueUnavailable(f"job queue (Redis) unavailable: {exc}") from exc
         if created:

@@ -204,6 +204,14 @@ class Settings:
         "Preview draft pull/merge requests too (default: wait until they are ready for review).",
         default=False,
     )
+    live_preview_forks: bool = _setting(
+        "GITOPS_LIVE_PREVIEW_FORKS",
+        _parse_bool,
+        "Preview pull/merge requests from forks against the cluster too. Default: their preview "
+        "is the offline diff only, with no cluster credential used, since a live dry-run would "
+        "let any outside author read live objects through the diff.",
+        default=False,
+    )
     bot_logins: frozenset[str] = _setting(
         "GITOPS_BOT_LOGINS",
         _parse_logins,
@@ -217,6 +225,14 @@ class Settings:
         "Seconds a job may run before it is killed; the queue's visibility timeout is derived "
         "from it so a running job is never handed to a second worker.",
         default=1800,
+    )
+    retry_delay: float = _setting(
+        "GITOPS_RETRY_DELAY",
+        _parse_positive_float,
+        "Seconds before a job that failed for a transient reason (forge or cluster outage, "
+        "Redis) runs again; doubled at each attempt up to 5 minutes, retried only while the "
+        "job's first start is less than GITOPS_JOB_TIMEOUT ago.",
+        default=5.0,
     )
     preview_concurrency: int = _setting(
         "GITOPS_PREVIEW_CONCURRENCY",
@@ -310,7 +326,7 @@ class Settings:
         "GITHUB_TOKEN",
         lambda raw: raw.strip() or None,
         "Token the bot uses on GitHub (a classic token with `repo` scope, or a fine-grained "
-        "one; README \"Wiring GitHub\"). Alternative: a GitHub App (GITHUB_APP_ID).",
+        'one; README "Wiring GitHub"). Alternative: a GitHub App (GITHUB_APP_ID).',
         default=None,
         repr=False,
     )

@@ -250,7 +250,7 @@ def test_apply_output_never_contains_secret_values(repo: Path, kubeconfig: Path)
 
 def test_drift_is_measured_against_the_deployed_commit(repo: Path, kubeconfig: Path) -> None:
     from bot.cluster import Cluster, Target, Targets
-    from bot.cluster.live import drift_report
+    from bot.jobs.drift import drift_report
 
     first = commit(
         repo,

@@ -371,7 +371,7 @@ def test_invalid_base64_in_a_secret_fails_the_preview_without_its_value(repo: Pa
 
 
 def test_changed_files_of_no_app_are_named(repo: Path) -> None:
-    from bot.manifests import offline_preview
+    from bot.jobs.compare import preview_commits
 
     commit(
         repo,
@@ -380,7 +380,7 @@ def test_changed_files_of_no_app_are_named(repo: Path) -> None:
             "apps/web/new.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: n}\n",
         },
     )
-    result = offline_preview(repo, "HEAD~1", "HEAD")
+    result = preview_commits(repo, "HEAD~1", "HEAD")
     assert [a.name for a in result.apps] == ["web"]
     assert result.unowned_files == ["README.md"]
     code, data = as_json(repo, "--base", "HEAD~1")
@@ -392,7 +392,7 @@ def test_changed_files_of_no_app_are_named(repo: Path) -> None:
 def test_argocd_example_apps_guestbook_change_is_previewed(tmp_path: Path) -> None:
     """Without .gitops.yaml, a change in the top-level `guestbook/` previews the guestbook app
     (it used to preview nothing: plain YAML was looked for only under deploy/, manifests/, k8s/)."""
-    from bot.manifests import offline_preview
+    from bot.jobs.compare import preview_commits
 
     repo = make_repo(tmp_path, "argocd-example-apps")
     deployment = (repo / "guestbook/guestbook-ui-deployment.yaml").read_text()
@@ -410,5 +410,30 @@ def test_argocd_example_apps_guestbook_change_is_previewed(tmp_path: Path) -> No
     (app,) = data["apps"]
     assert app["name"] == "guestbook"
     assert [o["name"] for o in app["updated"]] == ["guestbook-ui"]
-    result = offline_preview(repo, "HEAD~1", "HEAD")
+    result = preview_commits(repo, "HEAD~1", "HEAD")
     assert result.unowned_files == ["jsonnet-guestbook/guestbook-ui.jsonnet"]
+
+
+def test_merge_previews_the_head_merged_into_the_base_as_the_bot_does(repo: Path) -> None:
+    """A branch behind its base: without --merge its diff reverts what landed on the base since;
+    with --merge it shows only the branch's own change (what merging would deploy)."""
+    from tests.fixtures.repos.builder import git
+
+    base = git(repo, "rev-parse", "HEAD")
+    git(repo, "checkout", "-q", "-b", "feature")
+    commit(repo, {"apps/web/new.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: n}\n"})
+    git(repo, "checkout", "-q", "main")
+    commit(repo, {"apps/kz/extra.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"})
+    code, plain = as_json(repo, "--base", "main", "--head", "feature")
+    assert code == 0 and sorted(a["name"] for a in plain["apps"]) == ["kz", "web"]
+    code, merged = as_json(repo, "--base", "main", "--head", "feature", "--merge")
+    assert code == 0
+    (app,) = merged["apps"]
+    assert app["name"] == "web" and names(app["created"]) == ["ConfigMap/web/n"]
+    assert merged["base"] == git(repo, "rev-parse", "main") != base
+    # a conflict is an error naming the files, exit code 2
+    commit(repo, {"apps/web/new.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\n"})
+    code, conflict = as_json(repo, "--base", "main", "--head", "feature", "--merge")
+    assert code == 2
+    (error,) = conflict["errors"]
+    assert error["reason"] == "MergeConflict" and "apps/web/new.yaml" in error["message"]

@@ -82,6 +82,8 @@ def test_unknown_target_is_an_error_naming_the_known_ones() -> None:
         ("targets:\n  a:\n    in_cluster: true\n    kubeconfig: x\n", "mutually exclusive"),
         ("nope: 1\n", "'targets' is a required property"),
         ("targets: [\n", "not valid YAML"),
+        ("targets:\n  a:\n    repositories: acme/*\n", "targets.a.repositories"),
+        ("targets:\n  a:\n    repositories: [/acme]\n", "does not match"),
     ],
 )
 def test_invalid_clusters_file_says_what_is_wrong(tmp_path: Path, text: str, expected: str) -> None:
@@ -105,6 +107,25 @@ def test_allowlist_refuses_other_namespaces_and_cluster_scoped_objects(tmp_path:
         target.check(kind="Namespace", namespace=None, name="db", label="Namespace db")
     with pytest.raises(NotAllowedError, match="cluster-scoped"):
         target.check(kind="ClusterRole", namespace=None, name="r", label="ClusterRole r")
+
+
+def test_a_target_may_be_limited_to_some_repositories(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "targets:\n  prod:\n    repositories: [acme/prod-*, Acme/Platform]\n  dev: {}\n"
+    )
+    targets = Targets.from_settings(path)
+    prod = targets["prod"]
+    assert prod.repository_refusal("acme/prod-web") is None
+    assert prod.repository_refusal("ACME/platform") is None  # names are case-insensitive
+    assert prod.repository_refusal("acme/group/prod-web") is not None  # no match: prefix differs
+    assert prod.repository_refusal("acme/web") == (
+        "repository acme/web may not use target 'prod': the clusters file allows only "
+        "acme/prod-*, Acme/Platform there"
+    )
+    assert "prod" in targets and "staging" not in targets  # no UnknownTargetError from `in`
+    assert targets["dev"].repositories is None
+    assert targets["dev"].repository_refusal("anyone/anything") is None
 
 
 # -- ApplySet ---------------------------------------------------------------------------------

@@ -140,7 +140,11 @@ class Server:
         return 0.0
 
     def processed(self, job: str = "preview") -> float:
-        return self.metric(f'gitops_jobs_processed_total{{job="{job}",outcome="done"}}')
+        """Jobs of ``job`` finished, whatever their outcome (with a webhook secret and no forge
+        credentials, previews end ``not_configured``; deploys are only recorded, ``done``)."""
+        prefix = f'gitops_jobs_processed_total{{job="{job}",'
+        lines = requests.get(f"{self.url}/metrics", timeout=5).text.splitlines()
+        return sum(float(line.split()[-1]) for line in lines if line.startswith(prefix))
 
     def children(self, pattern: str) -> list[int]:
         """The bot's direct children whose command line contains ``pattern``."""

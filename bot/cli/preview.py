@@ -3,8 +3,10 @@
 Renders the affected apps (or those named with ``--app``) at ``--base`` and ``--head`` and
 prints the per-object diff, Secret values masked: offline (head against base, no cluster and no
 forge needed) or, with ``--kubeconfig``/``--context``, head against the live cluster by
-server-side dry-run (:mod:`bot.cluster.live`). Progress goes to stderr only when stderr is a
-terminal; the report goes to stdout.
+server-side dry-run. ``--merge`` previews ``--head`` merged into ``--base``, as the bot previews
+a pull request. The engine is the bot's own (:func:`bot.jobs.compare.preview_commits`), so the
+command and the PR comment agree. Progress goes to stderr only when stderr is a terminal; the
+report goes to stdout.
 
 Exit codes (shared with ``apply``, :func:`bot.cli.exit_code`): 0 success; 1 with
 ``--exit-code`` when something changes (like ``git diff --exit-code``); 2 on any error (bad
@@ -60,6 +62,12 @@ from bot.model import Mode
 )
 @click.option("--context", default=None, help="Kubeconfig context (default: its current one).")
 @click.option(
+    "--merge",
+    is_flag=True,
+    help="Preview HEAD merged into BASE (what merging a pull request would deploy; the bot "
+    "previews pull requests this way) instead of HEAD itself.",
+)
+@click.option(
     "--exit-code",
     "exit_on_changes",
     is_flag=True,
@@ -73,6 +81,7 @@ def preview_command(
     fmt: str,
     kubeconfig: Path | None,
     context: str | None,
+    merge: bool,
     exit_on_changes: bool,
 ) -> None:
     """Preview what HEAD changes compared with BASE, per app (offline unless --kubeconfig)."""
@@ -85,27 +94,28 @@ def preview_command(
 
     live = kubeconfig is not None or context is not None
     try:
+        from bot.jobs.compare import LiveTargets, preview_commits
+
+        targets: LiveTargets | None = None
         if live:
-            from bot.cluster.live import live_preview
+            from bot.cluster.targets import Targets
             from bot.settings import Settings
 
-            settings = Settings.from_env()
-            result = live_preview(
-                repo,
-                base,
-                head,
-                kubeconfig=kubeconfig,
-                context=context,
-                apps=list(apps) or None,
-                progress=progress,
-                field_manager=settings.field_manager,
-                tooling=settings.applyset_tooling,
-                concurrency=settings.kube_concurrency,
+            override = context or "kubeconfig"
+            targets = LiveTargets.from_settings(
+                Settings.from_env(),
+                Targets.single(override, kubeconfig=kubeconfig, context=context),
+                override=override,
             )
-        else:
-            from bot.manifests import offline_preview
-
-            result = offline_preview(repo, base, head, apps=list(apps) or None, progress=progress)
+        result = preview_commits(
+            repo,
+            base,
+            head,
+            apps=list(apps) or None,
+            live=targets,
+            merge=merge,
+            progress=progress,
+        )
     except Exception as exc:  # every failure is a report in the chosen format, exit code 2
         fail(exc, mode=Mode.LIVE if live else Mode.OFFLINE, fmt=fmt)
     finish(result, fmt=fmt, changes_fail=exit_on_changes)

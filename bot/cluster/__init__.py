@@ -9,7 +9,7 @@ Public API (keyword-only where it matters)::
         .close() / context manager
     preview_app(cluster, spec, manifests, *, field_manager="gitops-bot", commit=None,
                 tooling=DEFAULT_TOOLING, force=None, prune=None, declared=None,
-                is_ancestor=None) -> AppResult                             # Mode.LIVE
+                is_ancestor=None, observed=None) -> AppResult              # Mode.LIVE
     apply_app(cluster, spec, manifests, *, commit, field_manager="gitops-bot", dry_run=False,
               progress=None, is_ancestor=None, tooling=DEFAULT_TOOLING, wait=True,
               declared=None) -> AppResult
@@ -18,7 +18,7 @@ Public API (keyword-only where it matters)::
     drift_app(cluster, spec, manifests, *, commit, field_manager="gitops-bot") -> AppResult
     deployed_commit(cluster, app, *, namespace) -> DeployedCommit | None
 
-Whole runs (bot.cluster.runner / bot.cluster.live), never raising for one app::
+Whole runs (bot.cluster.runner), never raising for one app::
 
     with Clusters(targets, concurrency=None) as clusters:                # one Cluster per target
         run_preview(rendered, clusters, *, head=None, base=None, field_manager=..., tooling=...,
@@ -27,10 +27,9 @@ Whole runs (bot.cluster.runner / bot.cluster.live), never raising for one app::
                   progress=None, is_ancestor=None, target_override=None, wait=True,
                   declared=None) -> RunResult
         run_drift(rendered, clusters, *, commit, ...) -> RunResult      # Mode.DRIFT
-    live_preview(repo, base, head, *, kubeconfig, context=None, apps=None, progress=None)
-        -> RunResult                                                    # preview --kubeconfig
-    drift_report(repo, *, targets, ref="HEAD", apps=None) -> RunResult  # each app vs its
-                                                                        # deployed commit
+
+Previews of two commits (offline and live, for the CLI and the bot) are
+:mod:`bot.jobs.compare`'s; drift of a repository's apps, :mod:`bot.jobs.drift`'s.
 
 ``spec`` is the manifest engine's AppSpec (name, target, namespace, create_namespace, prune,
 force_conflicts, health_timeout, stuck_pod_timeout, line); ``manifests`` its rendered
@@ -46,7 +45,7 @@ requests one at a time through the official client), ``batch`` (requests in bulk
 libcurl), ``plan`` (rendered objects prepared for sending, live reads), ``phases`` (the phase
 runner preview and apply share), ``owners`` (objects another app's ApplySet holds),
 ``preview``/``apply``/``drift``, ``applyset``, ``health`` (pure judgements) and ``rollout``
-(the health wait, naming stuck pods), ``runner``/``live`` (whole runs).
+(the health wait, naming stuck pods), ``runner`` (whole runs).
 """
 
 from __future__ import annotations

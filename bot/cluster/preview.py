@@ -39,7 +39,7 @@ from bot.cluster.plan import (
     prepare,
 )
 from bot.diff import object_diff
-from bot.model import AppResult, Change, Manifest, ObjectChange
+from bot.model import AppResult, Change, Manifest, Obj, ObjectChange
 
 DEFAULT_FIELD_MANAGER = "gitops-bot"
 
@@ -67,6 +67,7 @@ def preview_app(
     prune: bool | None = None,
     declared: Declarations | None = None,
     is_ancestor: IsAncestor | None = None,
+    observed: list[tuple[Obj | None, Obj]] | None = None,
 ) -> AppResult:
     """What merging would change for one app on ``cluster`` (mode LIVE).
 
@@ -75,7 +76,9 @@ def preview_app(
     render cleanly: the deploy would not touch it, so nothing it lacks may show as deleted).
     ``declared`` (who declares what at ``commit``) and ``is_ancestor`` decide about objects
     another app's ApplySet holds, as the deploy of ``commit`` will (:mod:`bot.cluster.owners`):
-    pass the same as to the deploy, or objects moving between apps show as conflicts."""
+    pass the same as to the deploy, or objects moving between apps show as conflicts.
+    ``observed`` receives (live object or None, dry-run answer) for each object the server
+    answered, for analyses of the two states (:func:`bot.impact.workload_restarts`)."""
     result = AppResult(name=spec.name, target=cluster.target.name, commit=commit)
     applyset = ApplySet.for_app(spec.name, app_namespace(spec), tooling=tooling)
     try:
@@ -125,6 +128,8 @@ def preview_app(
         )
         for outcome in outcomes:
             outcome.add_to(result)
+            if observed is not None and outcome.answer is not None:
+                observed.append((live.get(outcome.item), outcome.answer))
 
     if (spec.prune if prune is None else prune) and parent is not None:
         if result.errors:

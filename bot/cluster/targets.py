@@ -9,12 +9,19 @@ docs/clusters.md)::
         context: prod-admin                       # default: the kubeconfig's current context
         namespaces: [web, api]                    # optional allowlist
         cluster_scoped: false                     # default: true without an allowlist
+        repositories: [acme/prod-*]               # optional: who may preview and deploy here
       staging:
         in_cluster: true                          # the pod's service account
 
 Without the setting there is one target, ``default``: ``$KUBECONFIG`` (or ~/.kube/config) and
 its current context, or the in-cluster service account when no kubeconfig exists. An app naming
 any other target is an error for that app — never a fallback to some other cluster.
+
+``repositories`` (``owner/name`` globs as in ``GITOPS_REPOSITORIES``; default: every repository
+the bot serves) says which repositories may preview against and deploy to a target: a bot
+installed on a whole organisation must not let any repository in it name the production
+cluster. A repository naming a target it may not use gets :meth:`Target.repository_refusal`'s
+message in its report, and nothing is sent to that cluster.
 """
 
 from __future__ import annotations
@@ -29,12 +36,17 @@ import jsonschema  # type: ignore[import-untyped]
 import yaml
 
 from bot.cluster.errors import NotAllowedError, TargetError, UnknownTargetError
+from bot.forges.policy import RepositoryFilter
 
 DEFAULT_TARGET = "default"
 
 UNKNOWN_TARGET = "unknown target {name!r}: configured targets are {known}"
 NAMESPACE_NOT_ALLOWED = (
     "namespace {namespace!r} is not allowed on target {target!r} (allowed: {allowed})"
+)
+REPOSITORY_NOT_ALLOWED = (
+    "repository {repository} may not use target {target!r}: the clusters file allows only "
+    "{allowed} there"
 )
 CLUSTER_SCOPED_NOT_ALLOWED = (
     "{ref} is cluster-scoped and target {target!r} does not allow cluster-scoped objects "
@@ -65,6 +77,15 @@ CLUSTERS_SCHEMA: dict[str, Any] = {
                         "uniqueItems": True,
                     },
                     "cluster_scoped": {"type": "boolean"},
+                    "repositories": {
+                        "type": "array",
+                        "items": {
+                            "type": "string",
+                            "minLength": 1,
+                            "pattern": "^(?!/)(?!.*//)(?!.*/$).+$",
+                        },
+                        "uniqueItems": True,
+                    },
                 },
                 "not": {
                     "required": ["in_cluster", "kubeconfig"],
@@ -89,6 +110,16 @@ class Target:
     in_cluster: bool = False
     namespaces: frozenset[str] | None = None  # None: every namespace
     cluster_scoped: bool = True
+    repositories: tuple[str, ...] | None = None  # None: every repository the bot serves
+
+    def repository_refusal(self, repository: str) -> str | None:
+        """Why ``repository`` (``owner/name``) may not preview against or deploy to this
+        target, or None when it may."""
+        if self.repositories is None or RepositoryFilter(self.repositories).allows(repository):
+            return None
+        return REPOSITORY_NOT_ALLOWED.format(
+            repository=repository, target=self.name, allowed=", ".join(self.repositories)
+        )
 
     def namespace_allowed(self, namespace: str) -> bool:
         return self.namespaces is None or namespace in self.namespaces
@@ -135,6 +166,9 @@ class Targets(Mapping[str, Target]):
             raise UnknownTargetError(
                 UNKNOWN_TARGET.format(name=name, known=", ".join(sorted(self._targets)) or "none")
             ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._targets
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._targets)
@@ -190,6 +224,7 @@ class Targets(Mapping[str, Target]):
                 if not kubeconfig.is_absolute():
                     kubeconfig = source.parent / kubeconfig
             namespaces = raw.get("namespaces")
+            repositories = raw.get("repositories")
             targets[name] = Target(
                 name=name,
                 kubeconfig=kubeconfig,
@@ -197,5 +232,6 @@ class Targets(Mapping[str, Target]):
                 in_cluster=bool(raw.get("in_cluster", False)),
                 namespaces=frozenset(namespaces) if namespaces is not None else None,
                 cluster_scoped=bool(raw.get("cluster_scoped", namespaces is None)),
+                repositories=tuple(repositories) if repositories is not None else None,
             )
         return cls(targets)

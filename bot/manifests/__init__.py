@@ -14,7 +14,8 @@ Pure apart from reading the checkout and running ``git``, ``kubectl kustomize`` 
 * :func:`changed_files`, :func:`affected_apps`, :func:`select_apps` -- which apps a change
   touches, and which changed files no app reads.
 * :func:`checkout`, :func:`resolve_commit` -- a temporary tree of one commit.
-* :func:`offline_preview` -- the diff of two commits per app, as a :class:`bot.model.RunResult`.
+
+The diff of two commits per app (offline and live) is :mod:`bot.jobs.compare`'s.
 """
 
 from bot.errors import ConfigError, RenderError
@@ -25,13 +26,13 @@ from bot.manifests.config import (
     ConfigProblems,
     RenderOptions,
     RepoConfig,
+    config_errors,
     load_config,
     parse_config,
     schema,
 )
 from bot.manifests.gitrepo import GitError, changed_files, checkout, checkouts, resolve_commit
 from bot.manifests.loader import Limits
-from bot.manifests.offline import config_errors, offline_preview
 from bot.manifests.render import (
     RenderedApp,
     Rendering,
@@ -67,7 +68,6 @@ __all__ = [
     "detect_renderer",
     "kubectl_path",
     "load_config",
-    "offline_preview",
     "parse_config",
     "render_app",
     "render_apps",

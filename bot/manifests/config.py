@@ -28,6 +28,7 @@ import yaml
 
 from bot.errors import ConfigError, RenderError
 from bot.manifests.loader import load_documents, read_text
+from bot.model import ObjectError
 
 CONFIG_FILE = ".gitops.yaml"
 DEFAULT_TARGET = "default"
@@ -65,6 +66,14 @@ class ConfigProblems(ConfigError):
                 f"line {p.line}: {p.message}" if p.line else p.message for p in self.problems
             )
         super().__init__(message, file=first.file, line=first.line)
+
+
+def config_errors(exc: ConfigError) -> list[ObjectError]:
+    """A configuration error as report errors, one per problem, with file and line."""
+    problems = exc.problems if isinstance(exc, ConfigProblems) else [exc]
+    return [
+        ObjectError(p.message, file=p.file, line=p.line, reason="ConfigError") for p in problems
+    ]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ app never stops the others (:func:`render_apps`).
 
 Process-wide state: none. Nothing rendered is kept between calls; the optional ``cache`` of
 parsed files belongs to the caller and lives as long as its call (the offline preview shares
-one between the two renders of a diff, see :mod:`bot.manifests.offline`).
+one between the two renders of a diff, see :mod:`bot.jobs.compare`).
 """
 
 from __future__ import annotations
