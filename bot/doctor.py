@@ -422,9 +422,9 @@ def _served_checks(settings: Settings, repository: Repository, targets: Any) -> 
                 )
             )
             continue
-        refusal_of = getattr(targets[target_name], "repository_refusal", None)
-        if name and refusal_of is not None:
-            refusal = refusal_of(name)
+        target = targets[target_name]
+        if name and target.repositories is not None:
+            refusal = target.repository_refusal(name)
             if refusal:
                 checks.append(
                     failed(
@@ -433,6 +433,10 @@ def _served_checks(settings: Settings, repository: Repository, targets: Any) -> 
                         refusal,
                         f"add {name} to the target's repositories in GITOPS_CLUSTERS_FILE",
                     )
+                )
+            else:
+                checks.append(
+                    passed(area, f"target {target_name}", f"{name} may preview and deploy there")
                 )
     return checks
 

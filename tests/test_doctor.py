@@ -523,6 +523,21 @@ def test_an_app_naming_an_unknown_target(kubeconfig: str, tmp_path: Path) -> Non
     assert unknown.status is Status.FAIL and "prod" in unknown.detail
 
 
+def test_the_repositories_a_target_admits(kubeconfig: str, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "clone", origin="https://github.example.com/acme/app.git")
+    env = base_env(tmp_path, GITHUB_API_URL="https://github.example.com/api/v3")
+    found = {}
+    for allowed in ("acme/other-*", "acme/*"):
+        env["GITOPS_CLUSTERS_FILE"] = clusters_file(tmp_path, kubeconfig, repositories=[allowed])
+        checks = doctor.diagnose(doctor.Options(repo=repo), env)
+        found[allowed] = by_name(checks)[("repository", "target default")]
+    refused = found["acme/other-*"]
+    assert refused.status is Status.FAIL
+    assert "acme/app may not use target 'default'" in refused.detail
+    assert "add acme/app to the target's repositories" in refused.fix
+    assert found["acme/*"].status is Status.PASS
+
+
 def test_without_repo_the_rights_are_skipped_and_reachability_checked(
     kubeconfig: str, tmp_path: Path
 ) -> None:
