@@ -204,6 +204,7 @@ MSG_LIVE_NOW_NONE = (
     "live now on {target}: the objects of {sha} listed as applied above (the app had not been "
     "deployed before)"
 )
+MSG_LIVE_NOW_UNKNOWN = "live now on {target}: unknown (the cluster could not be reached)"
 MSG_UNKNOWN_APP = "app {name!r} is not in .gitops.yaml at {sha}"
 MSG_INTERNAL = "internal error ({kind}); the bot's log has the details"
 MSG_TIMED_OUT = "it ran longer than GITOPS_JOB_TIMEOUT allows"
@@ -907,7 +908,10 @@ def _apply(push: _Push, app: AppRun) -> AppResult:
             digests={app.name: app_digest(rendered.spec, rendered.manifests)},
         )
         (outcome,) = result.apps
-        if not outcome.ok:
+        unreachable = any(e.ref is None and e.transient for e in outcome.errors)
+        if unreachable:
+            outcome.notes.append(MSG_LIVE_NOW_UNKNOWN.format(target=app.target))
+        elif not outcome.ok:
             outcome.notes.append(_live_now(clusters, app, rendered.spec, tooling, sha))
     ended = time.monotonic()
     waited = health_started[0] if health_started else ended
