@@ -82,10 +82,10 @@ def slow_cluster(tmp_path: Path) -> Iterator[str]:
         server.stop()
 
 
-def push_event(fake: FakeGitHub, before: str, after: str) -> PushEvent:
+def push_event(fake: FakeGitHub, before: str, after: str, *, repo: str = REPO) -> PushEvent:
     """The event the intake makes of the fake's push delivery."""
     payload = hooks.push_payload(
-        fake, fake.repo(REPO), ref="refs/heads/main", before=before, after=after, pusher="alice"
+        fake, fake.repo(repo), ref="refs/heads/main", before=before, after=after, pusher="alice"
     )
     body = json.dumps(payload).encode()
     outcome = handle_github(
