@@ -335,7 +335,10 @@ class _Push:
         }
         check = self._check(run, results)
         state, description = deploy_report.status(run, results, check)
-        if run.pr is not None:
+        # a PR whose merge deploys nothing gets no comment (as its preview got none), unless
+        # its preview showed changes: then the comment says how the deploy differs
+        quiet = not run.apps and not run.errors and (check is None or check.as_previewed)
+        if run.pr is not None and not quiet:
             parts = deploy_report.comment(
                 run,
                 results,
@@ -383,7 +386,13 @@ class _Push:
         if data is None:
             return None
         record = PreviewRecord.from_json(data)
-        repo_path = self.ctx.repos.path(self.forge.provider, self.forge.repository)
+        forge = self.forge
+        try:  # the job reporting may run where the commit was not fetched yet
+            repo_path = self.ctx.repos.fetch_commits(
+                forge.provider, forge.repository, forge.git_access(), [self.sha]
+            )
+        except GitopsError:
+            repo_path = self.ctx.repos.path(forge.provider, forge.repository)
         elsewhere = [
             a.name for a in run.apps.values() if a.state in (AppState.SUPERSEDED, AppState.PAUSED)
         ]

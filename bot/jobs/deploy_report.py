@@ -211,11 +211,11 @@ def check_text(check: Check | None, *, number: int | None, elsewhere: Sequence[s
     if check is None:
         return CHECK_NO_PREVIEW.format(number=number) + "\n"
     record = check.record
-    tree = (
-        CHECK_SAME_TREE
-        if check.same_tree
-        else CHECK_OTHER_TREE.format(merge=f"<code>{record.merge_sha[:7]}</code>")
-    )
+    tree = ""
+    if check.same_tree is True:
+        tree = CHECK_SAME_TREE
+    elif check.same_tree is False:
+        tree = CHECK_OTHER_TREE.format(merge=f"<code>{record.merge_sha[:7]}</code>")
     offline = [a for a in record.offline_apps if a in record.apps]
     if record.mode == "offline":
         offline = list(record.apps)

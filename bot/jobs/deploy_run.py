@@ -218,21 +218,19 @@ class RunRecord:
         """Resume the paused apps whose pause was lifted (``still_paused(app)`` returns the
         reason of a pause that still holds, else None), and the apps waiting for them; returns
         the keys that may run now. A new generation is reported when they settle."""
-        moved = False
-        for app in self.apps.values():
-            if app.state is not AppState.PAUSED:
-                continue
+        parked = {key for key, app in self.apps.items() if app.state is AppState.PAUSED}
+        for key in parked:
+            app = self.apps[key]
             if app.paused_self:
                 reason = still_paused(app)
                 if reason is not None:
                     app.detail = reason
                     continue
             app.state, app.detail, app.paused_self = AppState.WAITING, "", False
-            moved = True
-        if not moved:
-            return []
-        self.generation += 1
-        return self.settle()
+        ready = self.settle()
+        if any(self.apps[key].state is not AppState.PAUSED for key in parked):
+            self.generation += 1
+        return ready
 
     # -- JSON ---------------------------------------------------------------------------------
 

@@ -163,7 +163,8 @@ class Check:
     both, but differently (``(line, previewed, deployed)``)."""
 
     record: PreviewRecord
-    same_tree: bool
+    #: the pushed commit's tree is the previewed merge result's (None: unknown)
+    same_tree: bool | None
     unexpected: list[tuple[ObjectLine, str]]
     missing: list[tuple[ObjectLine, str]]
     otherwise: list[tuple[ObjectLine, str, str]]
@@ -199,7 +200,7 @@ def compare(
     )
     return Check(
         record=record,
-        same_tree=record.tree is not None and record.tree == tree,
+        same_tree=record.tree == tree if record.tree and tree else None,
         unexpected=unexpected,
         missing=missing,
         otherwise=otherwise,
