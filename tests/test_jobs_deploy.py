@@ -136,7 +136,9 @@ def test_two_merges_back_to_back_end_at_the_newer_and_the_older_says_superseded(
         "success",
         f"Superseded by {newer[:7]} before it deployed: the newer commit deploys these changes",
     )
-    assert f"superseded by {newer[:7]}" in bot.report(1)
+    older_report = bot.report(1)
+    assert f"`web` superseded (superseded by {newer[:7]}: a newer push deploys" in older_report
+    assert "| App |" not in older_report  # nothing applied: no table of zeros
     assert bot.status(newer)[0] == "success"
 
 
@@ -197,9 +199,13 @@ def test_a_paused_app_is_reported_paused_then_deployed_in_order_on_resume(
     assert live_value(kubectl, "a") == "1"
     state, description = bot.status(sha)
     assert state == "pending"
-    assert description.startswith("Paused: web (release freeze (paused by ops: app web of")
+    assert description == (
+        "Paused: web (release freeze; paused by ops for app web of acme/app) · deploys on "
+        "gitops-bot resume"
+    )
     body = bot.report(1)
     assert "`web` **paused**" in body and "`api` deployed" in body
+    assert "| ✅ web" not in body  # the table lists what was applied
     later = bot.commit_main({"web/b.yaml": configmap("b", "later")})
     bot.push(later)
     assert bot.status(later)[0] == "pending"

@@ -209,8 +209,8 @@ MSG_UNKNOWN_APP = "app {name!r} is not in .gitops.yaml at {sha}"
 MSG_INTERNAL = "internal error ({kind}); the bot's log has the details"
 MSG_TIMED_OUT = "it ran longer than GITOPS_JOB_TIMEOUT allows"
 MSG_GAVE_UP = "gave up after retries: {reason}"
-MSG_PAUSED = "{reason} (paused by {by}: {scope})"
-MSG_PAUSED_NO_REASON = "paused by {by}: {scope}"
+MSG_PAUSED = "{reason}; paused by {by} for {scope}"
+MSG_PAUSED_NO_REASON = "paused by {by} for {scope}"
 MSG_EXPIRED = "the deploy record of {sha} is gone (older than GITOPS_DELIVERY_TTL)"
 
 DIGEST_VERSION = 1

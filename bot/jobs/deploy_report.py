@@ -53,8 +53,6 @@ STATE_LINE = {
     AppState.RUNNING: "deploying",
 }
 SUPERSEDED_DETAIL = "superseded by {sha}: a newer push deploys this app"
-SUPERSEDED_NOTE = "not deployed by this push: {detail}"
-PAUSED_NOTE = "paused: {detail}; it deploys in push order on `gitops-bot resume`"
 BLOCKED_ERROR = "{detail}"
 CHECK_AS_PREVIEWED = (
     "**As previewed.** The deploy changed exactly the objects the last preview of #{number} "
@@ -133,25 +131,21 @@ def title(*, sha: str, instance: str) -> str:
 
 
 def run_result(run: RunRecord, results: Mapping[str, AppResult]) -> RunResult:
-    """The push as one :class:`RunResult` (mode DEPLOY): each app's deploy result, and for the
-    apps this push did not deploy, why (a note; an error when a dependency stopped it)."""
+    """The push as one :class:`RunResult` (mode DEPLOY): each app's deploy result, and an error
+    for each app a dependency stopped. Apps this push did not apply for another reason
+    (superseded, paused) are left to the preface: a row of zeros would read as deployed."""
     result = RunResult(mode=Mode.DEPLOY, head=run.sha)
     result.errors = [error_from_json(e) for e in run.errors]
     for app in run.apps.values():
         found = results.get(app.key)
         if found is not None and app.state in (AppState.DEPLOYED, AppState.FAILED):
             result.apps.append(found)
-            continue
-        entry = found or AppResult(name=app.name, target=app.target, commit=run.sha)
-        if app.state is AppState.SUPERSEDED:
-            entry.notes.append(SUPERSEDED_NOTE.format(detail=app.detail))
-        elif app.state is AppState.PAUSED:
-            entry.notes.append(PAUSED_NOTE.format(detail=app.detail))
         elif app.state is AppState.BLOCKED:
+            entry = found or AppResult(name=app.name, target=app.target, commit=run.sha)
             entry.errors.append(
                 ObjectError(BLOCKED_ERROR.format(detail=app.detail), reason="Blocked")
             )
-        result.apps.append(entry)
+            result.apps.append(entry)
     return result
 
 
@@ -289,11 +283,14 @@ def comment(
     (apps, check against the preview), then the deploy report."""
     head = preface(run, check)
     result = run_result(run, results)
+    heading = title(sha=run.sha, instance=instance)
+    if not result.apps and not result.errors:  # nothing applied: the preface says why
+        return [f"### {escape_md(heading)} · <code>{run.sha[:7]}</code>\n\n{head}"]
     parts = comment_parts(
         result,
         limit=max(limit - len(head), 1_000),
         max_parts=max_parts,
-        title=title(sha=run.sha, instance=instance),
+        title=heading,
         full_command=f"gitops-bot apply --repo . --ref {run.sha} --dry-run",
         retried=False,
     )
