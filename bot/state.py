@@ -63,9 +63,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import redis
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import LockError, LockNotOwnedError, WatchError
-from redis.retry import Retry
 
 from bot.errors import TransientError
 
@@ -640,15 +638,3 @@ def deploy_figures(client: redis.Redis) -> DeployFigures:
         pauses=pauses(client),
         parked=int(parked),
     )
-
-
-def retrying(client: redis.Redis, attempts: int = 8) -> Callable[[Callable[[], T]], T]:
-    """Run a Redis call again after a connection error, with exponential backoff (redis-py's
-    :class:`~redis.retry.Retry`, as its authors intend), for up to about ten seconds: a restart
-    of Redis does not fail the step that was writing when it went away."""
-    policy = Retry(ExponentialBackoff(cap=2.0, base=0.05), attempts)
-
-    def call(fn: Callable[[], T]) -> T:
-        return policy.call_with_retry(fn, lambda _error: None)
-
-    return call

@@ -147,8 +147,8 @@ class Bot:
             pusher="alice",
         )
 
-    def push(self, sha: str, *, drain: bool = True) -> DeployOutcome:
-        outcome = deploy_push(self.push_event(sha), self.context())
+    def push(self, sha: str, *, before: str = "0" * 40, drain: bool = True) -> DeployOutcome:
+        outcome = deploy_push(self.push_event(sha, before), self.context())
         self.outcomes.append(outcome)
         if drain:
             self.drain()

@@ -158,7 +158,7 @@ def test_a_commit_older_than_the_deployed_one_is_never_applied(bot: Bot, kubectl
     bot.push(newer)
     # main is force-pushed back to the first commit: going back is refused, with the reason
     gitstore.git(bot.remote.path, "update-ref", "refs/heads/main", first)
-    bot.push(first)
+    bot.push(first, before=newer)
     state, description = bot.status(first)
     assert state == "failure"
     assert description == (
@@ -166,6 +166,16 @@ def test_a_commit_older_than_the_deployed_one_is_never_applied(bot: Bot, kubectl
         "deployed (revert in Git with a new commit instead)"
     )
     assert live_value(kubectl, "a") == "two"
+
+
+def test_the_same_commit_delivered_again_later_changes_nothing(bot: Bot) -> None:
+    """A deployed commit queued again by another delivery (not a force-push back to it: a
+    catch-up, a forge retrying under a new id) is the same push: its record and status stay."""
+    first = first_deploy(bot)
+    before = bot.forge.statuses[first][-1]
+    outcome = bot.push(first)
+    assert outcome.outcome == job.DUPLICATE
+    assert bot.forge.statuses[first][-1] == before
 
 
 def test_nothing_changed_is_said_on_the_commit_only(bot: Bot) -> None:

@@ -476,7 +476,7 @@ def deploy_push(event: PushEvent, ctx: JobContext) -> DeployOutcome:
     retry may help (the caller retries while ``ctx.retries_left``)."""
     push = _Push(event, ctx)
     existing = push.record()
-    if existing is not None and not _new_push(existing, event):
+    if existing is not None and not _maybe_new_push(existing, event):
         return _replan(push, existing)
     try:
         return _plan(push)
@@ -501,11 +501,23 @@ def deploy_push(event: PushEvent, ctx: JobContext) -> DeployOutcome:
         raise
 
 
-def _new_push(run: RunRecord, event: PushEvent) -> bool:
-    """Whether ``event`` pushes the commit of ``run`` anew (the branch was force-pushed back
-    to it) rather than being the same push again (its job redelivered): another delivery, once
-    the earlier deploy of the commit is over."""
+def _maybe_new_push(run: RunRecord, event: PushEvent) -> bool:
+    """Whether ``event`` may push the commit of ``run`` anew rather than be the same push again
+    (its job redelivered, a second delivery of it): another delivery, once the earlier deploy
+    of the commit is over. :func:`_forced` decides, with git."""
     return run.event.get("delivery_id") != event.delivery_id and run.settled
+
+
+def _forced(repo_path: Path, push: _Push) -> bool:
+    """Whether the push moved the branch back or sideways (``before`` is not an ancestor of the
+    pushed commit: a force-push), so that a commit deployed before is pushed anew. A push whose
+    ``before`` is unknown (all zeros: a new branch, or a job queued by other means than a
+    webhook) is not."""
+    before = push.event.before_sha
+    if not before or set(before) == {"0"} or before == push.sha:
+        return False
+    _have(push, before)
+    return not git_is_ancestor(repo_path)(before, push.sha)
 
 
 def _replan(push: _Push, run: RunRecord) -> DeployOutcome:
@@ -535,7 +547,6 @@ def _plan(push: _Push) -> DeployOutcome:
     from bot.cluster.runner import Clusters
 
     ctx, forge, sha = push.ctx, push.forge, push.sha
-    push.status(StatusState.PENDING, deploy_report.PENDING.format(sha=sha[:7]))
     started = time.monotonic()
     repo_path = ctx.repos.fetch_commits(forge.provider, forge.repository, forge.git_access(), [sha])
     push.timings["checkout"] = time.monotonic() - started
@@ -543,9 +554,10 @@ def _plan(push: _Push) -> DeployOutcome:
     with ctx.state.plan_lock(push.repo, holder=ctx.job_id):
         existing = push.record()
         if existing is not None:
-            if not _new_push(existing, push.event):
+            if not (_maybe_new_push(existing, push.event) and _forced(repo_path, push)):
                 return _replan(push, existing)
             ctx.state.clear_results(push.repo, sha)  # of the earlier push of this commit
+        push.status(StatusState.PENDING, deploy_report.PENDING.format(sha=sha[:7]))
         seq = ctx.state.now()
         rendered_at = time.monotonic()
         with checkout(repo_path, sha) as root:
@@ -603,7 +615,7 @@ def _plan(push: _Push) -> DeployOutcome:
 
 def _store_plan(push: _Push, run: RunRecord, outcome: str) -> DeployOutcome:
     def create(data: dict[str, Any] | None) -> tuple[dict[str, Any] | None, RunRecord]:
-        if data is not None and not _new_push(RunRecord.from_json(data), push.event):
+        if data is not None and not _maybe_new_push(RunRecord.from_json(data), push.event):
             return None, RunRecord.from_json(data)  # planned meanwhile (not under this lock)
         return run.to_json(), run
 
