@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 
 from bot.embedded_redis import EmbeddedRedis
 from bot.errors import ForgeUnavailable
@@ -69,6 +70,15 @@ def test_workers_are_started_to_hand_running_jobs_back_when_stopped() -> None:
 
 
 # -- a deploy through real workers ---------------------------------------------------------------------
+
+
+def test_the_shipped_worker_pods_hand_jobs_back_before_kubernetes_kills_them() -> None:
+    base = Path(__file__).parents[1] / "deploy" / "base"
+    pod = yaml.safe_load((base / "worker.yaml").read_text())["spec"]["template"]["spec"]
+    (generated,) = yaml.safe_load((base / "kustomization.yaml").read_text())["configMapGenerator"]
+    literals = dict(item.split("=", 1) for item in generated["literals"])
+    settings = Settings.from_env(literals)
+    assert worker_stop_timeout(settings) < pod["terminationGracePeriodSeconds"]
 
 
 @pytest.fixture
