@@ -257,3 +257,58 @@ apps:
     web = next(a for a in record["apps"] if a["name"] == "web")
     assert web["state"] == "blocked"
     assert web["detail"] == "not deployed: it depends on db, which failed"
+
+
+def test_a_parent_without_a_digest_has_its_commit_rendered_instead(
+    bot: Bot, kubectl: object
+) -> None:
+    first_deploy(bot)
+    for app in ("web", "api"):  # as an older bot or `gitops-bot apply` of an older version left it
+        kubectl.ok(  # type: ignore[attr-defined]
+            "annotate", "secret", f"gitops-bot.{app}", "-n", app, "gitops-bot.io/digest-"
+        )
+    docs = bot.commit_main({"README.md": "docs only\n"})
+    assert bot.push(docs).outcome == job.NOTHING_TO_DEPLOY
+    changed = bot.commit_main({"api/c.yaml": configmap("c", "2")})
+    assert bot.push(changed).queued == ("default/api",)
+    assert live_value(kubectl, "c", "api") == "2"
+
+
+def test_an_instance_reports_under_its_own_context_and_marker(
+    tmp_path: Path, redis_url: str, kubeconfig: str
+) -> None:
+    from tests.jobs_support import settings_for
+
+    remote = Remote(tmp_path / "remote.git", FILES)
+    bot = Bot(
+        remote,
+        memory_forge(remote),
+        redis_url,
+        tmp_path,
+        targets_at(kubeconfig),
+        settings=settings_for(tmp_path, GITOPS_INSTANCE="prod"),
+    )
+    bot.open(1, "feature", {"web/a.yaml": configmap("a", "2")})
+    sha = bot.merge(1)
+    bot.push(sha)
+    record = bot.forge.latest_status(sha, "gitops/prod/deploy")
+    assert record is not None and record.state.value == "success"
+    assert bot.forge.latest_status(sha, "gitops/deploy") is None
+    (comment,) = bot.forge.comments_on(1)
+    assert comment.body.startswith(
+        "<!-- gitops-bot:deploy@prod part 1 -->\n### GitOps deploy (prod)"
+    )
+
+
+def test_a_target_refusing_the_repository_gets_nothing_sent(
+    tmp_path: Path, redis_url: str, kubeconfig: str, kubectl: object
+) -> None:
+    remote = Remote(tmp_path / "remote.git", FILES)
+    targets = targets_at(kubeconfig, repositories=("other/*",))
+    bot = Bot(remote, memory_forge(remote), redis_url, tmp_path, targets)
+    sha = remote.head("main")
+    outcome = bot.push(sha)
+    assert outcome.queued == ()
+    state, description = bot.status(sha)
+    assert state == "failure" and "acme/app" in description
+    assert kubectl("get", "namespace", "web").returncode != 0  # type: ignore[operator]
