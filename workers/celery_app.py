@@ -12,14 +12,22 @@ idempotent, which every task is.
 
 Each worker announces the queues it consumes in Redis (``workers.heartbeat``), and beat's
 schedule comes from ``workers.schedule``.
+
+Logging is the bot's (:func:`bot.logs.setup_logging`): Celery sends ``setup_logging`` when a
+worker, one of its pool processes or beat starts, and with a receiver connected it configures
+nothing itself, so its own lines ("Task … received") come out in ``GITOPS_LOG_FORMAT`` with the
+bot's redaction.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from celery import Celery
+from celery.signals import setup_logging as celery_setup_logging
 
+from bot.logs import setup_logging
 from bot.queue import QUEUE_OF, QUEUES, TASK_NAMES, kombu_url
 from bot.settings import Settings
 from workers.heartbeat import Heartbeat
@@ -61,6 +69,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_max_retries": None,
         "beat_schedule": beat_schedule(settings),
     }
+
+
+@celery_setup_logging.connect(weak=False)  # type: ignore[untyped-decorator]
+def _setup_logging(**_: Any) -> None:
+    setup_logging(Settings.from_env(), component="beat" if "beat" in sys.argv[1:] else "worker")
 
 
 class GitopsCelery(Celery):  # type: ignore[misc]
