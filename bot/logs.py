@@ -26,7 +26,9 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from contextvars import ContextVar, Token
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
@@ -45,6 +47,31 @@ MIN_SECRET_LENGTH: Final = 6
 secret that short protects nothing anyway."""
 
 _HANDLER_MARK: Final = "_gitops_bot_handler"
+_CONTEXT: ContextVar[Mapping[str, Any]] = ContextVar(
+    "gitops_bot_log_context", default=MappingProxyType({})
+)
+
+
+def bind_context(fields: Mapping[str, Any]) -> Token[Mapping[str, Any]]:
+    """Every line logged from here on in this thread (or task) carries ``fields`` unless it
+    has its own: a library's lines during a job (PyGithub's retries, Celery's "Task …
+    succeeded") then say which delivery and job they belong to. Undo with
+    :func:`unbind_context`."""
+    return _CONTEXT.set({**_CONTEXT.get(), **fields})
+
+
+def unbind_context(token: Token[Mapping[str, Any]]) -> None:
+    _CONTEXT.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Adds the bound context fields (:func:`bind_context`) to each record lacking them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in _CONTEXT.get().items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
 
 
 def event_fields(event: Event, job_id: str | None = None) -> dict[str, Any]:
@@ -125,7 +152,9 @@ class JsonLinesFormatter(JsonFormatter):
         self._redact = redact
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        return {key: value for key, value in log_data.items() if value is not None}
+        # time first, for people reading the raw lines
+        ordered = {"time": log_data.pop("time", None), **log_data}
+        return {key: value for key, value in ordered.items() if value is not None}
 
     def format(self, record: logging.LogRecord) -> str:
         return self._redact(super().format(record))
@@ -165,9 +194,12 @@ def setup_logging(
             secrets=[*settings_secrets(settings), *extra_secrets],
         )
     )
+    handler.addFilter(ContextFilter())
     setattr(handler, _HANDLER_MARK, True)
     root.addHandler(handler)
     root.setLevel(settings.log_level)
+    # Python's warnings become log lines too (logger py.warnings), not bare text on stderr.
+    logging.captureWarnings(True)
     return handler
 
 

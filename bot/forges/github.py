@@ -59,6 +59,13 @@ from bot.settings import Settings
 
 log = logging.getLogger("gitops_bot.forges.github")
 
+# PyGithub gives its "github" logger a stderr handler of its own when imported: its lines
+# (retries, rate limits) would be printed twice, once in plain text. The bot's logging set-up
+# (bot.logs) prints them, in GITOPS_LOG_FORMAT, as they propagate to the root logger.
+for _handler in list(logging.getLogger("github").handlers):
+    if type(_handler) is logging.StreamHandler:
+        logging.getLogger("github").removeHandler(_handler)
+
 COMMENT_LIMIT = 65536
 PER_PAGE = 100
 ROLES = {
