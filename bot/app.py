@@ -11,6 +11,10 @@ body in their delivery logs and that is where operators debug:
 - ``400/401/413 {"delivery", "action": "rejected", "error"}``: the sender's fault;
 - ``503 {"delivery", "action": "failed", "error"}``: the queue is unreachable; redeliver later.
 
+While no GitHub App is configured, ``/setup/github-app`` creates one through GitHub's manifest
+flow (:mod:`bot.setup_app`): the one route that calls the forge, once, on the operator's
+redirect, never on a delivery.
+
 ``/readyz`` is 200 when Redis answers and every queue has a worker consuming it (a heartbeat in
 Redis), 503 saying which is missing otherwise.
 """
@@ -28,6 +32,8 @@ from bot.logs import event_fields, setup_logging
 from bot.metrics import CONTENT_TYPE, WebMetrics
 from bot.queue import JobQueue, redis_client
 from bot.settings import Settings
+from bot.setup_app import register as register_setup
+from bot.setup_app import web_settings
 from bot.webhooks import KNOWN_EVENTS, PROVIDERS, IntakeOptions, WebhookError
 
 log = logging.getLogger("gitops_bot.web")
@@ -177,6 +183,12 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
     def metrics_endpoint() -> Response:
         return Response(metrics.exposition(queue), mimetype=None, content_type=CONTENT_TYPE)
 
+    if settings.redis_url:
+        # /setup/github-app, while no GitHub App is configured (bot.setup_app)
+        register_setup(
+            app, settings, redis_client(settings.redis_url, timeout=settings.redis_timeout)
+        )
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
         # 404/405 and friends in JSON too, so every answer is machine-readable.
@@ -212,7 +224,7 @@ def _event_label(name: str | None) -> str:
 def create_app_from_env() -> Flask:
     """gunicorn's entry point (``gunicorn 'bot.app:create_app_from_env()'``): settings from the
     environment, REDIS_URL required."""
-    settings = Settings.from_env(require_webhook_secret=True)
+    settings = web_settings()  # a webhook secret, unless /setup/github-app is the way to one
     if not settings.redis_url:
         raise SettingsError("REDIS_URL is not set; the web process needs the job queue's Redis")
     setup_logging(settings, component="web")

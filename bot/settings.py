@@ -118,6 +118,31 @@ def _parse_globs(raw: str) -> tuple[str, ...]:
     return globs
 
 
+def _parse_public_url(raw: str) -> str | None:
+    url = raw.strip().rstrip("/")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL such as https://gitops-bot.example.com")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must be a plain URL without credentials, query or fragment")
+    return url
+
+
+APP_STORE_SECRET = re.compile(
+    r"^secret:([a-z0-9]([-a-z0-9]*[a-z0-9])?)/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$"
+)
+"""``secret:<namespace>/<name>`` of GITOPS_GITHUB_APP_STORE (groups 1 and 3)."""
+
+
+def _parse_app_store(raw: str) -> str:
+    value = raw.strip() or "file"
+    if value != "file" and not APP_STORE_SECRET.match(value):
+        raise ValueError("must be `file` or `secret:<namespace>/<name>`")
+    return value
+
+
 def _parse_optional_positive_int(raw: str) -> int | None:
     return _parse_positive_int(raw) if raw.strip() else None
 
@@ -363,6 +388,22 @@ class Settings:
         "path if any, e.g. `https://example.com/gitlab`); the API is `<GITLAB_URL>/api/v4`. "
         "Credentials go nowhere else: deliveries naming another GitLab are ignored and logged.",
         default="https://gitlab.com",
+    )
+    public_url: str | None = _setting(
+        "GITOPS_PUBLIC_URL",
+        _parse_public_url,
+        "The bot's public URL (`https://gitops-bot.example.com`; `gitops-bot serve --url` sets "
+        "it): a GitHub App made with /setup/github-app sends its webhooks to "
+        "`<url>/webhooks/github`. Unset: the address the browser used for the setup page.",
+        default=None,
+    )
+    github_app_store: str = _setting(
+        "GITOPS_GITHUB_APP_STORE",
+        _parse_app_store,
+        "Where /setup/github-app writes a new GitHub App's id, private key and webhook secret: "
+        "`file` (`GITOPS_DATA_DIR/github-app/`, mode 0600) or `secret:<namespace>/<name>` (a "
+        "Kubernetes Secret, created through KUBECONFIG or the pod's service account).",
+        default="file",
     )
     forge_timeout: float = _setting(
         "GITOPS_FORGE_TIMEOUT",

@@ -105,4 +105,4 @@ def fail(exc: BaseException, *, mode: Mode, fmt: str, dry_run: bool = False) -> 
 
 
 # Each module defines its command(s) with @main.command() when imported.
-from bot.cli import apply, apps, preview, serve  # noqa: E402, F401
+from bot.cli import apply, apps, doctor, preview, serve  # noqa: E402, F401

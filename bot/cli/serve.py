@@ -98,14 +98,31 @@ def _restart_counter(redis_url: str, timeout: float) -> Callable[[str], None]:
     help="Run the Celery workers and beat in this command too (default: only with the "
     "embedded Redis).",
 )
-def serve(host: str, port: int, workers: bool | None) -> None:
+@click.option(
+    "--url",
+    default=None,
+    metavar="URL",
+    help="The bot's public URL (https://gitops-bot.example.com), where forges send webhooks; "
+    "sets GITOPS_PUBLIC_URL (/setup/github-app gives it to the App it creates).",
+)
+def serve(host: str, port: int, workers: bool | None, url: str | None) -> None:
     """Run the webhook server (and, without REDIS_URL, an embedded Redis, the workers and beat).
 
     Every process is supervised: one that dies is restarted; one that keeps dying stops the
     bot with exit code 1. Start-up errors (a busy port, a data directory another bot holds)
-    exit with code 1 before anything is started."""
-    settings = cli_settings(require_webhook_secret=True)
+    exit with code 1 before anything is started. Without a webhook secret and without a GitHub
+    App it serves /setup/github-app only, to create the App in one click."""
+    if url is not None:
+        os.environ["GITOPS_PUBLIC_URL"] = url  # for this command and the processes it starts
+    settings = cli_settings()
+    if settings.github_app_id is not None:
+        settings = cli_settings(require_webhook_secret=True)
     _setup_logging(settings, "serve")
+    if not (settings.github_webhook_secret or settings.gitlab_webhook_secret):
+        log.warning(
+            "no webhook secret is set: deliveries are refused; open /setup/github-app on this "
+            "bot to create a GitHub App in one click (the link with its key goes to this log)"
+        )
     lock = DataDirLock(settings.data_dir)
     try:
         lock.acquire(settings.lock_timeout)
