@@ -346,3 +346,19 @@ def test_a_real_worker_serves_its_jobs_metrics(
     assert any(f":{port}/metrics" in line["message"] for line in lines)
     # the web's figures are not repeated here: they belong to the web's /metrics
     assert not any(name.startswith(("gitops_webhooks", "gitops_queue")) for name, _ in found)
+
+
+def test_the_readme_lists_every_metric_the_bot_serves(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    metrics.record_drifted_apps(client, "acme/app", 1, ttl=60)
+    metrics.count_differed_from_preview(client, "acme/app")
+    settings = Settings.from_env({"REDIS_URL": redis_url, "GITHUB_WEBHOOK_SECRET": SECRET})
+    text = create_app(settings).test_client().get("/metrics").text
+    names = {family.name for family in text_string_to_metric_families(text)}
+    # the web's own and, as under `gitops-bot serve`, every metric a worker records
+    assert {"gitops_webhooks_received", "gitops_apps_drifted", "gitops_job_run_seconds",
+            "gitops_forge_requests", "gitops_catchup_missed_work"} <= names  # fmt: skip
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Metrics and logs") :]
+    missing = sorted(name for name in names if f"`{name}" not in section)
+    assert not missing, f"README's Metrics and logs section lacks {missing}"
