@@ -46,7 +46,7 @@ PORT_IN_USE = (
 )
 
 
-def _setup_logging(settings: Settings, component: str) -> None:
+def _setup_logging(settings: Settings, component: str = "serve") -> None:
     setup_logging(settings, component=component)
     # Once per command, not per gunicorn or Celery child: a webhook secret without credentials.
     for warning in startup_warnings(settings):
