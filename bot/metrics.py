@@ -37,7 +37,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-import redis
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -54,6 +53,8 @@ from bot.errors import QueueUnavailable
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
+
+    import redis
 
     from bot.model import RunResult
 
@@ -233,7 +234,7 @@ def _text(value: bytes | str) -> str:
 # --- serving ---------------------------------------------------------------------------------------
 
 
-class JobQueue(Protocol):
+class QueueSource(Protocol):
     """What the web's exposition reads from :class:`bot.queue.JobQueue` (named here by its
     shape: the jobs and the cluster engine use this module and never load Celery)."""
 
@@ -280,7 +281,7 @@ class WebMetrics:
             "gitops_jobs_queued_total", "Jobs queued", ["job"], registry=self.registry
         )
 
-    def exposition(self, queue: JobQueue | None) -> bytes:
+    def exposition(self, queue: QueueSource | None) -> bytes:
         registry = CollectorRegistry()
         if self.registry is None:
             # every process writing to the directory: gunicorn's workers, and under
@@ -324,10 +325,12 @@ class QueueCollector(Collector):
     write them there, possibly from other machines): queue depths, live workers, jobs processed,
     process restarts, apps drifted, merges that differed from their preview."""
 
-    def __init__(self, queue: JobQueue) -> None:
+    def __init__(self, queue: QueueSource) -> None:
         self._queue = queue
 
     def collect(self) -> Iterator[Metric]:
+        import redis  # here: the CLI's apply counts objects through this module without Redis
+
         up = GaugeMetricFamily("gitops_queue_up", "1 when Redis answered this scrape")
         try:
             stats = self._queue.stats()
