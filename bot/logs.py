@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     from bot.settings import Settings
 
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-CONTEXT_FIELDS: Final = ("delivery", "job", "repository", "pr", "sha")
-"""What a line about one piece of work carries, in JSON as fields of their own."""
 REDACTED: Final = "<redacted>"
 MIN_SECRET_LENGTH: Final = 6
 """Shorter values are not searched for: replacing every "abc" would garble the log and a

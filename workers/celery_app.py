@@ -81,6 +81,10 @@ def _setup_logging(**_: Any) -> None:
     setup_logging(Settings.from_env(), component="beat" if "beat" in sys.argv[1:] else "worker")
 
 
+_bound: dict[str, Any] = {}
+"""Task id → the token of the log context bound for it (one task at a time per process)."""
+
+
 @task_prerun.connect(weak=False)  # type: ignore[untyped-decorator]
 def _bind_job(task_id: str, args: Any = (), **_: Any) -> None:
     """Every line logged while a job runs carries its identity, libraries' lines included."""
@@ -96,9 +100,6 @@ def _unbind_job(task_id: str, **_: Any) -> None:
     token = _bound.pop(task_id, None)
     if token is not None:
         unbind_context(token)
-
-
-_bound: dict[str, Any] = {}
 
 
 class GitopsCelery(Celery):  # type: ignore[misc]
