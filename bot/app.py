@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from bot.errors import QueueUnavailable, SettingsError
 from bot.forges.policy import intake_refusal
+from bot.logs import event_fields, setup_logging
 from bot.metrics import CONTENT_TYPE, WebMetrics
 from bot.queue import JobQueue, redis_client
 from bot.settings import Settings
@@ -93,7 +94,13 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
             outcome = intake.handle(headers=headers, body=body, secret=secret, options=options)
         except WebhookError as exc:
             metrics.rejected.labels(provider, label, str(exc.status)).inc()
-            log.info("rejected %s delivery %s: %s", provider, delivery, exc.message)
+            log.info(
+                "rejected %s delivery %s: %s",
+                provider,
+                delivery,
+                exc.message,
+                extra={"delivery": delivery, "provider": provider},
+            )
             return _answer(delivery, exc.status, action="rejected", error=exc.message)
 
         delivery = outcome.delivery_id
@@ -102,22 +109,39 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
             if outcome.event_name == "ping":
                 return _answer(delivery, 200, action="pong")
             metrics.ignored.labels(provider, label).inc()
+            log.info(
+                "ignored %s delivery %s: %s",
+                provider,
+                delivery,
+                outcome.reason,
+                extra={"delivery": delivery, "provider": provider},
+            )
             return _answer(delivery, 200, action="ignored", reason=outcome.reason)
+        fields = {**event_fields(outcome.event), "provider": provider}
         refusal = intake_refusal(settings, outcome.event.repository)
         if refusal is not None:
             # Another forge than the configured one, or a repository outside
             # GITOPS_REPOSITORIES: no job, so no credential ever goes where the payload points.
             metrics.ignored.labels(provider, label).inc()
-            log.warning("ignored %s delivery %s: %s", provider, delivery, refusal)
+            log.warning("ignored %s delivery %s: %s", provider, delivery, refusal, extra=fields)
             return _answer(delivery, 200, action="ignored", reason=refusal)
         try:
             queued = queue.enqueue(outcome.event, provider=provider)
         except QueueUnavailable as exc:
             metrics.rejected.labels(provider, label, "503").inc()
-            log.error("could not queue %s delivery %s: %s", provider, delivery, exc)
+            log.error("could not queue %s delivery %s: %s", provider, delivery, exc, extra=fields)
             return _answer(delivery, 503, action="failed", error=QUEUE_DOWN)
+        fields["job"] = queued.job_id
         if queued.duplicate:
             metrics.duplicates.labels(provider, label).inc()
+            log.info(
+                "%s delivery %s again: its %s job %s was queued before, nothing new",
+                provider,
+                delivery,
+                queued.job_type,
+                queued.job_id,
+                extra=fields,
+            )
             return _answer(
                 delivery, 200, action="duplicate", job=queued.job_type, job_id=queued.job_id
             )
@@ -129,6 +153,7 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
             provider,
             delivery,
             outcome.event.repository.full_name,
+            extra=fields,
         )
         return _answer(delivery, 202, action="queued", job=queued.job_type, job_id=queued.job_id)
 
@@ -202,5 +227,5 @@ def create_app_from_env() -> Flask:
     settings = web_settings()  # a webhook secret, unless /setup/github-app is the way to one
     if not settings.redis_url:
         raise SettingsError("REDIS_URL is not set; the web process needs the job queue's Redis")
-    logging.basicConfig(level=settings.log_level)
+    setup_logging(settings, component="web")
     return create_app(settings)

@@ -70,6 +70,20 @@ def _parse_log_level(raw: str) -> str:
     return level
 
 
+def _parse_log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return value
+
+
+def _parse_port_or_off(raw: str) -> int:
+    value = int(raw.strip())
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a port number, or 0 for off")
+    return value
+
+
 def _parse_api_url(raw: str) -> str:
     url = raw.strip().rstrip("/")
     parts = urlsplit(url)
@@ -450,6 +464,22 @@ class Settings:
         _parse_log_level,
         "DEBUG, INFO, WARNING or ERROR.",
         default="INFO",
+    )
+    log_format: str = _setting(
+        "GITOPS_LOG_FORMAT",
+        _parse_log_format,
+        "`text` (one line per event, for people) or `json` (one JSON object per line, with the "
+        "delivery id, job id, repository, PR and SHA as fields, for log pipelines), for every "
+        'process (web, workers, beat, the CLI). README "Metrics and logs".',
+        default="text",
+    )
+    worker_metrics_port: int = _setting(
+        "GITOPS_WORKER_METRICS_PORT",
+        _parse_port_or_off,
+        "Port on which `gitops-bot worker` serves its Prometheus `/metrics` (jobs run, their "
+        "times, forge calls, objects applied) on every address; 0: off. `gitops-bot serve` "
+        "ignores it: its web `/metrics` shows its workers' metrics too.",
+        default=0,
     )
 
     @property

@@ -43,9 +43,6 @@ Deploys (``<repo>`` is ``gitops:deploy:<provider>:<owner/name, lower case>``):
     ``gitops-bot resume`` goes on with them in push order.
 ``gitops:pauses`` — hash ``<repository or *>|<app or *>`` → JSON ``reason``, ``by``, ``at``:
     what ``gitops-bot pause`` froze. No expiry.
-``gitops:metrics:deploys`` — hash of counters read by ``/metrics``: pushes deployed
-    ``as_previewed``, that ``differed`` from their PR's preview, whose PR had none kept
-    (``not_previewed``), or that came from no PR (``no_pull_request``).
 
 Times come from Redis's ``TIME``, so workers and web processes whose clocks disagree still agree
 on which head was seen last.
@@ -81,9 +78,6 @@ LOCK_SUFFIX: Final = ":lock:{target}:{app}"
 PLAN_LOCK_SUFFIX: Final = ":plan"
 PARKED_KEY: Final = "gitops:deploy:parked"
 PAUSES_KEY: Final = "gitops:pauses"
-DEPLOY_METRICS_KEY: Final = "gitops:metrics:deploys"
-"""Hash of deploy-vs-preview outcome (``as_previewed``, ``differed``, ``not_previewed``,
-``no_pull_request``) → count, written by the deploy jobs and read by /metrics."""
 ANY: Final = "*"
 
 log = logging.getLogger("gitops_bot.jobs")
@@ -442,11 +436,13 @@ class JobState:
         with self._redis("reading the pauses"):
             return pause_of(self.client, repository, app)
 
-    def count_deploy(self, outcome: str) -> None:
-        """Count one push as deployed ``as_previewed``, ``differed``, ``not_previewed`` or
-        ``no_pull_request``."""
-        with self._redis("counting a deploy"):
-            self.client.hincrby(DEPLOY_METRICS_KEY, outcome, 1)
+    def count_differed(self, repository: str) -> None:
+        """Count one merge of ``repository`` whose deploy differed from its preview
+        (``gitops_merges_differed_from_preview_total``, :mod:`bot.metrics`)."""
+        from bot.metrics import count_differed_from_preview
+
+        with self._redis("counting a deploy that differed from its preview"):
+            count_differed_from_preview(self.client, repository)
 
 
 def _json(raw: bytes | str | None) -> dict[str, Any] | None:
@@ -619,22 +615,13 @@ def pause_of(client: redis.Redis, repository: str, app: str) -> Pause | None:
 
 @dataclass(frozen=True)
 class DeployFigures:
-    """What /metrics shows about deploys: merges by their check against the preview, pauses,
-    and app deploys waiting for a resume."""
+    """What /metrics shows about deploys: the pauses, and the pushes with paused apps waiting
+    for a resume."""
 
-    outcomes: dict[str, int]
     pauses: list[Pause]
     parked: int
 
 
 def deploy_figures(client: redis.Redis) -> DeployFigures:
-    """Read in one round trip (raises redis errors as they come)."""
-    pipe = client.pipeline(transaction=False)
-    pipe.hgetall(DEPLOY_METRICS_KEY)
-    pipe.zcard(PARKED_KEY)
-    counts, parked = pipe.execute()
-    return DeployFigures(
-        outcomes={_text(k) or "": int(v) for k, v in counts.items()},
-        pauses=pauses(client),
-        parked=int(parked),
-    )
+    """Read the pauses and the paused pushes (raises redis errors as they come)."""
+    return DeployFigures(pauses=pauses(client), parked=int(client.zcard(PARKED_KEY)))

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from bot.cli import main
 from bot.embedded_redis import EmbeddedRedis
-from bot.state import DEPLOY_METRICS_KEY, PARKED_KEY, pause, pause_of, pauses
+from bot.state import PARKED_KEY, pause, pause_of, pauses
 from tests.test_app import make_client
 
 GITOPS_BOT = str(Path(sys.executable).with_name("gitops-bot"))
@@ -95,17 +95,10 @@ def test_beside_serve_the_commands_find_its_embedded_redis(tmp_path: Path) -> No
         assert found is not None and found.reason == "maintenance"
 
 
-def test_metrics_show_pauses_waiting_deploys_and_the_check_against_previews(
-    redis_url: str,
-) -> None:
+def test_metrics_show_pauses_and_the_deploys_waiting_for_resume(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     pause(client, repository="acme/app", app="web", reason="a reason", by="ops")
-    client.hincrby(DEPLOY_METRICS_KEY, "as_previewed", 3)
-    client.hincrby(DEPLOY_METRICS_KEY, "differed", 1)
     client.zadd(PARKED_KEY, {"gitops:deploy:github:acme/app:run:abc": 1})
     text = make_client(redis_url).get("/metrics").get_data(as_text=True)
-    assert 'gitops_deploys_checked_total{outcome="as_previewed"} 3.0' in text
-    assert 'gitops_deploys_checked_total{outcome="differed"} 1.0' in text
-    assert 'gitops_deploys_checked_total{outcome="not_previewed"} 0.0' in text
     assert 'gitops_deploys_paused{app="web",repository="acme/app"} 1.0' in text
     assert "gitops_deploys_waiting_for_resume 1.0" in text

@@ -9,7 +9,8 @@ import pytest
 import redis
 
 from bot.jobs import deploy as job
-from bot.state import DEPLOY_METRICS_KEY, RepoKey, pause, resume
+from bot.metrics import DIFFERED_KEY
+from bot.state import RepoKey, pause, resume
 from tests.deploy_support import Bot, deployment
 from tests.fake_forge import gitstore
 from tests.jobs_support import (
@@ -74,8 +75,7 @@ def test_a_merge_deploys_what_its_preview_showed_and_says_so_on_the_pr(
     assert "the merge result it previewed has the tree of this commit" in body
     assert "`web` deployed" in body and "1 other app unchanged" in body
     assert [e.number for e in bot.previews] == [2]  # #3 previewed only api, which did not move
-    counts = redis.Redis.from_url(redis_url).hgetall(DEPLOY_METRICS_KEY)
-    assert counts == {b"as_previewed": b"1", b"no_pull_request": b"1"}  # and the first deploy
+    assert redis.Redis.from_url(redis_url).hgetall(DIFFERED_KEY) == {}  # none differed
 
 
 def test_an_object_removed_by_a_later_merge_is_pruned(bot: Bot, kubectl: object) -> None:
@@ -312,3 +312,24 @@ def test_a_target_refusing_the_repository_gets_nothing_sent(
     state, description = bot.status(sha)
     assert state == "failure" and "acme/app" in description
     assert kubectl("get", "namespace", "web").returncode != 0  # type: ignore[operator]
+
+
+def test_a_merge_that_differs_from_its_preview_lists_each_object_and_is_counted(
+    bot: Bot, redis_url: str
+) -> None:
+    first_deploy(bot)
+    bot.open(1, "feature", {"web/a.yaml": configmap("a", "2")})
+    bot.preview(1)
+    bot.commit_main({"web/b.yaml": configmap("b", "landed meanwhile")})  # not deployed alone
+    sha = bot.merge(1)
+    bot.push(sha)
+    state, description = bot.status(sha)
+    assert (state, description) == (
+        "success",
+        "1 app deployed and healthy: +0 ~2 -0 · differs from the preview",
+    )
+    body = bot.report(1)
+    assert "**Differs from the preview.**" in body
+    assert "whose tree is not this commit's: another merge landed" in body
+    assert "- ~ ConfigMap web/b (`web`): changed by the deploy, not shown by the preview" in body
+    assert redis.Redis.from_url(redis_url).hgetall(DIFFERED_KEY) == {b"acme/app": b"1"}

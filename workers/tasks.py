@@ -3,7 +3,8 @@
 Each task decodes its forge-neutral event (plain values: no client, no token), builds the job's
 context from the settings and per-process clients (Redis, the git cache), runs the job and
 records the outcome on the job's record and in ``gitops_jobs_processed_total`` (web
-``/metrics``). Errors keep their meaning:
+``/metrics``), and its queue wait, run time and step times in the worker's own metrics
+(:mod:`bot.metrics`). Errors keep their meaning:
 
 * :class:`~bot.errors.TransientError` (forge or cluster outage, Redis, a busy git cache) — the
   task runs again after ``GITOPS_RETRY_DELAY`` seconds, doubled each time up to 5 minutes,
@@ -35,6 +36,7 @@ import redis
 from celery import Task
 from redis.typing import EncodableT
 
+from bot import metrics
 from bot.checkouts import RepoCache
 from bot.errors import ForgeNotConfigured, GitopsError, TransientError
 from bot.events import CommandEvent, Event, PullRequestEvent, PushEvent, from_task
@@ -43,7 +45,14 @@ from bot.jobs.deploy import deploy_app as run_deploy_app
 from bot.jobs.deploy import deploy_push, resume_deploys
 from bot.jobs.preview import preview_pull_request
 from bot.jobs.sync import handle_command
-from bot.queue import JOB_KEY, JOBS_PROCESSED_KEY, QUEUE_OF, TASK_NAMES, redis_client
+from bot.queue import (
+    JOB_KEY,
+    JOBS_PROCESSED_KEY,
+    QUEUE_OF,
+    QUEUED_AT_HEADER,
+    TASK_NAMES,
+    redis_client,
+)
 from bot.settings import Settings
 from workers.celery_app import app
 
@@ -125,6 +134,13 @@ def run_job(
     delay = retry_delay(config, retries)
     retries_left = time.time() + delay < started + config.job_timeout
     fields: dict[str, str] = {}
+    wait = metrics.queue_wait(
+        getattr(task.request, QUEUED_AT_HEADER, None), task.request.eta, time.time()
+    )
+    if wait is not None:
+        metrics.observe_queue_wait(kind, wait)
+    run_started = time.monotonic()
+    timings: dict[str, float] | None = None
     jlog.info("%s job started (attempt %d)", kind, retries + 1)
     _record(job_id, kind, "running", started_at=f"{time.time():.3f}")
     if job is None:
@@ -151,6 +167,7 @@ def run_job(
             if retries_left:
                 jlog.warning("transient error, retrying in %.0f s: %s", delay, exc)
                 _record(job_id, kind, "retry")
+                metrics.observe_job(kind, "retry", time.monotonic() - run_started)
                 raise task.retry(
                     args=(payload, *extra),
                     kwargs={"first_try_at": started},
@@ -174,6 +191,7 @@ def run_job(
             )
             outcome = "failed"
     _record(job_id, kind, outcome, finished_at=f"{time.time():.3f}", **fields)
+    metrics.observe_job(kind, outcome, time.monotonic() - run_started, steps=timings)
     jlog.info("%s job ended: %s", kind, outcome)
     return outcome
 

@@ -18,11 +18,13 @@ import os
 import socket
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import click
 
 from bot.cli import cli_settings, main
 from bot.forges import startup_warnings
+from bot.logs import announce, setup_logging
 from bot.processes import (
     STOP_TIMEOUT,
     Command,
@@ -46,10 +48,8 @@ PORT_IN_USE = (
 )
 
 
-def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _setup_logging(settings: Settings, component: str = "serve") -> None:
+    setup_logging(settings, component=component)
     # Once per command, not per gunicorn or Celery child: a webhook secret without credentials.
     for warning in startup_warnings(settings):
         log.warning(warning)
@@ -119,7 +119,7 @@ def serve(host: str, port: int, workers: bool | None, url: str | None) -> None:
     settings = cli_settings()
     if settings.github_app_id is not None:
         settings = cli_settings(require_webhook_secret=True)
-    _setup_logging(settings)
+    _setup_logging(settings, "serve")
     if not (settings.github_webhook_secret or settings.gitlab_webhook_secret):
         log.warning(
             "no webhook secret is set: deliveries are refused; open /setup/github-app on this "
@@ -156,11 +156,14 @@ def _serve(
         settings = settings.with_redis_url(embedded.url)
         env["REDIS_URL"] = embedded.url
         layers.append([embedded])
-        click.echo(f"embedded Redis, data in {embedded.data_dir}", err=True)
+        announce(log, "embedded Redis, data in %s", embedded.data_dir)
     assert settings.redis_url
     if workers is None:
         workers = bool(layers)
-    env["PROMETHEUS_MULTIPROC_DIR"] = prometheus_dir(settings.data_dir / "metrics")
+    # The web's /metrics adds up what every process wrote here, the workers' job metrics
+    # included: on one machine one endpoint shows everything (GITOPS_WORKER_METRICS_PORT is
+    # for `gitops-bot worker` alone).
+    env["PROMETHEUS_MULTIPROC_DIR"] = prometheus_dir(settings.data_dir / "metrics" / "serve")
     processes: list[Supervised] = []
     if workers:
         processes += worker_commands(settings, queues=QUEUES, env=env)
@@ -168,7 +171,7 @@ def _serve(
     processes.append(web_command(listener.fileno(), env=env))
     layers.append(processes)
     port = listener.getsockname()[1]
-    click.echo(f"gitops-bot listening on http://{host}:{port}", err=True)
+    announce(log, "gitops-bot listening on http://%s:%s", host, port)
     supervisor = Supervisor(
         layers,
         restart_limit=settings.restart_limit,
@@ -203,15 +206,51 @@ def worker(queues: str | None) -> None:
     unknown = sorted(set(chosen) - set(QUEUES))
     if unknown or not chosen:
         raise click.BadParameter(f"unknown queue(s) {unknown}; choose from {list(QUEUES)}")
-    _setup_logging(settings)
+    _setup_logging(settings, "worker")
+    env: dict[str, str] | None = None
+    server = None
+    if settings.worker_metrics_port:
+        # Celery's pool processes write their metrics to files in this directory; this
+        # process, which outlives every Celery process it restarts, serves their sum.
+        env = dict(os.environ)
+        env["PROMETHEUS_MULTIPROC_DIR"] = prometheus_dir(
+            settings.data_dir / "metrics" / f"worker-{settings.worker_metrics_port}"
+        )
+        server = _serve_metrics(settings.worker_metrics_port, env["PROMETHEUS_MULTIPROC_DIR"])
     supervisor = Supervisor(
-        [worker_commands(settings, queues=chosen)],
+        [worker_commands(settings, queues=chosen, env=env)],
         restart_limit=settings.restart_limit,
         restart_window=settings.restart_window,
         on_restart=_restart_counter(settings.redis_url, settings.redis_timeout),
         stop_timeout=worker_stop_timeout(settings),
     )
-    sys.exit(supervisor.run())
+    try:
+        code = supervisor.run()
+    finally:
+        if server is not None:
+            server.shutdown()
+    sys.exit(code)
+
+
+def _serve_metrics(port: int, path: str) -> Any:
+    """The worker's /metrics on every address, or a ClickException saying why not (a busy
+    port stops the command before any worker starts)."""
+    from bot.metrics import serve_worker_metrics
+
+    try:
+        server = serve_worker_metrics(port, path)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"cannot serve the worker's metrics on port {port}: the port is in use "
+                "(another gitops-bot worker?); set GITOPS_WORKER_METRICS_PORT to another port, "
+                "or 0 for none"
+            ) from exc
+        raise click.ClickException(
+            f"cannot serve the worker's metrics on port {port}: {exc.strerror}"
+        ) from exc
+    announce(log, "worker metrics on http://0.0.0.0:%d/metrics", port)
+    return server
 
 
 @main.command()

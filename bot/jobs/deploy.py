@@ -372,9 +372,10 @@ class _Push:
             record.counted = record.counted or count
             return count
 
+        ctx.log.info("the deploy of %s checked against its preview: %s", self.sha[:12], outcome)
         _, count = self.change(mark)
-        if count:
-            ctx.state.count_deploy(outcome)
+        if count and outcome == "differed":
+            ctx.state.count_differed(self.repo.repository)
         if deployed:
             self._repreview({key.split("/", 1)[1] for key in deployed})
         self.timings["report"] = time.monotonic() - started
@@ -460,6 +461,9 @@ def _is_parked(data: dict[str, Any]) -> bool:
 
 
 def _check_outcome(run: RunRecord, check: Check | None) -> str:
+    """How the deploy compares with the preview: ``as_previewed``, ``differed``,
+    ``not_previewed`` (its PR has none kept) or ``no_pull_request`` (logged; ``differed`` is
+    counted in ``gitops_merges_differed_from_preview_total``)."""
     if run.pr is None:
         return "no_pull_request"
     if check is None:
