@@ -79,6 +79,7 @@ def test_the_shipped_worker_pods_hand_jobs_back_before_kubernetes_kills_them() -
     literals = dict(item.split("=", 1) for item in generated["literals"])
     settings = Settings.from_env(literals)
     assert worker_stop_timeout(settings) < pod["terminationGracePeriodSeconds"]
+    assert "GITOPS_WORKER_SHUTDOWN_GRACE" not in literals  # the default, 20 s
 
 
 @pytest.fixture
