@@ -432,6 +432,12 @@ class JobState:
 
     # -- pauses and figures ---------------------------------------------------------------------
 
+    def may_be_paused(self, repository: str) -> bool:
+        """Whether a pause could hold an app of ``repository`` (one of every repository or of
+        this one)."""
+        with self._redis("reading the pauses"):
+            return any(p.repository in (ANY, repository.lower()) for p in pauses(self.client))
+
     def pause_of(self, repository: str, app: str) -> Pause | None:
         with self._redis("reading the pauses"):
             return pause_of(self.client, repository, app)

@@ -216,9 +216,12 @@ def test_a_paused_app_is_reported_paused_then_deployed_in_order_on_resume(
     body = bot.report(1)
     assert "`web` **paused**" in body and "`api` deployed" in body
     assert "| ✅ web" not in body  # the table lists what was applied
+    # a status goes from pending to pending only on GitHub: the first one says "paused" already
+    assert bot.forge.statuses[sha][0].description == f"Deploying {sha[:7]}… (paused: web)"
     later = bot.commit_main({"web/b.yaml": configmap("b", "later")})
     bot.push(later)
-    assert bot.status(later)[0] == "pending"
+    ((state, description),) = [(s.state.value, s.description) for s in bot.forge.statuses[later]]
+    assert state == "pending" and description.startswith("Paused: web (release freeze;")
     assert resume(client, repository=REPO, app="web")
     bot.resume()
     assert live_value(kubectl, "a") == "one" and live_value(kubectl, "b") == "later"

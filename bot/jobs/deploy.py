@@ -281,6 +281,8 @@ class _Push:
         self.context = ctx.status_context("deploy")
         self.marker = ctx.marker("deploy")
         self.timings: dict[str, float] = {}
+        #: the plan set the pending status before planning (no pause could hold an app)
+        self.said_pending = True
 
     # -- the record -----------------------------------------------------------------------------
 
@@ -561,7 +563,12 @@ def _plan(push: _Push) -> DeployOutcome:
             if not (_maybe_new_push(existing, push.event) and _forced(repo_path, push)):
                 return _replan(push, existing)
             ctx.state.clear_results(push.repo, sha)  # of the earlier push of this commit
-        push.status(StatusState.PENDING, deploy_report.PENDING.format(sha=sha[:7]))
+        # Pending at once, unless a pause may hold an app: GitLab cannot move a running
+        # status to another running one, so the first status must then already say "paused".
+        said_pending = not ctx.state.may_be_paused(push.repo.repository)
+        if said_pending:
+            push.status(StatusState.PENDING, deploy_report.PENDING.format(sha=sha[:7]))
+        push.said_pending = said_pending
         seq = ctx.state.now()
         rendered_at = time.monotonic()
         with checkout(repo_path, sha) as root:
@@ -625,6 +632,12 @@ def _store_plan(push: _Push, run: RunRecord, outcome: str) -> DeployOutcome:
 
     stored = push.ctx.state.update_run(push.repo, push.sha, create, parked=_is_parked)
     queued = [a.key for a in stored.in_state(AppState.QUEUED)]
+    paused = [a.name for a in stored.in_state(AppState.PAUSED)]
+    if not push.said_pending and not stored.settled:
+        pending = deploy_report.PENDING.format(sha=push.sha[:7])
+        if paused:
+            pending += deploy_report.PENDING_PAUSED.format(apps=", ".join(paused))
+        push.status(StatusState.PENDING, pending)
     push.ctx.log.info(
         "planned the deploy of %s: %s", push.sha[:12], _plan_summary(stored) or "nothing to deploy"
     )

@@ -25,6 +25,7 @@ from bot.report import comment_parts, escape_md
 TITLE = "GitOps deploy"  # the heading adds the commit
 TITLE_INSTANCE = "GitOps deploy ({instance})"
 PENDING = "Deploying {sha}…"
+PENDING_PAUSED = " (paused: {apps})"
 PENDING_RETRY = "A transient error interrupted the deploy; it will be retried: {reason}"
 ERROR_STATUS = "The deploy failed: {reason}"
 NOTHING = "Nothing to deploy: every app is as deployed"
