@@ -39,9 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 from bot.embedded_redis import EmbeddedRedis  # noqa: E402
 from bot.queue import JOB_KEY, JobQueue, redis_client  # noqa: E402
-from tests.deploy_support import deployment  # noqa: E402
+from tests.deploy_support import deployment, push_event  # noqa: E402
 from tests.fake_forge.github import FakeGitHub  # noqa: E402
-from tests.test_deploy_faults import push_event  # noqa: E402
 
 GITOPS_BOT = str(ROOT / ".venv" / "bin" / "gitops-bot")
 EMULATOR = """

@@ -9,7 +9,11 @@ runs what was queued. Previews queued by a deploy are recorded (``Bot.previews``
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
+import json
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,10 @@ from bot.jobs.context import JobContext
 from bot.jobs.deploy import DeployOutcome, deploy_app, deploy_push, resume_deploys
 from bot.jobs.preview import PreviewOutcome, run_preview
 from bot.settings import Settings
-from tests.fake_forge import gitstore
+from bot.webhooks.base import IntakeOptions
+from bot.webhooks.github import handle_github
+from tests.fake_forge import gitstore, hooks
+from tests.fake_forge.github import FakeGitHub
 from tests.fake_forge.memory import MemoryForge
 from tests.jobs_support import REPO, Remote, intake_head, make_context, settings_for
 
@@ -35,6 +42,7 @@ EVENT_REPOSITORY = Repository(
     api_url="https://api.github.com",
 )
 DEPLOY = "gitops/deploy"
+SECRET = "s3cret"
 
 DEPLOYMENT = """\
 apiVersion: apps/v1
@@ -189,3 +197,25 @@ def _with_state(pr: Any, state: PullState) -> Any:
     from dataclasses import replace
 
     return replace(pr, state=state)
+
+
+def push_event(fake: FakeGitHub, before: str, after: str, *, repo: str = REPO) -> PushEvent:
+    """The event the intake makes of the fake's push delivery."""
+    payload = hooks.push_payload(
+        fake, fake.repo(repo), ref="refs/heads/main", before=before, after=after, pusher="alice"
+    )
+    body = json.dumps(payload).encode()
+    outcome = handle_github(
+        headers={
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+            "X-Hub-Signature-256": "sha256="
+            + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
+            "Content-Type": "application/json",
+        },
+        body=body,
+        secret=SECRET,
+        options=IntakeOptions(),
+    )
+    assert isinstance(outcome.event, PushEvent), outcome.reason
+    return outcome.event

@@ -8,16 +8,12 @@ pods take seconds to become ready, so a deploy is still waiting for health when 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,17 +24,13 @@ import yaml
 
 from bot.embedded_redis import EmbeddedRedis
 from bot.errors import ForgeUnavailable
-from bot.events import PushEvent
 from bot.forges.base import StatusState
 from bot.jobs import deploy as job
 from bot.processes import worker_commands, worker_stop_timeout
 from bot.queue import JobQueue, redis_client
 from bot.settings import Settings
 from bot.state import RepoKey
-from bot.webhooks.base import IntakeOptions
-from bot.webhooks.github import handle_github
-from tests.deploy_support import DEPLOY, Bot, deployment
-from tests.fake_forge import hooks
+from tests.deploy_support import DEPLOY, Bot, deployment, push_event
 from tests.fake_forge.github import FakeGitHub
 from tests.jobs_support import (
     REPO,
@@ -91,28 +83,6 @@ def slow_cluster(tmp_path: Path) -> Iterator[str]:
         yield server.write_kubeconfig(str(tmp_path / "slow-kubeconfig"))
     finally:
         server.stop()
-
-
-def push_event(fake: FakeGitHub, before: str, after: str, *, repo: str = REPO) -> PushEvent:
-    """The event the intake makes of the fake's push delivery."""
-    payload = hooks.push_payload(
-        fake, fake.repo(repo), ref="refs/heads/main", before=before, after=after, pusher="alice"
-    )
-    body = json.dumps(payload).encode()
-    outcome = handle_github(
-        headers={
-            "X-GitHub-Event": "push",
-            "X-GitHub-Delivery": str(uuid.uuid4()),
-            "X-Hub-Signature-256": "sha256="
-            + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
-            "Content-Type": "application/json",
-        },
-        body=body,
-        secret=SECRET,
-        options=IntakeOptions(),
-    )
-    assert isinstance(outcome.event, PushEvent), outcome.reason
-    return outcome.event
 
 
 def children(pid: int) -> list[int]:
