@@ -75,6 +75,10 @@ def test_a_merge_deploys_what_its_preview_showed_and_says_so_on_the_pr(
     assert "the merge result it previewed has the tree of this commit" in body
     assert "`web` deployed" in body and "1 other app unchanged" in body
     assert [e.number for e in bot.previews] == [2]  # #3 previewed only api, which did not move
+    # the PR's head and the base the forge names for it did not change: previewed all the same
+    from bot.jobs.preview import preview_pull_request
+
+    assert preview_pull_request(bot.previews[0], bot.context()).outcome == "posted"
     assert redis.Redis.from_url(redis_url).hgetall(DIFFERED_KEY) == {}  # none differed
 
 

@@ -67,6 +67,7 @@ from bot.jobs.deploy_run import (
     app_result_to_json,
     new_run,
 )
+from bot.jobs.preview import BASE_DEPLOYED
 from bot.jobs.previewed import Check, PreviewRecord, changed_objects, commit_tree
 from bot.jobs.previewed import compare as compare_preview
 from bot.manifests.config import AppSpec, RepoConfig, config_errors, dependency_order, load_config
@@ -433,7 +434,7 @@ class _Push:
                 base_sha=pr.base_sha,
                 base_ref=pr.base_ref,
                 head_ref=pr.head_ref,
-                action="base_deployed",
+                action=BASE_DEPLOYED,
                 author=pr.author,
                 draft=pr.draft,
                 installation_id=self.event.installation_id,

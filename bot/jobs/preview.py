@@ -61,6 +61,9 @@ CLOSED = "closed"
 DRAFT = "draft"
 UNKNOWN_APPS = "unknown_apps"
 
+BASE_DEPLOYED = "base_deployed"
+"""The action of the preview events a deploy queues for the open PRs whose base it moved."""
+
 # -- what people read --------------------------------------------------------------------------------
 
 TITLE = "GitOps preview of {head} merged into {base}"
@@ -127,8 +130,15 @@ class PreviewOutcome:
 
 def preview_pull_request(event: PullRequestEvent, ctx: JobContext) -> PreviewOutcome:
     """The job for a PR opened, reopened, synchronized or marked ready: preview the event's
-    head unless the PR moved on."""
-    return run_preview(ctx, event.number, expected_head=event.head_sha)
+    head unless the PR moved on. A deploy's re-preview (action :data:`BASE_DEPLOYED`) runs
+    even when this head was previewed on this base already: the base the forge names for a PR
+    (GitLab's diff base, GitHub's base at the last push) does not move with the branch."""
+    return run_preview(
+        ctx,
+        event.number,
+        expected_head=event.head_sha,
+        dedupe=event.action != BASE_DEPLOYED,
+    )
 
 
 def run_preview(
@@ -138,10 +148,12 @@ def run_preview(
     expected_head: str | None = None,
     sync_by: str | None = None,
     apps: Sequence[str] = (),
+    dedupe: bool = True,
 ) -> PreviewOutcome:
     """Preview pull request ``number`` as it is now and post the result (see the module's
     story). ``expected_head``: the head the triggering event named (a webhook); ``sync_by``: the
-    login whose ``/sync`` asked for it (bypasses the one-preview-per-head claim); ``apps``:
+    login whose ``/sync`` asked for it (bypasses the one-preview-per-head claim, as ``dedupe``
+    false does); ``apps``:
     names to preview besides the affected apps (``/sync app…``; unknown names return
     ``UNKNOWN_APPS`` before anything is posted).
 
@@ -163,7 +175,7 @@ def run_preview(
         )
     if latest != pr.head_sha:
         return PreviewOutcome(SUPERSEDED, f"the head is now {latest[:12]}", head_sha=pr.head_sha)
-    if sync_by is None and not state.claim_preview(
+    if dedupe and sync_by is None and not state.claim_preview(
         pull, head=pr.head_sha, base=pr.base_sha, job_id=ctx.job_id
     ):
         return PreviewOutcome(
