@@ -25,6 +25,11 @@ threads = _settings.web_threads
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
+# gunicorn 27's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl): every
+# other gunicorn of the user — a second bot, the test suite's parallel bots — takes it over and
+# removes it when it stops. The bot's web server is supervised by `serve` (or the platform),
+# not through that socket.
+control_socket_disable = True
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -190,8 +190,10 @@ def wait_restarts_counted(server: Server, process: str, count: float) -> None:
     assert server.metric(name) == count
 
 
-def test_serve_with_no_redis_configured_runs_everything(data_dir: Path) -> None:
-    server = Server(data_dir)
+def test_serve_with_no_redis_configured_runs_everything(data_dir: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    server = Server(data_dir, env={"HOME": str(home), "XDG_RUNTIME_DIR": str(home)})
     try:
         processes = children(server.process.pid)
         assert [cmd for cmd in processes.values() if " beat " in cmd], processes
@@ -201,6 +203,8 @@ def test_serve_with_no_redis_configured_runs_everything(data_dir: Path) -> None:
         assert response.json()["action"] == "queued"
         wait_processed(server, 1)
         assert (data_dir / "appendonly.aof").exists()
+        # no gunicorn control socket, whose one path every gunicorn of the user would share
+        assert list(home.iterdir()) == []
     finally:
         server.stop()
     assert server.process.returncode == 0
