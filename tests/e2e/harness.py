@@ -510,7 +510,14 @@ class Stack:
             f"{self.bot.diagnosis()}"
         )
 
-    def wait_until(self, condition: Callable[[], T | None], what: str, *, timeout: float = 60) -> T:
+    def wait_until(
+        self,
+        condition: Callable[[], T | None],
+        what: str,
+        *,
+        timeout: float = 60,
+        interval: float = 0.1,
+    ) -> T:
         """Poll ``condition`` until truthy (its value is returned); on a timeout fail with
         ``what`` and the stack's diagnosis."""
 
@@ -518,7 +525,7 @@ class Stack:
             self.bot.process.check_alive()
             return condition()
 
-        return wait_for(checked, what, timeout=timeout, diagnose=self.diagnosis)
+        return wait_for(checked, what, timeout=timeout, diagnose=self.diagnosis, interval=interval)
 
     def comments(self, name: str, number: int) -> list[Any]:
         """The PR's comments (GitHub) or the MR's notes (GitLab), oldest first."""
