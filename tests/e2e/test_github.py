@@ -98,10 +98,14 @@ def test_a_pull_request_from_open_to_sync(stack: Stack) -> None:
 
     stack.wait_until(reacted, "an 👀 reaction on alice's /sync")
     timings["/sync → 👀"] = time.monotonic() - started
-    stack.wait_until(
-        lambda: "hola" in sticky(stack, 1).body and stack.settled_statuses(REPO, new_head),
-        "the re-run preview showing the hand edit the merge overwrites",
-    )
+
+    def rerun_done() -> list[tuple[str, str]] | None:
+        statuses = stack.settled_statuses(REPO, new_head)
+        rerun = statuses and any(d.startswith("Re-running the preview") for _, d in statuses)
+        return statuses if rerun else None
+
+    stack.wait_until(rerun_done, "the re-run's final status")
+    assert "hola" in sticky(stack, 1).body  # the hand edit the merge overwrites
     timings["/sync → comment"] = time.monotonic() - started
     synced = sticky(stack, 1)
     assert synced.id == comment.id
@@ -109,7 +113,8 @@ def test_a_pull_request_from_open_to_sync(stack: Stack) -> None:
     statuses = stack.statuses(REPO, new_head)
     assert (stack.in_progress, "Re-running the preview (/sync by alice)…") in statuses, statuses
     assert statuses[-1][0] == "success"
-    assert "synced" in stack.job_states("command")
+    # the job records its outcome just after its last post
+    stack.wait_until(lambda: "synced" in stack.job_states("command"), "the /sync job recorded")
 
     # 4. /sync by a reader: refused in one reply, nothing re-run
     before = len(stack.statuses(REPO, new_head))

@@ -92,17 +92,22 @@ def test_a_merge_request_from_open_to_sync(stack: Stack) -> None:
 
     stack.wait_until(awarded, "an eyes award on dana's /sync")
     timings["/sync → award"] = time.monotonic() - started
-    stack.wait_until(
-        lambda: "hola" in sticky(stack, 1).body and stack.settled_statuses(PROJECT, new_head),
-        "the re-run preview showing the hand edit the merge overwrites",
-    )
+
+    def rerun_done() -> list[tuple[str, str]] | None:
+        statuses = stack.settled_statuses(PROJECT, new_head)
+        rerun = statuses and any(d.startswith("Re-running the preview") for _, d in statuses)
+        return statuses if rerun else None
+
+    stack.wait_until(rerun_done, "the re-run's final status")
+    assert "hola" in sticky(stack, 1).body  # the hand edit the merge overwrites
     timings["/sync → note"] = time.monotonic() - started
     synced = sticky(stack, 1)
     assert synced.id == note.id
     assert "Already differs in the cluster; merging also overwrites it" in synced.body
     statuses = stack.statuses(PROJECT, new_head)
     assert (stack.in_progress, "Re-running the preview (/sync by dana)…") in statuses, statuses
-    assert "synced" in stack.job_states("command")
+    # the job records its outcome just after its last post
+    stack.wait_until(lambda: "synced" in stack.job_states("command"), "the /sync job recorded")
 
     # 4. /sync by a Reporter: refused in one reply, nothing re-run
     before = len(stack.statuses(PROJECT, new_head))
