@@ -11,6 +11,10 @@ body in their delivery logs and that is where operators debug:
 - ``400/401/413 {"delivery", "action": "rejected", "error"}``: the sender's fault;
 - ``503 {"delivery", "action": "failed", "error"}``: the queue is unreachable; redeliver later.
 
+While no GitHub App is configured, ``/setup/github-app`` creates one through GitHub's manifest
+flow (:mod:`bot.setup_app`): the one route that calls the forge, once, on the operator's
+redirect, never on a delivery.
+
 ``/readyz`` is 200 when Redis answers and every queue has a worker consuming it (a heartbeat in
 Redis), 503 saying which is missing otherwise.
 """
@@ -24,9 +28,12 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from bot.errors import QueueUnavailable, SettingsError
 from bot.forges.policy import intake_refusal
+from bot.logs import event_fields, setup_logging
 from bot.metrics import CONTENT_TYPE, WebMetrics
 from bot.queue import JobQueue, redis_client
 from bot.settings import Settings
+from bot.setup_app import register as register_setup
+from bot.setup_app import web_settings
 from bot.webhooks import KNOWN_EVENTS, PROVIDERS, IntakeOptions, WebhookError
 
 log = logging.getLogger("gitops_bot.web")
@@ -87,7 +94,13 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
             outcome = intake.handle(headers=headers, body=body, secret=secret, options=options)
         except WebhookError as exc:
             metrics.rejected.labels(provider, label, str(exc.status)).inc()
-            log.info("rejected %s delivery %s: %s", provider, delivery, exc.message)
+            log.info(
+                "rejected %s delivery %s: %s",
+                provider,
+                delivery,
+                exc.message,
+                extra={"delivery": delivery, "provider": provider},
+            )
             return _answer(delivery, exc.status, action="rejected", error=exc.message)
 
         delivery = outcome.delivery_id
@@ -96,22 +109,39 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
             if outcome.event_name == "ping":
                 return _answer(delivery, 200, action="pong")
             metrics.ignored.labels(provider, label).inc()
+            log.info(
+                "ignored %s delivery %s: %s",
+                provider,
+                delivery,
+                outcome.reason,
+                extra={"delivery": delivery, "provider": provider},
+            )
             return _answer(delivery, 200, action="ignored", reason=outcome.reason)
+        fields = {**event_fields(outcome.event), "provider": provider}
         refusal = intake_refusal(settings, outcome.event.repository)
         if refusal is not None:
             # Another forge than the configured one, or a repository outside
             # GITOPS_REPOSITORIES: no job, so no credential ever goes where the payload points.
             metrics.ignored.labels(provider, label).inc()
-            log.warning("ignored %s delivery %s: %s", provider, delivery, refusal)
+            log.warning("ignored %s delivery %s: %s", provider, delivery, refusal, extra=fields)
             return _answer(delivery, 200, action="ignored", reason=refusal)
         try:
             queued = queue.enqueue(outcome.event, provider=provider)
         except QueueUnavailable as exc:
             metrics.rejected.labels(provider, label, "503").inc()
-            log.error("could not queue %s delivery %s: %s", provider, delivery, exc)
+            log.error("could not queue %s delivery %s: %s", provider, delivery, exc, extra=fields)
             return _answer(delivery, 503, action="failed", error=QUEUE_DOWN)
+        fields["job"] = queued.job_id
         if queued.duplicate:
             metrics.duplicates.labels(provider, label).inc()
+            log.info(
+                "%s delivery %s again: its %s job %s was queued before, nothing new",
+                provider,
+                delivery,
+                queued.job_type,
+                queued.job_id,
+                extra=fields,
+            )
             return _answer(
                 delivery, 200, action="duplicate", job=queued.job_type, job_id=queued.job_id
             )
@@ -123,6 +153,7 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
             provider,
             delivery,
             outcome.event.repository.full_name,
+            extra=fields,
         )
         return _answer(delivery, 202, action="queued", job=queued.job_type, job_id=queued.job_id)
 
@@ -151,6 +182,12 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> Flask:
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
         return Response(metrics.exposition(queue), mimetype=None, content_type=CONTENT_TYPE)
+
+    if settings.redis_url:
+        # /setup/github-app, while no GitHub App is configured (bot.setup_app)
+        register_setup(
+            app, settings, redis_client(settings.redis_url, timeout=settings.redis_timeout)
+        )
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
@@ -187,8 +224,8 @@ def _event_label(name: str | None) -> str:
 def create_app_from_env() -> Flask:
     """gunicorn's entry point (``gunicorn 'bot.app:create_app_from_env()'``): settings from the
     environment, REDIS_URL required."""
-    settings = Settings.from_env(require_webhook_secret=True)
+    settings = web_settings()  # a webhook secret, unless /setup/github-app is the way to one
     if not settings.redis_url:
         raise SettingsError("REDIS_URL is not set; the web process needs the job queue's Redis")
-    logging.basicConfig(level=settings.log_level)
+    setup_logging(settings, component="web")
     return create_app(settings)

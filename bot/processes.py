@@ -262,8 +262,10 @@ class Supervisor:
                 child.stop(deadline - time.monotonic())
 
 
-def celery_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "workers.celery_app:app", *args]
+def celery_command(*args: str, settings: Settings | None = None) -> list[str]:
+    # JSON logs: no start-up banner, so that every line of output is a JSON object
+    quiet = ["--quiet"] if settings is not None and settings.log_format == "json" else []
+    return [sys.executable, "-m", "celery", "-A", "workers.celery_app:app", *quiet, *args]
 
 
 def worker_commands(
@@ -286,6 +288,7 @@ def worker_commands(
                 settings.log_level,
                 "--without-gossip",
                 "--without-mingle",
+                settings=settings,
             ),
             env=env,
         )
@@ -304,6 +307,7 @@ def beat_command(settings: Settings, *, env: Mapping[str, str] | None = None) ->
             str(settings.data_dir.resolve() / "celerybeat-schedule"),
             "--loglevel",
             settings.log_level,
+            settings=settings,
         ),
         env=env,
     )

@@ -67,6 +67,9 @@ JOBS_PROCESSED_KEY: Final = "gitops:metrics:jobs_processed"
 """Hash of "<job type>|<outcome>" → count, written by workers and read by /metrics."""
 RESTARTS_KEY: Final = "gitops:metrics:restarts"
 """Hash of process name → restarts, written by the supervisors and read by /metrics."""
+QUEUED_AT_HEADER: Final = "gitops_queued_at"
+"""Message header: when the job was first queued (Unix seconds, the publisher's clock); a retry
+keeps it. Workers measure queue waits from it (``gitops_job_queue_wait_seconds``)."""
 WORKERS_KEY: Final = "gitops:workers:{queue}"
 """Sorted set per queue: worker name → time (Redis's clock) its last heartbeat expires."""
 
@@ -130,6 +133,14 @@ class QueueStats:
     processed: dict[tuple[str, str], int]
     restarts: dict[str, int]
     workers: dict[str, int]
+
+
+@before_task_publish.connect(weak=False)  # type: ignore[untyped-decorator]
+def stamp_queued_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """Every job message, whoever publishes it (the intake, beat, a job queueing another, a
+    retry), carries the time it was first queued."""
+    if headers is not None:
+        headers.setdefault(QUEUED_AT_HEADER, f"{time.time():.3f}")
 
 
 def redis_client(url: str, *, timeout: float) -> redis.Redis:
@@ -254,6 +265,11 @@ class JobQueue:
                 routing_key=queue,
             )
         return Enqueued(job_id=_text(found_id), job_type=job_type, duplicate=not created)
+
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis client (for the figures ``/metrics`` reads beside the queue's)."""
+        return self._redis
 
     def ping(self) -> None:
         """Raises QueueUnavailable unless Redis answers within the timeout."""

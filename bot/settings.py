@@ -70,6 +70,20 @@ def _parse_log_level(raw: str) -> str:
     return level
 
 
+def _parse_log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return value
+
+
+def _parse_port_or_off(raw: str) -> int:
+    value = int(raw.strip())
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a port number, or 0 for off")
+    return value
+
+
 def _parse_api_url(raw: str) -> str:
     url = raw.strip().rstrip("/")
     parts = urlsplit(url)
@@ -102,6 +116,31 @@ def _parse_globs(raw: str) -> tuple[str, ...]:
         if glob.startswith("/") or glob.endswith("/") or "//" in glob:
             raise ValueError(f"{glob!r} is not an owner/name pattern")
     return globs
+
+
+def _parse_public_url(raw: str) -> str | None:
+    url = raw.strip().rstrip("/")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL such as https://gitops-bot.example.com")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must be a plain URL without credentials, query or fragment")
+    return url
+
+
+APP_STORE_SECRET = re.compile(
+    r"^secret:([a-z0-9]([-a-z0-9]*[a-z0-9])?)/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$"
+)
+"""``secret:<namespace>/<name>`` of GITOPS_GITHUB_APP_STORE (groups 1 and 3)."""
+
+
+def _parse_app_store(raw: str) -> str:
+    value = raw.strip() or "file"
+    if value != "file" and not APP_STORE_SECRET.match(value):
+        raise ValueError("must be `file` or `secret:<namespace>/<name>`")
+    return value
 
 
 def _parse_optional_positive_int(raw: str) -> int | None:
@@ -350,6 +389,22 @@ class Settings:
         "Credentials go nowhere else: deliveries naming another GitLab are ignored and logged.",
         default="https://gitlab.com",
     )
+    public_url: str | None = _setting(
+        "GITOPS_PUBLIC_URL",
+        _parse_public_url,
+        "The bot's public URL (`https://gitops-bot.example.com`; `gitops-bot serve --url` sets "
+        "it): a GitHub App made with /setup/github-app sends its webhooks to "
+        "`<url>/webhooks/github`. Unset: the address the browser used for the setup page.",
+        default=None,
+    )
+    github_app_store: str = _setting(
+        "GITOPS_GITHUB_APP_STORE",
+        _parse_app_store,
+        "Where /setup/github-app writes a new GitHub App's id, private key and webhook secret: "
+        "`file` (`GITOPS_DATA_DIR/github-app/`, mode 0600) or `secret:<namespace>/<name>` (a "
+        "Kubernetes Secret, created through KUBECONFIG or the pod's service account).",
+        default="file",
+    )
     forge_timeout: float = _setting(
         "GITOPS_FORGE_TIMEOUT",
         _parse_positive_float,
@@ -385,6 +440,22 @@ class Settings:
         _parse_log_level,
         "DEBUG, INFO, WARNING or ERROR.",
         default="INFO",
+    )
+    log_format: str = _setting(
+        "GITOPS_LOG_FORMAT",
+        _parse_log_format,
+        "`text` (one line per event, for people) or `json` (one JSON object per line, with the "
+        "delivery id, job id, repository, PR and SHA as fields, for log pipelines), for every "
+        'process (web, workers, beat, the CLI). README "Metrics and logs".',
+        default="text",
+    )
+    worker_metrics_port: int = _setting(
+        "GITOPS_WORKER_METRICS_PORT",
+        _parse_port_or_off,
+        "Port on which `gitops-bot worker` serves its Prometheus `/metrics` (jobs run, their "
+        "times, forge calls, objects applied) on every address; 0: off. `gitops-bot serve` "
+        "ignores it: its web `/metrics` shows its workers' metrics too.",
+        default=0,
     )
 
     @property

@@ -420,19 +420,48 @@ def test_redis_is_reachable_only_from_the_bots_pods(name: str, workdir: str) -> 
 
 
 @pytest.mark.parametrize("name", ["base", "example"])
-def test_only_the_web_port_takes_connections(name: str, workdir: str) -> None:
+def test_only_the_web_port_and_the_workers_metrics_port_take_connections(
+    name: str, workdir: str
+) -> None:
     objs = render(name, workdir)
     labels = pod_labels(objs)
-    web = pod_specs(objs)["gitops-bot-web"]["containers"][0]
+    specs = pod_specs(objs)
+    open_port = {"gitops-bot-web": "http", "gitops-bot-worker": "metrics"}
     for pod in ("gitops-bot-web", "gitops-bot-worker", "gitops-bot-beat"):
         policies = policies_for(objs, labels[pod], "Ingress")
         assert policies, f"{pod}: no ingress policy, every connection allowed"
         rules = [r for p in policies for r in p["spec"].get("ingress") or []]
-        if pod == "gitops-bot-web":
-            assert rules == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
-            assert [p["name"] for p in web["ports"]] == ["http"]
+        if pod in open_port:
+            assert rules == [{"ports": [{"port": open_port[pod], "protocol": "TCP"}]}], pod
+            assert [p["name"] for p in specs[pod]["containers"][0]["ports"]] == [open_port[pod]]
         else:
             assert rules == [], pod
+
+
+@pytest.mark.parametrize("name", ["base", "example"])
+def test_web_and_workers_are_scraped_where_they_serve_metrics(name: str, workdir: str) -> None:
+    """The scrape annotations name the port each process serves /metrics on, and the worker's
+    port is the one GITOPS_WORKER_METRICS_PORT makes it serve."""
+    objs = render(name, workdir)
+    deployments = {d["metadata"]["name"]: d for d in find(objs, "Deployment")}
+    for pod, port_name in (("gitops-bot-web", "http"), ("gitops-bot-worker", "metrics")):
+        template = deployments[pod]["spec"]["template"]
+        annotations = template["metadata"]["annotations"]
+        (container,) = template["spec"]["containers"]
+        (port,) = [p for p in container["ports"] if p["name"] == port_name]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(port["containerPort"])
+        assert annotations["prometheus.io/path"] == "/metrics"
+        if pod == "gitops-bot-worker":
+            (settings,) = [
+                c for c in find(objs, "ConfigMap") if c["metadata"]["name"].startswith(
+                    "gitops-bot-settings")
+            ]  # fmt: skip
+            assert settings["data"]["GITOPS_WORKER_METRICS_PORT"] == str(port["containerPort"])
+            refs = [e["configMapRef"]["name"] for e in container["envFrom"] if "configMapRef" in e]
+            assert refs == [settings["metadata"]["name"]]
+    beat = deployments["gitops-bot-beat"]["spec"]["template"]
+    assert "prometheus.io/scrape" not in (beat["metadata"].get("annotations") or {})
 
 
 @pytest.mark.parametrize("name", ["base", "example"])

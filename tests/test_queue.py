@@ -253,6 +253,8 @@ def test_message_is_what_celery_publishes(redis_url: str) -> None:
     celerys, mine = (json.loads(raw) for raw in client.lrange("previews", 0, -1))
     for message in (celerys, mine):
         del message["properties"]["delivery_tag"], message["headers"]["origin"]
+        # stamped by the bot's before_task_publish receiver, whoever publishes
+        assert float(message["headers"].pop("gitops_queued_at")) > time.time() - 60
     # send_task also copies its argsrepr/kwargsrepr options into the properties, and names its
     # app as reply_to for results, which jobs do not have
     for name in ("argsrepr", "kwargsrepr", "reply_to"):

@@ -12,14 +12,25 @@ idempotent, which every task is.
 
 Each worker announces the queues it consumes in Redis (``workers.heartbeat``), and beat's
 schedule comes from ``workers.schedule``.
+
+Logging is the bot's (:func:`bot.logs.setup_logging`): Celery sends ``setup_logging`` when a
+worker, one of its pool processes or beat starts, and with a receiver connected it configures
+nothing itself, so its own lines ("Task … received") come out in ``GITOPS_LOG_FORMAT`` with the
+bot's redaction. While a job runs, every line (PyGithub's retries, Celery's "Task … succeeded")
+carries the job's delivery id, job id, repository, PR and SHA.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from celery import Celery
+from celery.signals import celeryd_init, task_postrun, task_prerun
+from celery.signals import setup_logging as celery_setup_logging
 
+from bot.events import from_task
+from bot.logs import bind_context, event_fields, setup_logging, unbind_context
 from bot.queue import QUEUE_OF, QUEUES, TASK_NAMES, kombu_url
 from bot.settings import Settings
 from workers.heartbeat import Heartbeat
@@ -61,6 +72,34 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_max_retries": None,
         "beat_schedule": beat_schedule(settings),
     }
+
+
+@celeryd_init.connect(weak=False)  # type: ignore[untyped-decorator]
+@celery_setup_logging.connect(weak=False)  # type: ignore[untyped-decorator]
+def _setup_logging(**_: Any) -> None:
+    # celeryd_init: a worker's first signal, before its own warnings (running as root)
+    setup_logging(Settings.from_env(), component="beat" if "beat" in sys.argv[1:] else "worker")
+
+
+_bound: dict[str, Any] = {}
+"""Task id → the token of the log context bound for it (one task at a time per process)."""
+
+
+@task_prerun.connect(weak=False)  # type: ignore[untyped-decorator]
+def _bind_job(task_id: str, args: Any = (), **_: Any) -> None:
+    """Every line logged while a job runs carries its identity, libraries' lines included."""
+    try:
+        event = from_task(args[0])
+    except (IndexError, KeyError, TypeError, ValueError):
+        return  # not one of the bot's jobs (a test task)
+    _bound[task_id] = bind_context(event_fields(event, task_id))
+
+
+@task_postrun.connect(weak=False)  # type: ignore[untyped-decorator]
+def _unbind_job(task_id: str, **_: Any) -> None:
+    token = _bound.pop(task_id, None)
+    if token is not None:
+        unbind_context(token)
 
 
 class GitopsCelery(Celery):  # type: ignore[misc]

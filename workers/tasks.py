@@ -3,7 +3,8 @@
 Each task decodes its forge-neutral event (plain values: no client, no token), builds the job's
 context from the settings and per-process clients (Redis, the git cache), runs the job and
 records the outcome on the job's record and in ``gitops_jobs_processed_total`` (web
-``/metrics``). Errors keep their meaning:
+``/metrics``), and its queue wait, run time and step times in the worker's own metrics
+(:mod:`bot.metrics`). Errors keep their meaning:
 
 * :class:`~bot.errors.TransientError` (forge or cluster outage, Redis, a busy git cache) — the
   task runs again after ``GITOPS_RETRY_DELAY`` seconds, doubled each time up to 5 minutes,
@@ -33,13 +34,14 @@ import redis
 from celery import Task
 from redis.typing import EncodableT
 
+from bot import metrics
 from bot.checkouts import RepoCache
 from bot.errors import ForgeNotConfigured, GitopsError, TransientError
 from bot.events import CommandEvent, Event, PullRequestEvent, from_task
 from bot.jobs.context import JobContext, job_context, job_log
 from bot.jobs.preview import preview_pull_request
 from bot.jobs.sync import handle_command
-from bot.queue import JOB_KEY, JOBS_PROCESSED_KEY, TASK_NAMES, redis_client
+from bot.queue import JOB_KEY, JOBS_PROCESSED_KEY, QUEUED_AT_HEADER, TASK_NAMES, redis_client
 from bot.settings import Settings
 from workers.celery_app import app
 
@@ -107,6 +109,13 @@ def run_job(
     delay = retry_delay(config, retries)
     retries_left = time.time() + delay < started + config.job_timeout
     fields: dict[str, str] = {}
+    wait = metrics.queue_wait(
+        getattr(task.request, QUEUED_AT_HEADER, None), task.request.eta, time.time()
+    )
+    if wait is not None:
+        metrics.observe_queue_wait(event.job_type, wait)
+    run_started = time.monotonic()
+    timings: dict[str, float] | None = None
     jlog.info("%s job started (attempt %d)", event.job_type, retries + 1)
     _record(job_id, event.job_type, "running", started_at=f"{time.time():.3f}")
     if job is None:
@@ -132,6 +141,7 @@ def run_job(
             if retries_left:
                 jlog.warning("transient error, retrying in %.0f s: %s", delay, exc)
                 _record(job_id, event.job_type, "retry")
+                metrics.observe_job(event.job_type, "retry", time.monotonic() - run_started)
                 raise task.retry(
                     args=(payload,),
                     kwargs={"first_try_at": started},
@@ -155,6 +165,7 @@ def run_job(
             )
             outcome = "failed"
     _record(job_id, event.job_type, outcome, finished_at=f"{time.time():.3f}", **fields)
+    metrics.observe_job(event.job_type, outcome, time.monotonic() - run_started, steps=timings)
     jlog.info("%s job ended: %s", event.job_type, outcome)
     return outcome
 

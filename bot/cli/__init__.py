@@ -38,6 +38,19 @@ def main() -> None:
     # kubernetes client's alone: 0.13 s of a 0.65 s `preview --kubeconfig`, bench/cluster.py
     # --whole); frozen at exit, they are left to the operating system.
     atexit.register(gc.freeze)
+    _setup_logging()
+
+
+def _setup_logging() -> None:
+    """Log lines (on stderr; reports go to stdout) in GITOPS_LOG_FORMAT, secrets redacted;
+    ``serve``, ``worker`` and ``beat`` set it up again as their own component."""
+    from bot.logs import setup_logging
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError:
+        return  # the command itself reports the malformed setting
+    setup_logging(settings, component="cli")
 
 
 def cli_settings(*, require_webhook_secret: bool = False) -> Settings:
@@ -92,4 +105,4 @@ def fail(exc: BaseException, *, mode: Mode, fmt: str, dry_run: bool = False) -> 
 
 
 # Each module defines its command(s) with @main.command() when imported.
-from bot.cli import apply, apps, preview, serve  # noqa: E402, F401
+from bot.cli import apply, apps, doctor, preview, serve  # noqa: E402, F401

@@ -18,11 +18,13 @@ import os
 import socket
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import click
 
 from bot.cli import cli_settings, main
 from bot.forges import startup_warnings
+from bot.logs import announce, setup_logging
 from bot.processes import (
     Command,
     DataDirBusy,
@@ -44,10 +46,8 @@ PORT_IN_USE = (
 )
 
 
-def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _setup_logging(settings: Settings, component: str = "serve") -> None:
+    setup_logging(settings, component=component)
     # Once per command, not per gunicorn or Celery child: a webhook secret without credentials.
     for warning in startup_warnings(settings):
         log.warning(warning)
@@ -98,14 +98,31 @@ def _restart_counter(redis_url: str, timeout: float) -> Callable[[str], None]:
     help="Run the Celery workers and beat in this command too (default: only with the "
     "embedded Redis).",
 )
-def serve(host: str, port: int, workers: bool | None) -> None:
+@click.option(
+    "--url",
+    default=None,
+    metavar="URL",
+    help="The bot's public URL (https://gitops-bot.example.com), where forges send webhooks; "
+    "sets GITOPS_PUBLIC_URL (/setup/github-app gives it to the App it creates).",
+)
+def serve(host: str, port: int, workers: bool | None, url: str | None) -> None:
     """Run the webhook server (and, without REDIS_URL, an embedded Redis, the workers and beat).
 
     Every process is supervised: one that dies is restarted; one that keeps dying stops the
     bot with exit code 1. Start-up errors (a busy port, a data directory another bot holds)
-    exit with code 1 before anything is started."""
-    settings = cli_settings(require_webhook_secret=True)
-    _setup_logging(settings)
+    exit with code 1 before anything is started. Without a webhook secret and without a GitHub
+    App it serves /setup/github-app only, to create the App in one click."""
+    if url is not None:
+        os.environ["GITOPS_PUBLIC_URL"] = url  # for this command and the processes it starts
+    settings = cli_settings()
+    if settings.github_app_id is not None:
+        settings = cli_settings(require_webhook_secret=True)
+    _setup_logging(settings, "serve")
+    if not (settings.github_webhook_secret or settings.gitlab_webhook_secret):
+        log.warning(
+            "no webhook secret is set: deliveries are refused; open /setup/github-app on this "
+            "bot to create a GitHub App in one click (the link with its key goes to this log)"
+        )
     lock = DataDirLock(settings.data_dir)
     try:
         lock.acquire(settings.lock_timeout)
@@ -137,11 +154,14 @@ def _serve(
         settings = settings.with_redis_url(embedded.url)
         env["REDIS_URL"] = embedded.url
         layers.append([embedded])
-        click.echo(f"embedded Redis, data in {embedded.data_dir}", err=True)
+        announce(log, "embedded Redis, data in %s", embedded.data_dir)
     assert settings.redis_url
     if workers is None:
         workers = bool(layers)
-    env["PROMETHEUS_MULTIPROC_DIR"] = prometheus_dir(settings.data_dir / "metrics")
+    # The web's /metrics adds up what every process wrote here, the workers' job metrics
+    # included: on one machine one endpoint shows everything (GITOPS_WORKER_METRICS_PORT is
+    # for `gitops-bot worker` alone).
+    env["PROMETHEUS_MULTIPROC_DIR"] = prometheus_dir(settings.data_dir / "metrics" / "serve")
     processes: list[Supervised] = []
     if workers:
         processes += worker_commands(settings, queues=QUEUES, env=env)
@@ -149,7 +169,7 @@ def _serve(
     processes.append(web_command(listener.fileno(), env=env))
     layers.append(processes)
     port = listener.getsockname()[1]
-    click.echo(f"gitops-bot listening on http://{host}:{port}", err=True)
+    announce(log, "gitops-bot listening on http://%s:%s", host, port)
     supervisor = Supervisor(
         layers,
         restart_limit=settings.restart_limit,
@@ -183,14 +203,50 @@ def worker(queues: str | None) -> None:
     unknown = sorted(set(chosen) - set(QUEUES))
     if unknown or not chosen:
         raise click.BadParameter(f"unknown queue(s) {unknown}; choose from {list(QUEUES)}")
-    _setup_logging(settings)
+    _setup_logging(settings, "worker")
+    env: dict[str, str] | None = None
+    server = None
+    if settings.worker_metrics_port:
+        # Celery's pool processes write their metrics to files in this directory; this
+        # process, which outlives every Celery process it restarts, serves their sum.
+        env = dict(os.environ)
+        env["PROMETHEUS_MULTIPROC_DIR"] = prometheus_dir(
+            settings.data_dir / "metrics" / f"worker-{settings.worker_metrics_port}"
+        )
+        server = _serve_metrics(settings.worker_metrics_port, env["PROMETHEUS_MULTIPROC_DIR"])
     supervisor = Supervisor(
-        [worker_commands(settings, queues=chosen)],
+        [worker_commands(settings, queues=chosen, env=env)],
         restart_limit=settings.restart_limit,
         restart_window=settings.restart_window,
         on_restart=_restart_counter(settings.redis_url, settings.redis_timeout),
     )
-    sys.exit(supervisor.run())
+    try:
+        code = supervisor.run()
+    finally:
+        if server is not None:
+            server.shutdown()
+    sys.exit(code)
+
+
+def _serve_metrics(port: int, path: str) -> Any:
+    """The worker's /metrics on every address, or a ClickException saying why not (a busy
+    port stops the command before any worker starts)."""
+    from bot.metrics import serve_worker_metrics
+
+    try:
+        server = serve_worker_metrics(port, path)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"cannot serve the worker's metrics on port {port}: the port is in use "
+                "(another gitops-bot worker?); set GITOPS_WORKER_METRICS_PORT to another port, "
+                "or 0 for none"
+            ) from exc
+        raise click.ClickException(
+            f"cannot serve the worker's metrics on port {port}: {exc.strerror}"
+        ) from exc
+    announce(log, "worker metrics on http://0.0.0.0:%d/metrics", port)
+    return server
 
 
 @main.command()

@@ -23,6 +23,7 @@ from bot.cluster.plan import AppSpecLike
 from bot.cluster.preview import DEFAULT_FIELD_MANAGER, preview_app
 from bot.cluster.targets import Targets
 from bot.diff import redact_values, rendered_secret_values
+from bot.metrics import count_applied
 from bot.model import AppResult, Manifest, Mode, ObjectError, RunResult
 
 RENDER_FAILED_NOTE = "not sent to the cluster: the app did not render cleanly"
@@ -231,6 +232,8 @@ def run_apply(
         skip_on_render_errors=True,
     )
     run.head = commit
+    if not dry_run:
+        count_applied(run)  # gitops_objects_applied_total / _pruned_total
     return run
 
 

@@ -52,11 +52,19 @@ from bot.forges.base import (
     StatusState,
     shorten,
 )
+from bot.forges.calls import CountingRetry
 from bot.forges.gitauth import basic_auth_env
 from bot.forges.markers import Marker
 from bot.settings import Settings
 
 log = logging.getLogger("gitops_bot.forges.github")
+
+# PyGithub gives its "github" logger a stderr handler of its own when imported: its lines
+# (retries, rate limits) would be printed twice, once in plain text. The bot's logging set-up
+# (bot.logs) prints them, in GITOPS_LOG_FORMAT, as they propagate to the root logger.
+for _handler in list(logging.getLogger("github").handlers):
+    if type(_handler) is logging.StreamHandler:
+        logging.getLogger("github").removeHandler(_handler)
 
 COMMENT_LIMIT = 65536
 PER_PAGE = 100
@@ -167,8 +175,8 @@ class GitHubConfig:
         """PyGithub's retry policy: 5xx and 429 (``Retry-After`` honoured), and the 403s that
         are rate limits (primary: until ``X-RateLimit-Reset``; secondary: ``Retry-After`` or
         ``secondary_rate_wait``). Writes are retried too (PATCH included), so a 502 on a
-        comment edit does not fail a job."""
-        return GithubRetry(
+        comment edit does not fail a job. Every request is counted (:mod:`bot.forges.calls`)."""
+        return CountedGithubRetry(
             total=self.retries,
             backoff_factor=self.backoff_factor,
             status_forcelist=[*range(500, 600), 429],
@@ -195,6 +203,12 @@ class GitHubConfig:
             if secret:
                 text = text.replace(secret, "<redacted>")
         return text
+
+
+class CountedGithubRetry(CountingRetry, GithubRetry):
+    """PyGithub's retry policy, counting each request in ``gitops_forge_requests_total``."""
+
+    provider = "github"
 
 
 # --- per-process caches ------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from typing import Any, NoReturn
 import gitlab
 import requests
 from gitlab import exceptions as gl_errors
+from requests.adapters import HTTPAdapter
 
 from bot.errors import (
     ForgeAccessDenied,
@@ -66,6 +67,7 @@ from bot.forges.base import (
     StatusState,
     shorten,
 )
+from bot.forges.calls import GitLabRetry
 from bot.forges.gitauth import basic_auth_env
 from bot.forges.markers import Marker
 from bot.settings import Settings
@@ -243,6 +245,9 @@ def client(config: GitLabConfig) -> _Client:
             # Authorization): refuse any, and say which URL to configure instead.
             session.max_redirects = 0
             session.hooks["response"].append(_retry_after_hook(config.max_wait))
+            # requests' own policy (no retry at this level), counting every request
+            for scheme in ("https://", "http://"):
+                session.mount(scheme, HTTPAdapter(max_retries=GitLabRetry()))
             found = _Client(
                 config.url,
                 private_token=config.token,

@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.fake_forge import gitstore, hooks
+from tests.fake_forge.app_manifests import ManifestFlow
 from tests.fake_forge.contract import Contract, Match
 from tests.fake_forge.server import Answer, FakeForge, Fault, ForgeHandler, Recorded
 
@@ -179,6 +180,7 @@ class App:
     private_key_pem: str
     public_key: Any
     permissions: dict[str, str]
+    events: list[str] = field(default_factory=lambda: ["pull_request", "issue_comment", "push"])
 
 
 @dataclass
@@ -222,6 +224,8 @@ class FakeGitHub(FakeForge):
         self.deliveries: list[hooks.Delivery] = []
         self.shapes = Shapes()
         self.shapes.forge = self
+        #: The GitHub App manifest flow (app_manifests.py).
+        self.manifests = ManifestFlow(self)
         self._ids = itertools.count(1000)
 
     # --- the test API: set-up ----------------------------------------------------------------
@@ -241,7 +245,12 @@ class FakeGitHub(FakeForge):
         return value
 
     def create_app(
-        self, slug: str, *, permissions: Mapping[str, str] | None = None, owner: str = "acme"
+        self,
+        slug: str,
+        *,
+        permissions: Mapping[str, str] | None = None,
+        owner: str = "acme",
+        events: list[str] | None = None,
     ) -> App:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = key.private_bytes(
@@ -258,6 +267,8 @@ class FakeGitHub(FakeForge):
             public_key=key.public_key(),
             permissions=dict(permissions or DEFAULT_APP_PERMISSIONS),
         )
+        if events is not None:
+            app.events = list(events)
         self.apps[app.id] = app
         self.add_user(f"{slug}[bot]", type="Bot")
         self.add_user(owner, type="Organization")
@@ -670,7 +681,7 @@ class Shapes:
             "target_type": "Organization",
             "repository_selection": "selected",
             "permissions": self.forge.apps[inst.app_id].permissions,
-            "events": [],
+            "events": self.forge.apps[inst.app_id].events,
             "created_at": iso(now()),
             "updated_at": iso(now()),
             "access_tokens_url": f"{self.forge.url}/app/installations/{inst.id}/access_tokens",
@@ -873,9 +884,13 @@ class _Handler(Shapes, ForgeHandler):
     ) -> tuple[int, Any, dict[str, str]]:
         fake = self.forge
         headers = record.headers
+        if fake.manifests.is_web(path):  # a web page, not the API: no contract to check
+            return fake.manifests.web(method, path, query, body, headers)
         params = dict(parse_qsl(query, keep_blank_values=True))
         match = fake.contract.check(method, path, params, body)
         op = match.operation.operation_id
+        if op == "apps/create-from-manifest":  # no authentication: the code is the credential
+            return fake.manifests.convert(match.path_params["code"], self)
         auth = headers.get("authorization")
         if path.startswith("/app") or path.endswith("/installation"):
             app = fake._app_from_jwt(auth)
@@ -906,7 +921,7 @@ class _Handler(Shapes, ForgeHandler):
                     "created_at": iso(now()),
                     "updated_at": iso(now()),
                     "permissions": app.permissions,
-                    "events": ["pull_request", "issue_comment", "push"],
+                    "events": app.events,
                 },
                 {},
             )
@@ -927,6 +942,9 @@ class _Handler(Shapes, ForgeHandler):
                 },
                 {},
             )
+        if op == "apps/list-installations":
+            mine = [i for i in fake.installations.values() if i.app_id == app.id]
+            return self._page([self._installation(i) for i in mine], match)
         if op == "apps/get-repo-installation":
             full = f"{match.path_params['owner']}/{match.path_params['repo']}".lower()
             for inst in fake.installations.values():

@@ -30,6 +30,7 @@ Standalone: ``python -m tests.fake_forge --gitlab --port 9000`` (see ``__main__.
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import json
 import secrets
@@ -1311,6 +1312,30 @@ def _current_user(h: _Handler, caller: Caller, match: Match) -> Result:
         }
     )
     return 200, data, {}
+
+
+# docs: personal_access_tokens/#get-details-on-a-personal-access-token (the `self` form)
+@route("GET", "/api/v4/personal_access_tokens/self")
+def _token_self(h: _Handler, caller: Caller, match: Match) -> Result:
+    user = h._need_user(caller)
+    token = caller.token
+    assert token is not None
+    return (
+        200,
+        {
+            "id": int(hashlib.sha256(token.value.encode()).hexdigest()[:8], 16),
+            "name": "gitops-bot",
+            "revoked": token.revoked,
+            "created_at": iso(now()),
+            "description": None,
+            "scopes": sorted(token.scopes),
+            "user_id": user.id,
+            "last_used_at": iso(now()),
+            "active": not token.revoked,
+            "expires_at": token.expires_at.date().isoformat() if token.expires_at else None,
+        },
+        {},
+    )
 
 
 # docs: users/#list-users

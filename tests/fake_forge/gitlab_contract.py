@@ -329,6 +329,13 @@ _OPERATIONS = [
         [_id(), _int("issue_iid")],
         _body(["body"], body=STRING, created_at=STRING, internal=BOOL),
     ),
+    # gitops-bot doctor: the token's own scopes and expiry
+    _op(
+        "GET",
+        "/api/v4/personal_access_tokens/self",
+        "personal_access_tokens/#get-details-on-a-personal-access-token",
+        [],
+    ),
 ]
 
 #: Operations described by their documentation pages: ``path → method → operation``.

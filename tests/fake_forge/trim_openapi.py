@@ -30,7 +30,9 @@ OUT = Path(__file__).with_name("github_openapi.json")
 OPERATIONS: dict[str, tuple[str, ...]] = {
     "/user": ("get",),
     "/app": ("get",),
+    "/app/installations": ("get",),
     "/app/installations/{installation_id}/access_tokens": ("post",),
+    "/app-manifests/{code}/conversions": ("post",),
     "/repos/{owner}/{repo}/installation": ("get",),
     "/repos/{owner}/{repo}": ("get",),
     "/repos/{owner}/{repo}/branches/{branch}": ("get",),
