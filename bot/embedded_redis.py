@@ -6,6 +6,13 @@ used only when asked), started with our own configuration: a unix socket only (n
 nothing else on the machine can reach it), and an append-only file in the data directory, so a
 restart of the bot, or of Redis after a crash, loses no queued job.
 
+The append-only file is written and fsynced before Redis answers (``appendfsync always``).
+Redis's usual ``everysec`` is not enough for "nothing acknowledged is lost": while a background
+fsync is still running it postpones writing new commands to the file for up to two seconds yet
+answers the clients, so a SIGKILL (the OOM killer) in that window loses deliveries the bot
+already acknowledged with 202. It happened in about one kill in five on a busy disk here; with
+``always`` a write costs about 0.3 ms instead of 0.1 ms, nothing next to a job.
+
 Only the process that started the server stops it, and only through its own process handle
 (SIGTERM, on which Redis writes its files and exits): never a SHUTDOWN sent to whatever answers
 on the socket, which after a quick restart may be another bot's Redis, and never from a forked
@@ -61,12 +68,13 @@ class EmbeddedRedis:
         self,
         data_dir: Path,
         *,
-        fsync: str = "everysec",
+        fsync: str = "always",
         prefer_system: bool = False,
         pass_fds: tuple[int, ...] = (),
     ) -> None:
         """``pass_fds`` stay open in the server: give it the data directory's lock, so the lock
-        is held for as long as this Redis may write there, even if the bot dies first."""
+        is held for as long as this Redis may write there, even if the bot dies first.
+        ``fsync`` is Redis's ``appendfsync`` (see the module docstring before weakening it)."""
         self.data_dir = Path(data_dir).resolve()
         self.socket = self.data_dir / "redis.sock"
         self._fsync = fsync

@@ -30,6 +30,11 @@ timeout = 30
 graceful_timeout = 20
 keepalive = 5
 loglevel = _settings.log_level.lower()
+# gunicorn 27's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl): every
+# other gunicorn of the user — a second bot, the test suite's parallel bots — takes it over and
+# removes it when it stops. The bot's web server is supervised by `serve` (or the platform),
+# not through that socket.
+control_socket_disable = True
 
 
 class GunicornLogger(Logger):  # type: ignore[misc]

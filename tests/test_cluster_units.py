@@ -495,3 +495,67 @@ def test_a_kubeconfig_that_is_not_yaml_is_named_without_quoting_it(tmp_path: Pat
         Cluster(Target(name="prod", kubeconfig=kubeconfig))
     assert "not valid YAML" in str(info.value)
     assert "abc-secret-token" not in str(info.value)
+
+
+def test_an_api_server_that_drops_packets_fails_after_the_connect_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A blackholed address (here a listener whose accept queue is full: the kernel drops the
+    SYNs, as a firewall does) fails each request after CONNECT_TIMEOUT, not REQUEST_TIMEOUT,
+    and is not retried; before, discovery alone took 8 x REQUEST_TIMEOUT (8 minutes) before a
+    preview fell back to the offline diff. A refused port is still retried (fast)."""
+    import contextlib
+    import socket
+    import time
+
+    from bot.cluster import client
+    from bot.cluster.client import Cluster
+    from bot.cluster.targets import Target
+
+    monkeypatch.setattr(client, "CONNECT_TIMEOUT", 0.5)
+    monkeypatch.setattr(client, "BACKOFF", 0.01)
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(0)
+    port = blackhole.getsockname()[1]
+    fillers = [socket.socket() for _ in range(4)]
+    for filler in fillers:
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+    refused = socket.socket()
+    refused.bind(("127.0.0.1", 0))
+    refused_port = refused.getsockname()[1]
+    refused.close()  # nothing listens there
+
+    def kubeconfig(server_port: int) -> Path:
+        path = tmp_path / f"kubeconfig-{server_port}"
+        path.write_text(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+            f"clusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{server_port}', "
+            "insecure-skip-tls-verify: true}}]\n"
+            "users: [{name: u, user: {token: t}}]\n"
+            "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+        )
+        return path
+
+    try:
+        with Cluster(Target(name="t", kubeconfig=kubeconfig(port))) as cluster:
+            started = time.monotonic()
+            with pytest.raises(TransientApiError, match="cannot reach the API server"):
+                cluster.request("GET", "/api")
+            assert cluster.requests == 1  # not retried by us (urllib3 reconnects once)
+            namespaces = client.Resource("", "v1", "Namespace", "namespaces", False)
+            (result,) = cluster.get_many([(namespaces, None, "default")])
+            assert isinstance(result, TransientApiError), result
+            assert cluster.requests == 2
+            # both paths gave up after the connect timeout (REQUEST_TIMEOUT is 60 s)
+            assert time.monotonic() - started < 20
+        with Cluster(Target(name="t", kubeconfig=kubeconfig(refused_port))) as cluster:
+            with pytest.raises(TransientApiError, match="cannot reach the API server"):
+                cluster.request("GET", "/api")
+            assert cluster.requests == 1 + client.RETRIES
+    finally:
+        for filler in fillers:
+            filler.close()
+        blackhole.close()

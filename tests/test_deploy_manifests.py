@@ -355,6 +355,8 @@ def test_redis_has_a_password_and_redis_url_is_built_from_it(name: str, workdir:
     args = redis["args"]
     assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
     assert args[args.index("--appendonly") + 1] == "yes"
+    # a job the webhook answered 2xx for is on disk: everysec loses it to a kill during a fsync
+    assert args[args.index("--appendfsync") + 1] == "always"
     service = one(objs, "Service", "gitops-bot-redis")
     for pod in BOT_PODS:
         container = pod_specs(objs)[pod]["containers"][0]

@@ -80,10 +80,18 @@ class CurlBatch:
     may :meth:`send` more (a retry after a delay, the next page of a LIST)."""
 
     def __init__(
-        self, configuration: k8s_client.Configuration, *, connections: int, timeout: float = 60
+        self,
+        configuration: k8s_client.Configuration,
+        *,
+        connections: int,
+        timeout: float = 60,
+        connect_timeout: float | None = None,
     ) -> None:
+        """``timeout``: seconds for one request; ``connect_timeout`` (default ``timeout``):
+        for connecting."""
         self.connections = max(1, connections)
         self._timeout_ms = int(timeout * 1000)
+        self._connect_timeout_ms = int((connect_timeout or timeout) * 1000)
         self._multi = pycurl.CurlMulti()
         self._multi.setopt(pycurl.M_MAX_HOST_CONNECTIONS, self.connections)
         self._multi.setopt(pycurl.M_MAXCONNECTS, self.connections)
@@ -155,7 +163,7 @@ class CurlBatch:
         for option, value in self._options:
             handle.setopt(option, value)
         handle.setopt(pycurl.TIMEOUT_MS, self._timeout_ms)
-        handle.setopt(pycurl.CONNECTTIMEOUT_MS, self._timeout_ms)
+        handle.setopt(pycurl.CONNECTTIMEOUT_MS, self._connect_timeout_ms)
         handle.chunks = []
         handle.setopt(pycurl.WRITEFUNCTION, handle.chunks.append)
         handle.request = None

@@ -170,9 +170,13 @@ def from_status(status: int, body: bytes | str | None, *, http_reason: str = "")
     return cls(message, status=status, reason=reason, details=details)
 
 
+CONNECTION_ERROR = "ConnectionError"
+"""The ``reason`` of a request that got no answer at all."""
+
+
 def connection_error(exc: BaseException | str, *, server: str) -> TransientApiError:
     """A request that got no answer at all (refused, reset, timed out, TLS refused)."""
     detail = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
     return TransientApiError(
-        f"cannot reach the API server at {server}: {detail}", reason="ConnectionError"
+        f"cannot reach the API server at {server}: {detail}", reason=CONNECTION_ERROR
     )
