@@ -93,6 +93,15 @@ class PushEvent(Event):
     installation_id: int | None = None
 
 
+@dataclass(frozen=True)
+class DriftEvent(Event):
+    """Time for the drift check of one repository (queued by the periodic drift job, never by a
+    webhook): ``delivery_id`` names the round (``drift-<unix time>``)."""
+
+    job_type: ClassVar[str] = "drift"
+    installation_id: int | None = None
+
+
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
@@ -104,7 +113,7 @@ def _field_names(cls: type) -> tuple[str, ...]:
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.__name__: cls for cls in (PullRequestEvent, CommandEvent, PushEvent)
+    cls.__name__: cls for cls in (PullRequestEvent, CommandEvent, PushEvent, DriftEvent)
 }
 
 

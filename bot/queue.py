@@ -42,8 +42,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from bot.errors import QueueUnavailable
-from bot.events import Event, PullRequestEvent
-from bot.state import PullKey
+from bot.events import Event, PullRequestEvent, PushEvent
+from bot.state import REPOSITORIES_KEY, PullKey, RepoKey, repository_field
 
 TASK_NAMES: Final[dict[str, str]] = {
     "preview": "gitops.preview",
@@ -51,9 +51,13 @@ TASK_NAMES: Final[dict[str, str]] = {
     "deploy": "gitops.deploy",
     "deploy_app": "gitops.deploy_app",
     "deploy_resume": "gitops.deploy_resume",
+    "drift": "gitops.drift",
+    "drift_all": "gitops.drift_all",
+    "catchup": "gitops.catchup",
 }
 """Celery task name of each job type (``deploy_app`` and ``deploy_resume`` are queued by the
-deploy job and ``gitops-bot resume``, not by a webhook)."""
+deploy job and ``gitops-bot resume``, ``drift_all`` and ``catchup`` by beat, ``drift`` (one
+repository) by ``drift_all``; none by a webhook)."""
 
 QUEUE_OF: Final[dict[str, str]] = {
     "preview": "previews",
@@ -61,6 +65,9 @@ QUEUE_OF: Final[dict[str, str]] = {
     "deploy": "deploys",
     "deploy_app": "deploys",
     "deploy_resume": "deploys",
+    "drift": "deploys",
+    "drift_all": "deploys",
+    "catchup": "deploys",
 }
 """Queue of each job type: deploys have their own, so they never wait behind previews."""
 
@@ -88,12 +95,19 @@ redis.call('HSET', KEYS[3], 'type', ARGV[4], 'delivery', ARGV[5], 'repository', 
            'state', 'queued', 'queued_at', ARGV[7])
 redis.call('EXPIRE', KEYS[3], tonumber(ARGV[2]))
 redis.call('LPUSH', KEYS[2], ARGV[3])
-if KEYS[4] then
-  -- a preview: this head is now the PR's latest (bot.state; read before every post)
+-- a repository the bot serves (bot.state; walked by the catch-up and the drift job)
+redis.call('HSET', KEYS[4], ARGV[8], ARGV[9])
+if KEYS[5] then
+  -- a preview: this head is now the PR's latest (read before every post); a push: the
+  -- newest head a deploy was queued for (read by the catch-up). bot.state has both keys.
   local t = redis.call('TIME')
-  redis.call('HSET', KEYS[4], 'sha', ARGV[8],
+  redis.call('HSET', KEYS[5], 'sha', ARGV[10],
              'at', string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2])))
-  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[2]))
+  if ARGV[11] == 'persist' then
+    redis.call('PERSIST', KEYS[5])
+  else
+    redis.call('EXPIRE', KEYS[5], tonumber(ARGV[2]))
+  end
 end
 return {1, ARGV[1]}
 """
@@ -241,6 +255,7 @@ class JobQueue:
             DELIVERY_KEY.format(provider=provider, delivery_id=event.delivery_id),
             queue,
             JOB_KEY.format(job_id=job_id),
+            REPOSITORIES_KEY,
         ]
         args: list[str | int] = [
             job_id,
@@ -250,13 +265,25 @@ class JobQueue:
             event.delivery_id,
             event.repository.full_name,
             f"{time.time():.3f}",
+            repository_field(event.repository.provider, event.repository.full_name),
+            json_dumps(  # type: ignore[no-untyped-call]
+                {
+                    "repository": event.to_task()["repository"],
+                    "installation_id": getattr(event, "installation_id", None),
+                }
+            ),
         ]
         if isinstance(event, PullRequestEvent):
             # The PR's latest head, in the same script: a preview of an older head, queued or
             # running, finds it before it posts (bot.state, bot.jobs.preview).
             pull = PullKey(event.repository.provider, event.repository.full_name, event.number)
             keys.append(pull.head_key)
-            args.append(event.head_sha)
+            args.extend([event.head_sha, "expire"])
+        elif isinstance(event, PushEvent):
+            # The newest head a deploy was queued for: the catch-up queues one only for a head
+            # no delivery brought (bot.jobs.catchup).
+            keys.append(RepoKey(event.repository.provider, event.repository.full_name).pushed_key)
+            args.extend([event.after_sha, "persist"])
         try:
             created, found_id = self._enqueue_script(keys=keys, args=args)
         except redis.RedisError as exc:

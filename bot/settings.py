@@ -473,6 +473,22 @@ class Settings:
         'process (web, workers, beat, the CLI). README "Metrics and logs".',
         default="text",
     )
+    drift_interval: float = _setting(
+        "GITOPS_DRIFT_INTERVAL",
+        _parse_non_negative_float,
+        "Seconds between two drift checks of every served repository (each app compared with "
+        "its last deployed commit; one issue per repository; `selfHeal` apps re-applied); 0: "
+        'off. README "Drift and self-heal".',
+        default=600.0,
+    )
+    reconcile_interval: float = _setting(
+        "GITOPS_RECONCILE_INTERVAL",
+        _parse_non_negative_float,
+        "Seconds between two catch-ups: every served repository's default-branch head and open "
+        "pull/merge requests are checked for work a lost webhook left undone (a deploy, a "
+        'preview), which is then queued; 0: off. README "Catch-up".',
+        default=180.0,
+    )
     worker_metrics_port: int = _setting(
         "GITOPS_WORKER_METRICS_PORT",
         _parse_port_or_off,

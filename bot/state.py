@@ -41,6 +41,17 @@ Deploys (``<repo>`` is ``gitops:deploy:<provider>:<owner/name, lower case>``):
     repository are planned one at a time, so "newest" is decided once).
 ``gitops:deploy:parked`` — sorted set of run keys with paused apps, by push time (Redis's clock):
     ``gitops-bot resume`` goes on with them in push order.
+``<repo>:pushed`` — hash ``sha``, ``at``: the newest default-branch head a deploy job was queued
+    for, by a push delivery or the catch-up (written by the intake's Lua script with the job,
+    no expiry: one small hash per repository). The catch-up compares the branch's head with it.
+``<repo>:drift`` — the drift job's lock for the repository (one drift run at a time).
+
+Served repositories (the catch-up and the drift job walk them):
+
+``gitops:repositories`` — hash ``<provider>|<owner/name, lower case>`` → JSON of the repository as
+    its last queued delivery named it (:class:`bot.events.Repository` and the GitHub App
+    installation id), written by the intake's Lua script with each job. No expiry.
+
 ``gitops:pauses`` — hash ``<repository or *>|<app or *>`` → JSON ``reason``, ``by``, ``at``:
     what ``gitops-bot pause`` froze. No expiry.
 
@@ -76,6 +87,9 @@ RESULTS_SUFFIX: Final = ":run:{sha}:results"
 APP_SUFFIX: Final = ":app:{target}:{app}"
 LOCK_SUFFIX: Final = ":lock:{target}:{app}"
 PLAN_LOCK_SUFFIX: Final = ":plan"
+PUSHED_SUFFIX: Final = ":pushed"
+DRIFT_LOCK_SUFFIX: Final = ":drift"
+REPOSITORIES_KEY: Final = "gitops:repositories"
 PARKED_KEY: Final = "gitops:deploy:parked"
 PAUSES_KEY: Final = "gitops:pauses"
 ANY: Final = "*"
@@ -196,6 +210,19 @@ class RepoKey:
     @property
     def plan_lock_key(self) -> str:
         return self.prefix + PLAN_LOCK_SUFFIX
+
+    @property
+    def pushed_key(self) -> str:
+        return self.prefix + PUSHED_SUFFIX
+
+    @property
+    def drift_lock_key(self) -> str:
+        return self.prefix + DRIFT_LOCK_SUFFIX
+
+
+def repository_field(provider: str, repository: str) -> str:
+    """The field of ``gitops:repositories`` for one repository."""
+    return f"{provider}|{repository.lower()}"
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -408,16 +435,51 @@ class JobState:
 
     # -- locks ------------------------------------------------------------------------------------
 
-    def deploy_lock(self, repo: RepoKey, target: str, app: str, *, holder: str) -> RenewedLock:
-        """The app's deploy lock on ``target`` (see :class:`RenewedLock`)."""
+    def deploy_lock(
+        self, repo: RepoKey, target: str, app: str, *, holder: str, wait: float | None = None
+    ) -> RenewedLock:
+        """The app's deploy lock on ``target`` (see :class:`RenewedLock`); ``wait`` (default:
+        the state's ``lock_wait``) is how long to wait for another holder (0: not at all, as
+        self-heal does: a deploy in progress means heal later)."""
         return RenewedLock(
             self.client,
             repo.lock_key(target, app),
             holder=holder,
             ttl=self.lock_ttl,
-            wait=self.lock_wait,
+            wait=self.lock_wait if wait is None else wait,
             what=f"the deploy lock of {app} on {target}",
         )
+
+    def drift_lock(self, repo: RepoKey, *, holder: str) -> RenewedLock:
+        """The repository's drift lock (one drift run at a time; never waited for)."""
+        return RenewedLock(
+            self.client,
+            repo.drift_lock_key,
+            holder=holder,
+            ttl=self.lock_ttl,
+            wait=0,
+            what=f"the drift lock of {repo.repository}",
+        )
+
+    # -- the catch-up -----------------------------------------------------------------------------
+
+    def pushed_head(self, repo: RepoKey) -> str | None:
+        """The newest default-branch head a deploy job was queued for (None: none seen)."""
+        with self._redis("reading the pushed head"):
+            return _text(self.client.hget(repo.pushed_key, "sha"))
+
+    def served_repositories(self) -> list[dict[str, Any]]:
+        """Every repository seen in a queued delivery: JSON with ``repository`` (the fields of
+        :class:`bot.events.Repository`) and ``installation_id``."""
+        with self._redis("reading the served repositories"):
+            raw = self.client.hgetall(REPOSITORIES_KEY)
+        found = []
+        for _field, value in sorted(raw.items()):
+            with suppress(ValueError):
+                data = json.loads(value)
+                if isinstance(data, dict) and isinstance(data.get("repository"), dict):
+                    found.append(data)
+        return found
 
     def plan_lock(self, repo: RepoKey, *, holder: str) -> RenewedLock:
         """The repository's plan lock (see :class:`RenewedLock`)."""

@@ -230,6 +230,8 @@ def test_issues_found_by_marker_opened_updated_closed_reopened(
     closed = forge.find_issue(marker)
     assert closed is not None and not closed.open and closed.title == "Drift (3)"
     assert [c.body for c in gh.comments(REPO, opened.number)] == ["Drift is gone."]
+    forge.comment_on_issue(opened.number, "Healed web.")
+    assert [c.body for c in gh.comments(REPO, opened.number)][-1] == "Healed web."
     forge.reopen_issue(opened.number)
     again = forge.find_issue(marker)
     assert again is not None and again.open

@@ -365,6 +365,8 @@ def test_issues_found_by_marker_opened_updated_closed_reopened(
     closed = forge.find_issue(marker)
     assert closed is not None and not closed.open and closed.title == "Drift (3)"
     assert [n.body for n in gl.issue_notes(REPO, opened.number)] == ["Drift is gone."]
+    forge.comment_on_issue(opened.number, "Healed web.")
+    assert [n.body for n in gl.issue_notes(REPO, opened.number)][-1] == "Healed web."
     forge.reopen_issue(opened.number)
     again = forge.find_issue(marker)
     assert again is not None and again.open

@@ -59,6 +59,7 @@ def test_defaults() -> None:
     assert app.prune is True
     assert app.validate_schema is False
     assert app.force_conflicts is False
+    assert app.self_heal is False
     assert app.health_timeout == 300
     assert app.render.type == "auto"
     assert app.depends_on == ()
@@ -73,6 +74,7 @@ apps:
     path: charts/demo
     validate: true
     forceConflicts: true
+    selfHeal: true
     healthTimeout: 60
     exclude: ["tests/*"]
     render:
@@ -86,7 +88,7 @@ apps:
 """
     )
     (app,) = config.apps
-    assert app.validate_schema and app.force_conflicts
+    assert app.validate_schema and app.force_conflicts and app.self_heal
     assert app.health_timeout == 60
     assert app.exclude == ("tests/*",)
     assert app.render.type == "helm"
@@ -512,3 +514,9 @@ def test_plain_discovery_leaves_what_charts_and_kustomizations_read(tmp_path: Pa
         "envs/prod/chart",
         "overlay",
     ]
+
+
+def test_self_heal_must_be_a_boolean() -> None:
+    found = problems_of("version: 1\napps:\n  - name: web\n    path: web\n    selfHeal: 'yes'\n")
+    by_line = {p.line: p.message for p in found}
+    assert "boolean" in by_line[5]

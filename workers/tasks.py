@@ -18,6 +18,11 @@ records the outcome on the job's record and in ``gitops_jobs_processed_total`` (
   outcome ``failed``. No task lets an exception reach Celery's own logging, which would print
   its message.
 
+The periodic jobs (beat's schedule, :mod:`workers.schedule`) run on the ``deploys`` queue:
+``gitops.drift_all`` queues one ``gitops.drift`` per served repository
+(:func:`bot.jobs.drift.drift_repository`), and ``gitops.catchup`` queues the work lost webhooks
+left undone (:mod:`bot.jobs.catchup`). Neither is retried: the next round is the retry.
+
 Deploys are three tasks on the ``deploys`` queue: ``gitops.deploy`` plans a push and queues one
 ``gitops.deploy_app`` per app (which queue the apps waiting for them, and previews of open PRs);
 ``gitops.deploy_resume`` (queued by ``gitops-bot resume``) goes on with paused deploys.
@@ -39,18 +44,23 @@ from redis.typing import EncodableT
 from bot import metrics
 from bot.checkouts import RepoCache
 from bot.errors import ForgeNotConfigured, GitopsError, TransientError
-from bot.events import CommandEvent, Event, PullRequestEvent, PushEvent, from_task
+from bot.events import CommandEvent, DriftEvent, Event, PullRequestEvent, PushEvent, from_task
+from bot.forges import connect
+from bot.jobs.catchup import ServedRepository, catch_up, served
 from bot.jobs.context import JobContext, job_context, job_log, job_state
 from bot.jobs.deploy import deploy_app as run_deploy_app
 from bot.jobs.deploy import deploy_push, resume_deploys
+from bot.jobs.drift import drift_repository
 from bot.jobs.preview import preview_pull_request
 from bot.jobs.sync import handle_command
+from bot.logs import bind_context, unbind_context
 from bot.queue import (
     JOB_KEY,
     JOBS_PROCESSED_KEY,
     QUEUE_OF,
     QUEUED_AT_HEADER,
     TASK_NAMES,
+    JobQueue,
     redis_client,
 )
 from bot.settings import Settings
@@ -259,3 +269,111 @@ def deploy_resume(self: Task) -> None:
             countdown=retry_delay(settings(), int(self.request.retries or 0))
         ) from None
     _record(job_id, "deploy_resume", outcome, finished_at=f"{time.time():.3f}")
+
+
+# -- the periodic jobs (beat) ---------------------------------------------------------------------
+
+
+def _served_repositories() -> list[ServedRepository]:
+    config = settings()
+    return served(config, job_state(_state_store(), config))
+
+
+def _periodic(task: Task, kind: str, body: Callable[[str], str]) -> None:
+    """The frame of a periodic job: its record, metrics and log context; an outage is logged
+    and waits for the next round (beat's), never retried nor raised."""
+    job_id = str(task.request.id)
+    token = bind_context({"job": job_id})
+    started = time.monotonic()
+    try:
+        _record(job_id, kind, "running", started_at=f"{time.time():.3f}")
+        try:
+            outcome = body(job_id)
+        except GitopsError as exc:
+            log.warning("[job %s] %s not done, the next round retries: %s", job_id, kind, exc)
+            outcome = "unavailable"
+        except Exception as exc:
+            log.error(
+                "[job %s] %s failed with an unexpected %s:\n%s",
+                job_id,
+                kind,
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+            outcome = "failed"
+        metrics.observe_job(kind, outcome, time.monotonic() - started)
+        try:
+            _record(job_id, kind, outcome, finished_at=f"{time.time():.3f}")
+        except redis.RedisError as exc:
+            log.warning("[job %s] could not record the outcome %s: %s", job_id, outcome, exc)
+    except redis.RedisError as exc:
+        log.warning("[job %s] %s not done (Redis), the next round retries: %s", job_id, kind, exc)
+    finally:
+        unbind_context(token)
+
+
+@app.task(name=TASK_NAMES["drift_all"], bind=True)
+def drift_all(self: Task) -> None:
+    """Beat, every ``GITOPS_DRIFT_INTERVAL``: one drift job per served repository."""
+
+    def body(job_id: str) -> str:
+        round_id = f"drift-{int(time.time())}"
+        repositories = _served_repositories()
+        for item in repositories:
+            event = DriftEvent(
+                delivery_id=round_id,
+                repository=item.repository,
+                installation_id=item.installation_id,
+            )
+            enqueue("drift", (event.to_task(),))
+        log.info("[job %s] queued the drift check of %d repositories", job_id, len(repositories))
+        return "queued" if repositories else "no_repositories"
+
+    _periodic(self, "drift_all", body)
+
+
+def _drift(event: Event, ctx: JobContext) -> Any:
+    assert isinstance(event, DriftEvent)
+    return drift_repository(event, ctx)
+
+
+@app.task(name=TASK_NAMES["drift"], bind=True, max_retries=None)
+def drift(self: Task, payload: dict[str, Any], first_try_at: float | None = None) -> None:
+    """The drift check of one repository (never retried: the next round is the retry)."""
+    run_job(self, payload, _drift, first_try_at)
+
+
+@app.task(name=TASK_NAMES["catchup"], bind=True)
+def catchup(self: Task) -> None:
+    """Beat, every ``GITOPS_RECONCILE_INTERVAL``: queue what lost webhooks left undone."""
+
+    def body(job_id: str) -> str:
+        config = settings()
+        client = _state_store()
+        intake = JobQueue(client, delivery_ttl=config.delivery_ttl)
+
+        def queue(event: Event) -> bool:
+            return not intake.enqueue(event, provider=event.repository.provider).duplicate
+
+        def forge_of(item: ServedRepository) -> Any:
+            return connect(config, item.repository, installation_id=item.installation_id)
+
+        result = catch_up(
+            config,
+            job_state(client, config),
+            _served_repositories(),
+            connect=forge_of,
+            intake=queue,
+            logger=log,
+        )
+        log.info(
+            "[job %s] catch-up of %d repositories: %d deploys and %d previews queued%s",
+            job_id,
+            result.checked,
+            len(result.deploys),
+            len(result.previews),
+            f"; not checked: {', '.join(result.failed)}" if result.failed else "",
+        )
+        return result.outcome
+
+    _periodic(self, "catchup", body)

@@ -220,6 +220,11 @@ class Forge(Protocol):
 
     def reopen_issue(self, number: int) -> None: ...
 
+    def comment_on_issue(self, number: int, body: str) -> None:
+        """Add a comment to an issue, open or closed (the drift issue's history: what was
+        healed, when drift ended)."""
+        ...
+
     def git_access(self) -> GitAccess:
         """Clone URL and credential environment for ``git fetch`` (a fresh token for Apps)."""
         ...

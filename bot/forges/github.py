@@ -670,6 +670,11 @@ class GitHubForge:
         with self._call_on("edit an issue", f"issue #{number}"):
             self._repo.get_issue(number).edit(state="open")
 
+    def comment_on_issue(self, number: int, body: str) -> None:
+        self._check_size(body)
+        with self._call_on("edit an issue", f"issue #{number}"):
+            self._repo.get_issue(number).create_comment(body)
+
     # --- git -----------------------------------------------------------------------------------
 
     def token(self) -> str:

@@ -705,6 +705,11 @@ class GitLabForge:
         with self._call_on("edit an issue", f"issue #{number}"):
             self._project.issues.update(number, {"state_event": "reopen"})
 
+    def comment_on_issue(self, number: int, body: str) -> None:
+        self._check_size(body)
+        with self._call_on("edit an issue", f"issue #{number}"):
+            self._project.issues.get(number, lazy=True).notes.create({"body": body})
+
     # --- git -----------------------------------------------------------------------------------
 
     def git_access(self) -> GitAccess:

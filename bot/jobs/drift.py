@@ -6,8 +6,13 @@ it. ``gitops-bot``'s tests call :func:`drift_report` directly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import redis
 
 from bot.cluster.applyset import DEFAULT_TOOLING
 from bot.cluster.errors import KubeError
@@ -15,9 +20,19 @@ from bot.cluster.preview import DEFAULT_FIELD_MANAGER
 from bot.cluster.runner import Clusters
 from bot.cluster.targets import Targets
 from bot.diff import redact_values, rendered_secret_values
-from bot.errors import ConfigError, GitopsError
+from bot.errors import ConfigError, ForgeError, GitopsError, TransientError
+from bot.events import DriftEvent
+from bot.forges import Forge, Marker
+from bot.forges.sticky import part_limit
+from bot.jobs.compare import REPOSITORY_REFUSED
+from bot.jobs.context import JobContext
 from bot.manifests import checkout, config_errors, load_config, render_apps, resolve_commit
-from bot.model import AppResult, Mode, ObjectError, RunResult
+from bot.metrics import record_drifted_apps
+from bot.model import AppResult, Change, Mode, ObjectChange, ObjectError, RunResult
+from bot.report import MIN_PART_CHARS, comment_parts, escape_md, short_ref
+
+if TYPE_CHECKING:
+    from bot.state import RepoKey
 
 NOT_AT_COMMIT = "{app} is not in .gitops.yaml at its deployed commit {commit}"
 
@@ -31,10 +46,17 @@ def drift_report(
     field_manager: str = DEFAULT_FIELD_MANAGER,
     tooling: str | None = None,
     concurrency: int | None = None,
+    fetch: Callable[[Sequence[str]], object] | None = None,
+    refusal: Callable[[str], str | None] | None = None,
 ) -> RunResult:
     """Drift of every app (or those named) of ``.gitops.yaml`` at ``ref`` (Mode.DRIFT): each
     app is compared with Git at the commit its ApplySet parent says was deployed last, checked
-    out once per distinct commit. Apps never deployed get a note and no changes."""
+    out once per distinct commit. Apps never deployed get a note and no changes.
+
+    ``fetch(commits)`` is called with the deployed commits before they are checked out (the
+    drift job fetches them into its cache; a failure is each app's error); ``refusal(target)``
+    says why a target may not be read for this repository (the app then gets that error and
+    its target is not asked)."""
     from bot.cluster.apply import deployed_commit
     from bot.cluster.drift import NEVER_DEPLOYED, drift_app
 
@@ -53,6 +75,10 @@ def drift_report(
         for index, spec in enumerate(specs):
             app = AppResult(name=spec.name, target=spec.target)
             result.apps.append(app)
+            refused = refusal(spec.target) if refusal is not None else None
+            if refused is not None:
+                app.errors.append(ObjectError(refused, reason=REPOSITORY_REFUSED))
+                continue
             try:
                 cluster = clusters.get(spec.target)
                 deployed = deployed_commit(
@@ -68,6 +94,8 @@ def drift_report(
             pending.setdefault(deployed.commit, []).append((index, spec.name))
         for commit, members in pending.items():
             try:
+                if fetch is not None:
+                    fetch([commit])
                 with checkout(repo, commit) as old_root:
                     old_config = load_config(old_root)
                     names = [name for _i, name in members]
@@ -101,3 +129,418 @@ def drift_report(
                     rendered_secret_values(found.manifests),
                 ).apps[0]
     return result
+
+
+# == the periodic drift job ========================================================================
+#
+# Every GITOPS_DRIFT_INTERVAL seconds beat queues ``drift_all``, which queues one drift job per
+# served repository (:mod:`bot.jobs.catchup` lists them). The job compares each app of the
+# default branch's head with the commit its target last deployed (:func:`drift_report`),
+# re-applies the drifted apps marked ``selfHeal: true`` and keeps one issue per repository and
+# bot instance (found by its hidden marker) saying what differs:
+#
+# * drift found: the issue is opened, or edited when its text changed (never re-posted: an
+#   unchanged finding writes nothing), or reopened when the bot had closed it;
+# * a human closed the issue while the same drift stands: it stays closed until the drift
+#   changes (a different finding reopens it with the new text); a deleted issue is opened anew;
+# * no drift in any app, every app compared: an open issue is edited to say so and closed with
+#   a comment;
+# * an app that could not be compared (a target unreachable, a manifest broken at the deployed
+#   commit, a target refusing the repository): an open issue says which and why, and is not
+#   closed (no drift is claimed where nothing could be read); no issue is opened for that alone;
+# * self-heal: what it re-applied is a comment on the issue (opened and closed at once when
+#   there was none), so the issue's history shows every hand edit the bot reverted.
+
+DRIFT_KIND = "drift"
+DRIFT_TITLE = "GitOps drift: {count} app{s} differ{verb} from Git"
+DRIFT_TITLE_UNKNOWN = "GitOps drift: {count} app{s} could not be checked"
+DRIFT_TITLE_NONE = "GitOps drift: none"
+DRIFT_REPORT_TITLE = "GitOps drift"
+DRIFT_INTRO = (
+    "The cluster differs from Git: each app below was compared with the commit its target last "
+    "deployed (the drift check of `{branch}` at {head}). Deploying or re-applying that commit "
+    "would make these changes. This issue is edited while the drift lasts and closed when it "
+    "is gone.{heal_hint}"
+)
+DRIFT_HEAL_HINT = " Apps with `selfHeal: true` in `.gitops.yaml` are re-applied instead."
+DRIFT_UNCHECKED = "### Not checked\n\n{lines}"
+DRIFT_UNCHECKED_LINE = "- `{app}` on `{target}`: {reason}"
+DRIFT_HEAL_SKIPPED = "- `{app}` on `{target}`: not healed this round: {reason}"
+DRIFT_NONE_BODY = (
+    "No drift: every app matched the commit its target last deployed (checked at {head})."
+)
+DRIFT_GONE_COMMENT = "Drift is gone: every app matches the commit its target last deployed."
+HEALED_COMMENT = (
+    "Self-heal re-applied {items}. Reverted:\n\n{lines}\n\nIt was changed in the cluster by "
+    "something other than the bot; the app has `selfHeal: true` in `.gitops.yaml`."
+)
+HEALED_ITEM = "`{app}` on `{target}` at {commit}"
+HEALED_LINE = "- {change} {kind} `{name}`"
+HEAL_FAILED = "self-heal of {commit} failed: {reason}"
+HEAL_DEPLOYING = "a deploy of {sha} is in progress"
+HEAL_LOCKED = "a deploy holds its lock"
+HEAL_PAUSED = "paused"
+DRIFT_FULL_COMMAND = "gitops-bot apply --repo . --ref <deployed commit> --dry-run"
+
+# outcomes (gitops_jobs_processed_total{job_type="drift"})
+DRIFTED = "drifted"
+NO_DRIFT = "no_drift"
+UNCHECKED = "unchecked"
+BUSY = "busy"
+UNAVAILABLE = "unavailable"
+DRIFT_CONFIG_ERROR = "config_error"
+
+
+@dataclass
+class Healed:
+    """One self-heal: the app, its target, the commit re-applied and what it changed."""
+
+    app: str
+    target: str
+    commit: str
+    changes: list[ObjectChange] = field(default_factory=list)
+
+
+@dataclass
+class DriftOutcome:
+    """What one drift job did: ``issue`` is what happened to the issue (``opened``, ``edited``,
+    ``reopened``, ``closed``, ``unchanged``, ``left_closed``, ``none``)."""
+
+    outcome: str
+    drifted: tuple[str, ...] = ()
+    unchecked: tuple[str, ...] = ()
+    healed: tuple[str, ...] = ()
+    issue: str = "none"
+    detail: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
+
+
+def _first_reason(app: AppResult) -> str:
+    from bot.jobs.deploy_report import failure_reason
+
+    return failure_reason(app).replace("\n", " ")[:300]
+
+
+def drift_issue_text(
+    result: RunResult,
+    *,
+    branch: str,
+    self_heal: bool,
+    skipped: Mapping[str, str],
+    limit: int,
+) -> tuple[str, str] | None:
+    """(title, body text without the marker) of the drift issue for ``result`` (the drift after
+    self-heal), or None when nothing is to be said: no drift and every app compared. Pure:
+    the same finding gives the same text, so an unchanged drift never edits the issue."""
+    drifted = [a for a in result.apps if a.has_changes and not a.errors]
+    unchecked = [a for a in result.apps if a.errors]
+    if not drifted and not unchecked:
+        return None
+    lines = []
+    for app in unchecked:
+        lines.append(
+            DRIFT_UNCHECKED_LINE.format(
+                app=app.name, target=app.target, reason=escape_md(_first_reason(app))
+            )
+        )
+    for app in drifted:
+        if app.name in skipped:
+            lines.append(
+                DRIFT_HEAL_SKIPPED.format(
+                    app=app.name, target=app.target, reason=escape_md(skipped[app.name])
+                )
+            )
+    tail = "\n\n" + DRIFT_UNCHECKED.format(lines="\n".join(lines)) if lines else ""
+    intro = DRIFT_INTRO.format(
+        branch=escape_md(branch),
+        head=short_ref(result.head),
+        heal_hint=DRIFT_HEAL_HINT if self_heal else "",
+    )
+    shown = RunResult(mode=Mode.DRIFT, head=result.head, apps=drifted)
+    if drifted:
+        (report,) = comment_parts(
+            shown,
+            limit=max(limit - len(intro) - len(tail) - 10, MIN_PART_CHARS),
+            max_parts=1,
+            full_command=DRIFT_FULL_COMMAND,
+            title=DRIFT_REPORT_TITLE,
+        )
+        body = f"{report}\n\n{intro}{tail}"
+        count = len(drifted)
+        title = DRIFT_TITLE.format(count=count, s=_s(count), verb="s" if count == 1 else "")
+    else:
+        body = f"## {DRIFT_REPORT_TITLE}{tail}"
+        title = DRIFT_TITLE_UNKNOWN.format(count=len(unchecked), s=_s(len(unchecked)))
+    return title, body
+
+
+def healed_comment(healed: Sequence[Healed]) -> str:
+    """The issue comment saying what self-heal re-applied."""
+    items = ", ".join(
+        HEALED_ITEM.format(app=h.app, target=h.target, commit=short_ref(h.commit)) for h in healed
+    )
+    lines = [
+        HEALED_LINE.format(
+            change=c.change.value,
+            kind=escape_md(c.ref.kind),
+            name=escape_md(f"{c.ref.namespace}/{c.ref.name}" if c.ref.namespace else c.ref.name),
+        )
+        for h in healed
+        for c in h.changes
+        if c.change is not Change.UNCHANGED
+    ]
+    return HEALED_COMMENT.format(items=items, lines="\n".join(lines) or "- (nothing left to do)")
+
+
+def reconcile_drift_issue(
+    forge: Forge,
+    marker: Marker,
+    text: tuple[str, str] | None,
+    *,
+    head: str | None,
+    all_checked: bool,
+    healed: Sequence[Healed] = (),
+) -> str:
+    """Make the repository's drift issue say ``text`` (see the story above); returns what
+    happened to it. Writes nothing when the issue already says it."""
+    issue = forge.find_issue(marker)
+    action = "none"
+    if text is not None:
+        title, body_text = text
+        body = f"{marker.tag()}\n{body_text}"
+        if issue is None:
+            if not _is_unknown_only(title):  # unchecked apps alone open no issue
+                issue = forge.open_issue(title=title, body=body)
+                action = "opened"
+        elif issue.open:
+            if issue.body != body or issue.title != title:
+                issue = forge.update_issue(issue.number, title=title, body=body)
+                action = "edited"
+            else:
+                action = "unchanged"
+        elif _is_unknown_only(title):
+            action = "left_closed"
+        elif issue.body == body:
+            action = "left_closed"  # closed by a human with this very drift standing
+        else:
+            issue = forge.update_issue(issue.number, title=title, body=body)
+            forge.reopen_issue(issue.number)
+            action = "reopened"
+    elif all_checked and issue is not None and issue.open:
+        forge.update_issue(
+            issue.number,
+            title=DRIFT_TITLE_NONE,
+            body=f"{marker.tag()}\n{DRIFT_NONE_BODY.format(head=short_ref(head))}",
+        )
+        comment = DRIFT_GONE_COMMENT
+        if healed:
+            comment = f"{healed_comment(healed)}\n\n{DRIFT_GONE_COMMENT}"
+        forge.close_issue(issue.number, comment=comment)
+        return "closed"
+    if healed:
+        if issue is None:
+            issue = forge.open_issue(
+                title=DRIFT_TITLE_NONE,
+                body=f"{marker.tag()}\n{DRIFT_NONE_BODY.format(head=short_ref(head))}",
+            )
+            forge.close_issue(issue.number, comment=healed_comment(healed))
+            return "opened_closed"
+        forge.comment_on_issue(issue.number, healed_comment(healed))
+    return action
+
+
+def _is_unknown_only(title: str) -> bool:
+    return title.startswith("GitOps drift:") and title.endswith("could not be checked")
+
+
+def drift_repository(event: DriftEvent, ctx: JobContext) -> DriftOutcome:
+    """The drift job of one repository (see the story above). Never raises for an outage: a
+    forge, Redis or cluster that does not answer is logged and the next round tries again."""
+    from bot.cluster.applyset import DEFAULT_TOOLING
+    from bot.cluster.errors import KubeError
+    from bot.state import LockBusy, RepoKey
+
+    forge, state = ctx.forge, ctx.state
+    repo = RepoKey(forge.provider, forge.repository)
+    timings: dict[str, float] = {}
+    try:
+        with state.drift_lock(repo, holder=ctx.job_id):
+            started = time.monotonic()
+            info = forge.repository_info()
+            repo_path, head = ctx.repos.fetch_branch(
+                forge.provider, forge.repository, forge.git_access(), info.default_branch
+            )
+            timings["checkout"] = time.monotonic() - started
+            try:
+                targets = ctx.targets()
+            except KubeError as exc:
+                ctx.log.error("drift not checked: %s", exc)
+                return DriftOutcome(UNAVAILABLE, detail=str(exc), timings=timings)
+
+            def fetch(commits: Sequence[str]) -> None:
+                ctx.repos.fetch_commits(
+                    forge.provider, forge.repository, forge.git_access(), list(commits)
+                )
+
+            def refusal(target: str) -> str | None:
+                if target not in targets:
+                    return f"unknown target {target!r}"
+                return targets[target].repository_refusal(forge.repository)
+
+            compared_at = time.monotonic()
+            tooling = ctx.settings.applyset_tooling or DEFAULT_TOOLING
+            result = drift_report(
+                repo_path,
+                targets=targets,
+                ref=head,
+                field_manager=ctx.settings.field_manager,
+                tooling=tooling,
+                concurrency=ctx.settings.kube_concurrency,
+                fetch=fetch,
+                refusal=refusal,
+            )
+            timings["compare"] = time.monotonic() - compared_at
+            if result.errors:  # .gitops.yaml broken at the head: nothing to compare
+                ctx.log.warning(
+                    "drift not checked: .gitops.yaml at %s: %s", head[:12], result.errors[0]
+                )
+                return DriftOutcome(DRIFT_CONFIG_ERROR, timings=timings)
+            with checkout(repo_path, head) as root:
+                config = load_config(root)
+            healing = {s.name for s in config.apps if s.self_heal}
+            healed: list[Healed] = []
+            skipped: dict[str, str] = {}
+            heal_at = time.monotonic()
+            for index, app in enumerate(result.apps):
+                if app.name not in healing or app.errors or not app.has_changes:
+                    continue
+                outcome = _heal(ctx, repo, repo_path, app, targets, tooling)
+                if isinstance(outcome, str):
+                    skipped[app.name] = outcome
+                    continue
+                healed.append(outcome)
+                # what is left after the heal: nothing, or the heal's failure
+                left = AppResult(name=app.name, target=app.target, commit=app.commit)
+                result.apps[index] = left
+            timings["heal"] = time.monotonic() - heal_at
+            drifted = [a.name for a in result.apps if a.has_changes and not a.errors]
+            unchecked = [a.name for a in result.apps if a.errors]
+            for app in result.apps:
+                for error in app.errors[:1]:
+                    ctx.log.warning("drift of %s not checked: %s", app.name, error.message[:300])
+            text = drift_issue_text(
+                result,
+                branch=info.default_branch,
+                self_heal=bool(healing),
+                skipped=skipped,
+                limit=part_limit(forge),
+            )
+            posted_at = time.monotonic()
+            issue = reconcile_drift_issue(
+                forge,
+                ctx.marker(DRIFT_KIND),
+                text,
+                head=head,
+                all_checked=not unchecked,
+                healed=healed,
+            )
+            timings["post"] = time.monotonic() - posted_at
+            if not unchecked or drifted:
+                try:
+                    record_drifted_apps(
+                        state.client,
+                        forge.repository,
+                        len(drifted),
+                        ttl=max(3 * ctx.settings.drift_interval, 600.0),
+                    )
+                except redis.RedisError as exc:
+                    ctx.log.warning("could not record the drifted apps for /metrics: %s", exc)
+    except LockBusy:
+        return DriftOutcome(BUSY, detail="another drift job of this repository runs")
+    except (ForgeError, TransientError) as exc:
+        ctx.log.warning("drift check not finished, next round retries: %s", exc)
+        return DriftOutcome(UNAVAILABLE, detail=str(exc)[:300], timings=timings)
+    ctx.log.info(
+        "drift: %s drifted, %s not checked, %s healed; issue %s",
+        ", ".join(drifted) or "none",
+        ", ".join(unchecked) or "none",
+        ", ".join(h.app for h in healed) or "none",
+        issue,
+    )
+    if drifted:
+        outcome = DRIFTED
+    elif unchecked:
+        outcome = UNCHECKED
+    else:
+        outcome = NO_DRIFT
+    return DriftOutcome(
+        outcome,
+        drifted=tuple(drifted),
+        unchecked=tuple(unchecked),
+        healed=tuple(h.app for h in healed),
+        issue=issue,
+        timings=timings,
+    )
+
+
+def _heal(
+    ctx: JobContext,
+    repo: RepoKey,
+    repo_path: Path,
+    drifted: AppResult,
+    targets: Targets,
+    tooling: str,
+) -> Healed | str:
+    """Re-apply the drifted app's deployed commit under its deploy lock; the reason when it was
+    not (a deploy in progress or holding the lock, a pause), or the heal's failure."""
+    from bot.cluster.owners import Declarations
+    from bot.cluster.runner import run_apply
+    from bot.jobs.deploy import app_digest, git_is_ancestor
+    from bot.manifests import render_with_neighbours
+    from bot.state import LockBusy
+
+    state = ctx.state
+    commit = drifted.commit
+    assert commit is not None
+    latest, done = state.app_commits(repo, drifted.target, drifted.name)
+    if latest is not None and latest != done:
+        return HEAL_DEPLOYING.format(sha=latest[:7])
+    if state.pause_of(repo.repository, drifted.name) is not None:
+        return HEAL_PAUSED
+    try:
+        with state.deploy_lock(
+            repo, drifted.target, drifted.name, holder=f"heal-{ctx.job_id}", wait=0
+        ):
+            with checkout(repo_path, commit) as root:
+                config = load_config(root)
+                rendering = render_with_neighbours(root, config, apps=[drifted.name])
+            rendered = next(r for r in rendering.apps if r.spec.name == drifted.name)
+            declared = Declarations.of(rendering.everything, specs=config.apps)
+            digest = app_digest(rendered.spec, rendered.manifests)
+            # Git wins over whoever changed the field by hand (kubectl edit took its ownership)
+            forced = replace(rendered, spec=replace(rendered.spec, force_conflicts=True))
+            with Clusters(targets, concurrency=ctx.settings.kube_concurrency) as clusters:
+                result = run_apply(
+                    [forced],
+                    clusters,
+                    commit=commit,
+                    field_manager=ctx.settings.field_manager,
+                    tooling=tooling,
+                    is_ancestor=git_is_ancestor(repo_path),
+                    declared=declared,
+                    digests={drifted.name: digest},
+                    wait=False,
+                )
+    except LockBusy:
+        return HEAL_LOCKED
+    except GitopsError as exc:
+        return HEAL_FAILED.format(commit=commit[:7], reason=str(exc)[:300])
+    (applied,) = result.apps
+    if applied.errors:
+        return HEAL_FAILED.format(commit=commit[:7], reason=_first_reason(applied))
+    ctx.log.info("self-heal re-applied %s at %s on %s", drifted.name, commit[:12], drifted.target)
+    return Healed(drifted.name, drifted.target, commit, list(applied.changes))

@@ -116,6 +116,8 @@ class AppSpec:
     validate_schema: bool = False
     force_conflicts: bool = False
     """Take ownership of fields managed by other field managers on apply."""
+    self_heal: bool = False
+    """The drift job re-applies the last deployed commit when the live objects drifted."""
     health_timeout: int = DEFAULT_HEALTH_TIMEOUT
     """Seconds to wait for health after apply."""
     stuck_pod_timeout: int = DEFAULT_STUCK_POD_TIMEOUT
@@ -281,6 +283,7 @@ def parse_config(text: str, *, file: str = CONFIG_FILE, root: Path | None = None
                 ),
                 validate_schema=raw.get("validate", False),
                 force_conflicts=raw.get("forceConflicts", False),
+                self_heal=raw.get("selfHeal", False),
                 health_timeout=raw.get("healthTimeout", DEFAULT_HEALTH_TIMEOUT),
                 stuck_pod_timeout=raw.get("stuckPodTimeout", DEFAULT_STUCK_POD_TIMEOUT),
                 exclude=tuple(raw.get("exclude", ())),

@@ -256,6 +256,12 @@ class MemoryForge:
             self.issue_comments.setdefault(number, []).append(comment)
         self.issues[number] = replace(issue, open=False)
 
+    def comment_on_issue(self, number: int, body: str) -> None:
+        self._enter("comment_on_issue")
+        self._check_size(body)
+        self._issue(number)
+        self.issue_comments.setdefault(number, []).append(body)
+
     def reopen_issue(self, number: int) -> None:
         self._enter("reopen_issue")
         self.issues[number] = replace(self._issue(number), open=True)

@@ -1,0 +1,275 @@
+"""The periodic drift job (issue 16.2), in-process against a real Redis, the kube emulator and a
+:class:`MemoryForge`: one issue per repository and instance, opened, edited only when the
+finding changes, closed when drift is gone, reopened rather than duplicated; self-heal under the
+app's deploy lock; and the faults: the forge down while posting, a target unreachable, a
+manifest broken at the deployed commit, the issue closed or deleted by a human."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+import redis
+
+from bot.events import DriftEvent
+from bot.forges import Marker
+from bot.jobs import drift as job
+from bot.metrics import DRIFTED_KEY
+from bot.state import RepoKey
+from tests.deploy_support import EVENT_REPOSITORY, Bot
+from tests.jobs_support import (
+    REPO,
+    Remote,
+    configmap,
+    memory_forge,
+    targets_at,
+    unreachable_kubeconfig,
+)
+from tests.kube_emulator.fixture import Kubectl
+
+SECRET_VALUE = "hunter2-do-not-print"
+CONFIG = """version: 1
+apps:
+  - {name: web, path: web, namespace: web, createNamespace: true}
+  - {name: api, path: api, namespace: api, createNamespace: true, selfHeal: true}
+"""
+
+
+def secret(name: str, value: str) -> str:
+    encoded = base64.b64encode(value.encode()).decode()
+    return (
+        f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ndata:\n  password: {encoded}\n"
+    )
+
+
+FILES: dict[str, str | bytes | None] = {
+    ".gitops.yaml": CONFIG,
+    "web/a.yaml": configmap("a", "1"),
+    "web/s.yaml": secret("creds", "initial-value"),
+    "api/b.yaml": configmap("b", "1"),
+}
+MARKER = Marker("drift")
+
+
+@pytest.fixture
+def bot(tmp_path: Path, redis_url: str, kubeconfig: str) -> Bot:
+    remote = Remote(tmp_path / "remote.git", FILES)
+    forge = memory_forge(remote)
+    bot = Bot(remote, forge, redis_url, tmp_path, targets_at(kubeconfig))
+    sha = remote.head("main")
+    forge.default_branch_sha = sha
+    bot.push(sha)
+    return bot
+
+
+def check(bot: Bot, *, job_id: str = "drift-1") -> job.DriftOutcome:
+    event = DriftEvent(delivery_id="drift-1", repository=EVENT_REPOSITORY)
+    return job.drift_repository(event, bot.context(job_id))
+
+
+def the_issue(bot: Bot) -> tuple[bool, str, str]:
+    (issue,) = [i for i in bot.forge.issues.values() if MARKER.in_body(i.body)]
+    return issue.open, issue.title, issue.body
+
+
+def edit_web(kubectl: Kubectl, value: str) -> None:
+    kubectl.ok(
+        "-n",
+        "web",
+        "patch",
+        "configmap",
+        "a",
+        "--type=merge",
+        "-p",
+        f'{{"data":{{"value":"{value}"}}}}',
+    )
+
+
+def test_no_drift_opens_nothing(bot: Bot) -> None:
+    outcome = check(bot)
+    assert outcome.outcome == job.NO_DRIFT and outcome.issue == "none"
+    assert bot.forge.issues == {}
+    client = redis.Redis.from_url(bot.redis_url)
+    assert b'"apps": 0' in (client.hget(DRIFTED_KEY, REPO) or b"")
+
+
+def test_a_hand_edit_opens_one_issue_edited_while_it_lasts_and_closed_when_gone(
+    bot: Bot, kubectl: Kubectl
+) -> None:
+    edit_web(kubectl, "by-hand")
+    kubectl.ok(
+        "-n", "web", "patch", "secret", "creds", "--type=merge",
+        "-p", f'{{"stringData":{{"password":"{SECRET_VALUE}"}}}}',
+    )  # fmt: skip
+    outcome = check(bot)
+    assert outcome.outcome == job.DRIFTED and outcome.drifted == ("web",)
+    assert outcome.issue == "opened"
+    is_open, title, body = the_issue(bot)
+    assert is_open and title == "GitOps drift: 1 app differs from Git"
+    assert body.startswith(MARKER.tag()) and "by-hand" in body and "ConfigMap" in body
+    assert "creds" in body and SECRET_VALUE not in body
+    assert base64.b64encode(SECRET_VALUE.encode()).decode() not in body
+    client = redis.Redis.from_url(bot.redis_url)
+    assert b'"apps": 1' in (client.hget(DRIFTED_KEY, REPO) or b"")
+    # the same finding: nothing written
+    bot.forge.calls.clear()
+    assert check(bot).issue == "unchanged"
+    assert "update_issue" not in bot.forge.calls and "open_issue" not in bot.forge.calls
+    # another finding: the one issue is edited
+    edit_web(kubectl, "by-hand-again")
+    assert check(bot).issue == "edited"
+    assert "by-hand-again" in the_issue(bot)[2] and len(bot.forge.issues) == 1
+    # the next deploy puts Git back (the hand-edited objects deleted first: kubectl-patch owns
+    # their fields now, which a deploy does not take over without forceConflicts)
+    kubectl.ok("-n", "web", "delete", "configmap", "a")
+    kubectl.ok("-n", "web", "delete", "secret", "creds")
+    sha = bot.commit_main({"web/a.yaml": configmap("a", "2")})
+    bot.forge.default_branch_sha = sha
+    bot.push(sha)
+    outcome = check(bot)
+    assert outcome.outcome == job.NO_DRIFT and outcome.issue == "closed"
+    is_open, title, body = the_issue(bot)
+    assert not is_open and title == "GitOps drift: none" and "No drift" in body
+    (number,) = bot.forge.issues
+    assert bot.forge.issue_comments[number] == [job.DRIFT_GONE_COMMENT]
+    assert check(bot).issue == "none"  # closed stays closed, nothing written
+
+
+def test_drift_coming_back_reopens_the_issue_rather_than_a_new_one(
+    bot: Bot, kubectl: Kubectl
+) -> None:
+    edit_web(kubectl, "x")
+    check(bot)
+    edit_web(kubectl, "1")
+    assert check(bot).issue == "closed"
+    edit_web(kubectl, "y")
+    assert check(bot).issue == "reopened"
+    assert len(bot.forge.issues) == 1 and the_issue(bot)[0]
+
+
+def test_an_issue_closed_by_a_human_stays_closed_until_the_drift_changes(
+    bot: Bot, kubectl: Kubectl
+) -> None:
+    edit_web(kubectl, "x")
+    check(bot)
+    (number,) = bot.forge.issues
+    bot.forge.close_issue(number)  # a human: "we know, leave it"
+    assert check(bot).issue == "left_closed"
+    assert not the_issue(bot)[0]
+    edit_web(kubectl, "z")  # new drift: worth saying
+    assert check(bot).issue == "reopened"
+    assert the_issue(bot)[0] and "z" in the_issue(bot)[2]
+
+
+def test_an_issue_deleted_by_a_human_is_opened_anew(bot: Bot, kubectl: Kubectl) -> None:
+    edit_web(kubectl, "x")
+    check(bot)
+    bot.forge.issues.clear()  # deleted (GitLab; GitHub's admins can too)
+    assert check(bot).issue == "opened"
+    assert the_issue(bot)[0]
+
+
+def test_self_heal_reverts_a_hand_edit_and_says_so_on_the_issue(bot: Bot, kubectl: Kubectl) -> None:
+    kubectl.ok(
+        "-n", "api", "patch", "configmap", "b", "--type=merge", "-p", '{"data":{"value":"hand"}}'
+    )
+    outcome = check(bot)
+    assert outcome.healed == ("api",) and outcome.outcome == job.NO_DRIFT
+    assert kubectl.get("-n", "api", "configmap", "b")["data"]["value"] == "1"
+    # no issue existed: one is opened to carry the record, and closed at once
+    assert outcome.issue == "opened_closed"
+    is_open, _title, _body = the_issue(bot)
+    (number,) = bot.forge.issues
+    (comment,) = bot.forge.issue_comments[number]
+    assert (
+        not is_open and "Self-heal re-applied `api`" in comment and "ConfigMap `api/b`" in comment
+    )
+    # the heal changed nothing the next deploy would see as new: the app is unchanged
+    assert check(bot).outcome == job.NO_DRIFT
+
+
+def test_self_heal_never_races_a_deploy(bot: Bot, kubectl: Kubectl) -> None:
+    kubectl.ok(
+        "-n", "api", "patch", "configmap", "b", "--type=merge", "-p", '{"data":{"value":"hand"}}'
+    )
+    ctx = bot.context("deploying")
+    with ctx.state.deploy_lock(RepoKey("github", REPO), "default", "api", holder="deploying"):
+        outcome = check(bot)
+    assert outcome.healed == () and outcome.drifted == ("api",)
+    assert kubectl.get("-n", "api", "configmap", "b")["data"]["value"] == "hand"
+    body = the_issue(bot)[2]
+    assert "`api` on `default`: not healed this round: a deploy holds its lock" in body
+    # a deploy planned but not ended: skipped too
+    ctx.state.plan_commit(RepoKey("github", REPO), "default", "api", "f" * 40)
+    assert "a deploy of fffffff is in progress" in (check(bot) and the_issue(bot)[2])
+    ctx.state.commit_done(RepoKey("github", REPO), "default", "api", "f" * 40)
+    outcome = check(bot)  # free again: healed, and the drift issue closed
+    assert outcome.healed == ("api",) and outcome.issue == "closed"
+    assert kubectl.get("-n", "api", "configmap", "b")["data"]["value"] == "1"
+
+
+def test_the_forge_down_while_posting_loses_nothing(bot: Bot, kubectl: Kubectl) -> None:
+    edit_web(kubectl, "x")
+    bot.forge.fail_next(times=1)
+    outcome = check(bot)
+    assert outcome.outcome == job.UNAVAILABLE and bot.forge.issues == {}
+    outcome = check(bot)  # the next round posts it
+    assert outcome.issue == "opened" and the_issue(bot)[0]
+
+
+def test_an_unreachable_target_is_named_and_the_others_still_reported(
+    bot: Bot, kubectl: Kubectl, tmp_path: Path, kubeconfig: str
+) -> None:
+    config = CONFIG.replace("{name: api, path: api,", "{name: api, path: api, target: far,")
+    sha = bot.commit_main({".gitops.yaml": config})
+    bot.forge.default_branch_sha = sha
+    from bot.cluster.targets import Target, Targets
+
+    bot.targets = Targets(
+        {
+            "default": Target("default", kubeconfig=Path(kubeconfig)),
+            "far": Target("far", kubeconfig=unreachable_kubeconfig(tmp_path / "far")),
+        }
+    )
+    edit_web(kubectl, "x")
+    outcome = check(bot)
+    assert outcome.drifted == ("web",) and outcome.unchecked == ("api",)
+    body = the_issue(bot)[2]
+    assert "### Not checked" in body and "`api` on `far`:" in body
+    # drift gone on the reachable target, the other still unread: the issue stays open
+    edit_web(kubectl, "1")
+    outcome = check(bot)
+    assert outcome.outcome == job.UNCHECKED and outcome.issue == "edited"
+    is_open, title, body = the_issue(bot)
+    assert is_open and title == "GitOps drift: 1 app could not be checked"
+    assert "No drift" not in body
+
+
+def test_unchecked_apps_alone_open_no_issue(bot: Bot, tmp_path: Path) -> None:
+    bot.targets = targets_at(unreachable_kubeconfig(tmp_path / "down"))
+    outcome = check(bot)
+    assert outcome.outcome == job.UNCHECKED and outcome.unchecked == ("web", "api")
+    assert bot.forge.issues == {}
+
+
+def test_a_manifest_broken_at_the_deployed_commit_is_named(bot: Bot, kubectl: Kubectl) -> None:
+    from bot.cluster.applyset import COMMIT_ANNOTATION, parent_name
+
+    broken = bot.commit_main({"web/a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n"})
+    sha = bot.commit_main({"web/a.yaml": configmap("a", "1")})
+    bot.forge.default_branch_sha = sha
+    # web's parent says the broken commit was deployed (a deploy by hand, another tool)
+    kubectl.ok(
+        "-n", "web", "annotate", "--overwrite", "secret", parent_name("web"),
+        f"{COMMIT_ANNOTATION}={broken}",
+    )  # fmt: skip
+    kubectl.ok(
+        "-n", "api", "patch", "configmap", "b", "--type=merge", "-p", '{"data":{"value":"h"}}'
+    )
+    outcome = check(bot)
+    assert outcome.unchecked == ("web",) and outcome.healed == ("api",)
+    # api healed, web unreadable: no drift is claimed, and no issue is opened for it alone,
+    # but the heal is on record
+    (number,) = bot.forge.issues
+    assert not bot.forge.issues[number].open
