@@ -223,3 +223,27 @@ def test_a_worker_announces_its_queues_while_it_consumes_them(
     finally:
         if worker.poll() is None:
             worker.kill()
+
+
+def test_beat_schedules_drift_and_catch_up_each_off_at_zero() -> None:
+    from workers.schedule import beat_schedule
+
+    settings = Settings.from_env({"GITOPS_DRIFT_INTERVAL": "30", "GITOPS_RECONCILE_INTERVAL": "5"})
+    schedule = beat_schedule(settings)
+    assert schedule == {
+        "drift": {
+            "task": "gitops.drift_all",
+            "schedule": 30.0,
+            "options": {"queue": "deploys", "expires": 30.0},
+        },
+        "catchup": {
+            "task": "gitops.catchup",
+            "schedule": 5.0,
+            "options": {"queue": "deploys", "expires": 5.0},
+        },
+    }
+    assert celery_config(
+        Settings.from_env({"REDIS_URL": "redis://localhost/0"})
+    )["beat_schedule"].keys() == {"drift", "catchup"}  # on by default: 600 s and 180 s
+    off = Settings.from_env({"GITOPS_DRIFT_INTERVAL": "0", "GITOPS_RECONCILE_INTERVAL": "0"})
+    assert beat_schedule(off) == {}
