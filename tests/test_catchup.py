@@ -222,3 +222,29 @@ def test_redis_down_fails_the_round_not_the_worker(world: World) -> None:
     assert outcome.outcome == catchup.PARTIAL and set(outcome.failed) == {REPO, "acme/other"}
     with pytest.raises(StateUnavailable):
         served(world.settings, down)
+
+
+def test_an_apps_installations_are_served_beside_the_deliveries(world: World) -> None:
+    third = Repository(**{**EVENT_REPOSITORY.__dict__, "full_name": "acme/third", "id": 3})
+    outside = Repository(
+        **{**EVENT_REPOSITORY.__dict__, "full_name": "acme/x", "api_url": "https://evil.example"}
+    )
+
+    def installations() -> list[ServedRepository]:
+        return [
+            ServedRepository(third, 7),
+            ServedRepository(OTHER, 7),
+            ServedRepository(outside, 7),
+        ]
+
+    found = served(world.settings, world.state, installations=installations)
+    assert [(s.repository.full_name, s.installation_id) for s in found] == [
+        ("acme/app", None),
+        ("acme/other", None),  # as its delivery named it
+        ("acme/third", 7),
+    ]  # never a repository on another host
+
+    def down() -> list[ServedRepository]:
+        raise ForgeUnavailable("GitHub is down")
+
+    assert len(served(world.settings, world.state, installations=down)) == 2

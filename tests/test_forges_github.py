@@ -428,6 +428,22 @@ def test_app_git_access_uses_the_installation_token(
     assert base64.b64decode(header.split()[-1]).decode().startswith("x-access-token:ghs_")
 
 
+def test_the_apps_installations_list_every_repository_the_catch_up_walks(
+    gh: FakeGitHub, app_settings: tuple[Settings, int], github_settings: Settings
+) -> None:
+    from bot.forges import app_installations
+
+    settings, installation = app_settings
+    gh.create_repo("other/tool", files={"README.md": "x"})
+    app = next(iter(gh.apps.values()))
+    elsewhere = gh.install(app, ["other/tool"])
+    found = {(r.full_name, i) for r, i in app_installations(settings)}
+    assert found == {(REPO, installation), ("other/tool", elsewhere)}
+    (repository, _) = next(x for x in app_installations(settings) if x[0].full_name == REPO)
+    assert repository.api_url == gh.url and repository.default_branch == "main"
+    assert app_installations(github_settings) == []  # a token: the deliveries say which
+
+
 def test_app_installation_is_looked_up_when_the_event_has_none(
     gh: FakeGitHub, app_settings: tuple[Settings, int]
 ) -> None:

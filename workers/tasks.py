@@ -45,7 +45,7 @@ from bot import metrics
 from bot.checkouts import RepoCache
 from bot.errors import ForgeNotConfigured, GitopsError, TransientError
 from bot.events import CommandEvent, DriftEvent, Event, PullRequestEvent, PushEvent, from_task
-from bot.forges import connect
+from bot.forges import app_installations, connect
 from bot.jobs.catchup import ServedRepository, catch_up, served
 from bot.jobs.context import JobContext, job_context, job_log, job_state
 from bot.jobs.deploy import deploy_app as run_deploy_app
@@ -276,7 +276,11 @@ def deploy_resume(self: Task) -> None:
 
 def _served_repositories() -> list[ServedRepository]:
     config = settings()
-    return served(config, job_state(_state_store(), config))
+
+    def installations() -> list[ServedRepository]:
+        return [ServedRepository(r, i) for r, i in app_installations(config)]
+
+    return served(config, job_state(_state_store(), config), installations=installations)
 
 
 def _periodic(task: Task, kind: str, body: Callable[[str], str]) -> None:

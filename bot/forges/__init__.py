@@ -47,6 +47,7 @@ __all__ = [
     "RepoInfo",
     "RepositoryFilter",
     "StatusState",
+    "app_installations",
     "check_configured",
     "connect",
     "connect_by_name",
@@ -88,6 +89,16 @@ def startup_warnings(settings: Settings) -> list[str]:
         except ForgeNotConfigured as exc:
             warnings.append(f"{exc}; every GitLab job will fail until then")
     return warnings
+
+
+def app_installations(settings: Settings) -> list[tuple[Repository, int]]:
+    """The repositories a GitHub App (``GITHUB_APP_ID``) is installed on, with their
+    installation ids; empty without one. Raises the ForgeError family."""
+    if settings.github_app_id is None:
+        return []
+    from bot.forges.github import GitHubConfig, installed_repositories
+
+    return installed_repositories(GitHubConfig.from_settings(settings))
 
 
 def connect(

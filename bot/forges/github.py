@@ -38,6 +38,7 @@ from bot.errors import (
     ForgeRefused,
     ForgeUnavailable,
 )
+from bot.events import Repository
 from bot.forges.base import (
     STATUS_DESCRIPTION_LIMIT,
     Comment,
@@ -289,6 +290,35 @@ def installation_for(config: GitHubConfig, full_name: str) -> int:
         found = int(_integration(config).get_repo_installation(owner, name).id)
     with _lock:
         _installations[key] = found
+    return found
+
+
+def installed_repositories(config: GitHubConfig) -> list[tuple[Repository, int]]:
+    """Every repository the App is installed on, with its installation id (the catch-up and
+    the drift job walk them): ``GET /app/installations``, then each installation's
+    ``GET /installation/repositories``. Empty for a token. Raises the ForgeError family."""
+    if not config.is_app:
+        return []
+    found: list[tuple[Repository, int]] = []
+    with _translate(
+        config, action="list its installations", repository=None, who="the GitHub App"
+    ):
+        for installation in _integration(config).get_installations():
+            for repo in installation.get_repos():
+                found.append(
+                    (
+                        Repository(
+                            provider="github",
+                            full_name=repo.full_name,
+                            id=int(repo.id),
+                            default_branch=repo.default_branch or "main",
+                            clone_url=repo.clone_url or "",
+                            web_url=repo.html_url or "",
+                            api_url=config.api_url,
+                        ),
+                        int(installation.id),
+                    )
+                )
     return found
 
 

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from bot.errors import GitopsError
+from bot.errors import ForgeNotConfigured, GitopsError
 from bot.events import Event, PullRequestEvent, PushEvent, Repository
 from bot.forges import Forge, RepositoryFilter
 from bot.forges.policy import forge_refusal
@@ -139,6 +139,10 @@ def catch_up(
             deploys, previews = catch_up_repository(
                 forge, item, state=state, settings=settings, intake=intake
             )
+        except ForgeNotConfigured as exc:
+            # only a webhook secret for this forge (the Quick start): nothing to ask
+            logger.info("catch-up of %s skipped: %s", name, exc)
+            continue
         except GitopsError as exc:
             # a forge outage, a revoked installation, Redis away: the next round tries again
             reason = str(exc).replace("\n", " ")[:300]

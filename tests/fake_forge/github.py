@@ -1003,6 +1003,16 @@ def _get_repo(h: _Handler, token: Token, match: Match) -> tuple[int, Any, dict[s
     return 200, h._repo_json(h._repo(token, match, "repos/get")), {}
 
 
+@route("apps/list-repos-accessible-to-installation")
+def _installation_repos(h: _Handler, token: Token, match: Match) -> tuple[int, Any, dict[str, str]]:
+    if token.installation is None:  # GitHub: only an installation token may ask
+        raise ApiError(403, "You must authenticate with an installation access token")
+    inst = h.forge.installations[token.installation]
+    repos = [h._repo_json(h.forge.repos[name]) for name in sorted(inst.repos) if name in h.forge.repos]
+    status, chunk, headers = h._page(repos, match)
+    return status, {"total_count": len(repos), "repositories": chunk}, headers
+
+
 @route("repos/get-branch")
 def _get_branch(h: _Handler, token: Token, match: Match) -> tuple[int, Any, dict[str, str]]:
     repo = h._repo(token, match, "repos/get-branch")

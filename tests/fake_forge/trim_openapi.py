@@ -34,6 +34,7 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     "/app/installations/{installation_id}/access_tokens": ("post",),
     "/app-manifests/{code}/conversions": ("post",),
     "/repos/{owner}/{repo}/installation": ("get",),
+    "/installation/repositories": ("get",),
     "/repos/{owner}/{repo}": ("get",),
     "/repos/{owner}/{repo}/branches/{branch}": ("get",),
     "/repos/{owner}/{repo}/pulls": ("get",),
