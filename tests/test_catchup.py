@@ -248,3 +248,21 @@ def test_an_apps_installations_are_served_beside_the_deliveries(world: World) ->
         raise ForgeUnavailable("GitHub is down")
 
     assert len(served(world.settings, world.state, installations=down)) == 2
+
+
+def test_a_catch_up_line_in_json_names_the_repository_and_the_delivery(world: World) -> None:
+    from tests.test_logs import capture, lines
+
+    logger, stream = capture("json")
+    world.forges[REPO].default_branch_sha = "a" * 40
+    catch_up(
+        world.settings,
+        world.state,
+        served(world.settings, world.state),
+        connect=lambda item: world.forges[item.repository.full_name],
+        intake=world.deliver,
+        logger=logger,
+    )
+    (line,) = lines(stream)
+    assert line["repository"] == REPO and line["delivery"] == f"catchup:{REPO}:{'a' * 40}"
+    assert line["message"].startswith(f"catch-up queued the deploy of {REPO}@aaaaaaaaaaaa")

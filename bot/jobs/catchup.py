@@ -141,12 +141,17 @@ def catch_up(
             )
         except ForgeNotConfigured as exc:
             # only a webhook secret for this forge (the Quick start): nothing to ask
-            logger.info("catch-up of %s skipped: %s", name, exc)
+            logger.info("catch-up of %s skipped: %s", name, exc, extra={"repository": name})
             continue
         except GitopsError as exc:
             # a forge outage, a revoked installation, Redis away: the next round tries again
             reason = str(exc).replace("\n", " ")[:300]
-            logger.warning("catch-up of %s not done, next round retries: %s", name, reason)
+            logger.warning(
+                "catch-up of %s not done, next round retries: %s",
+                name,
+                reason,
+                extra={"repository": name},
+            )
             result.failed[name] = reason
             continue
         except Exception as exc:  # a bug: the others still get their catch-up
@@ -155,14 +160,19 @@ def catch_up(
                 name,
                 type(exc).__name__,
                 "".join(traceback.format_tb(exc.__traceback__)),
+                extra={"repository": name},
             )
             result.failed[name] = type(exc).__name__
             continue
         result.checked += 1
-        result.deploys.extend(deploys)
-        result.previews.extend(previews)
-        for what in (*deploys, *previews):
-            logger.warning("catch-up queued %s: no webhook delivery had", what)
+        result.deploys.extend(what for what, _ in deploys)
+        result.previews.extend(what for what, _ in previews)
+        for what, delivery in (*deploys, *previews):
+            logger.warning(
+                "catch-up queued %s: no webhook delivery had",
+                what,
+                extra={"repository": name, "delivery": delivery},
+            )
     count_missed_work("deploy", len(result.deploys))
     count_missed_work("preview", len(result.previews))
     if result.deploys or result.previews:
@@ -179,12 +189,12 @@ def catch_up_repository(
     state: JobState,
     settings: Settings,
     intake: Intake,
-) -> tuple[list[str], list[str]]:
-    """The catch-up of one repository: (deploys queued, previews queued). Raises the forge's
-    and Redis's errors."""
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The catch-up of one repository: (deploys queued, previews queued), each as (what, its
+    delivery id). Raises the forge's and Redis's errors."""
     info = forge.repository_info()
     repository = replace(item.repository, default_branch=info.default_branch)
-    deploys: list[str] = []
+    deploys: list[tuple[str, str]] = []
     head = info.default_branch_sha
     repo = RepoKey(forge.provider, forge.repository)
     if head and state.pushed_head(repo) != head and state.run(repo, head) is None:
@@ -198,8 +208,8 @@ def catch_up_repository(
             installation_id=item.installation_id,
         )
         if intake(event):
-            deploys.append(f"the deploy of {forge.repository}@{head[:12]}")
-    previews: list[str] = []
+            deploys.append((f"the deploy of {forge.repository}@{head[:12]}", event.delivery_id))
+    previews: list[tuple[str, str]] = []
     for pr in forge.open_pull_requests():
         if pr.draft and not settings.preview_drafts:
             continue
@@ -227,7 +237,12 @@ def catch_up_repository(
             installation_id=item.installation_id,
         )
         if intake(preview):
-            previews.append(f"a preview of {forge.repository}#{pr.number}@{pr.head_sha[:12]}")
+            previews.append(
+                (
+                    f"a preview of {forge.repository}#{pr.number}@{pr.head_sha[:12]}",
+                    preview.delivery_id,
+                )
+            )
     return deploys, previews
 
 
