@@ -61,6 +61,11 @@ FAST_SETTINGS = {
     "GITOPS_WORKER_HEARTBEAT": "0.5",
     "GITOPS_WEB_WORKERS": "1",
     "GITOPS_LOG_LEVEL": "INFO",
+    # the periodic jobs stay out of journeys that are not about them (a catch-up deploying a
+    # repository's first commit would change what a deploy journey counts); test_reconcile.py
+    # turns them on with intervals of seconds
+    "GITOPS_DRIFT_INTERVAL": "0",
+    "GITOPS_RECONCILE_INTERVAL": "0",
 }
 
 T = TypeVar("T")
