@@ -19,7 +19,7 @@ from bot.jobs import catchup
 from bot.jobs.catchup import ServedRepository, catch_up, served
 from bot.jobs.context import job_state
 from bot.jobs.deploy import DUPLICATE, deploy_push
-from bot.queue import JobQueue
+from bot.queue import JobQueue, redis_client
 from bot.settings import Settings
 from bot.state import PullKey, StateUnavailable
 from tests.deploy_support import EVENT_REPOSITORY, Bot
@@ -208,9 +208,7 @@ def test_a_forge_outage_on_one_repository_leaves_the_others_caught_up(world: Wor
 
 def test_redis_down_fails_the_round_not_the_worker(world: World) -> None:
     repositories = served(world.settings, world.state)
-    down = job_state(
-        redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2), world.settings
-    )
+    down = job_state(redis_client("redis://127.0.0.1:1", timeout=0.2), world.settings)
     world.forges[REPO].default_branch_sha = "9" * 40
     outcome = catch_up(
         world.settings,
