@@ -273,3 +273,25 @@ def test_a_manifest_broken_at_the_deployed_commit_is_named(bot: Bot, kubectl: Ku
     # but the heal is on record
     (number,) = bot.forge.issues
     assert not bot.forge.issues[number].open
+
+
+def test_two_instances_keep_an_issue_each(bot: Bot, kubectl: Kubectl) -> None:
+    from tests.jobs_support import settings_for
+
+    edit_web(kubectl, "x")
+    check(bot)
+    bot.settings = settings_for(bot.tmp_path, GITOPS_INSTANCE="prod", GITOPS_DEPLOY_LOCK_TTL="3")
+    assert check(bot).issue == "opened"
+    titles = sorted(i.title for i in bot.forge.issues.values())
+    assert titles == [
+        "GitOps drift (prod): 1 app differs from Git",
+        "GitOps drift: 1 app differs from Git",
+    ]
+    prod = next(i for i in bot.forge.issues.values() if "(prod)" in i.title)
+    assert prod.body.startswith("<!-- gitops-bot:drift@prod -->")
+    edit_web(kubectl, "1")
+    assert check(bot).issue == "closed"  # prod's; the other instance's is its own business
+    assert [i.open for i in sorted(bot.forge.issues.values(), key=lambda i: i.number)] == [
+        True,
+        False,
+    ]

@@ -152,9 +152,9 @@ def drift_report(
 #   there was none), so the issue's history shows every hand edit the bot reverted.
 
 DRIFT_KIND = "drift"
-DRIFT_TITLE = "GitOps drift: {count} app{s} differ{verb} from Git"
-DRIFT_TITLE_UNKNOWN = "GitOps drift: {count} app{s} could not be checked"
-DRIFT_TITLE_NONE = "GitOps drift: none"
+DRIFT_TITLE = "GitOps drift{instance}: {count} app{s} differ{verb} from Git"
+DRIFT_TITLE_UNKNOWN = "GitOps drift{instance}: {count} app{s} could not be checked"
+DRIFT_TITLE_NONE = "GitOps drift{instance}: none"
 DRIFT_REPORT_TITLE = "GitOps drift"
 DRIFT_INTRO = (
     "The cluster differs from Git: each app below was compared with the commit its target last "
@@ -225,6 +225,20 @@ def _first_reason(app: AppResult) -> str:
     return failure_reason(app).replace("\n", " ")[:300]
 
 
+@dataclass(frozen=True)
+class DriftText:
+    """What the drift issue says: its title, its body without the marker, and whether it
+    reports drift (False: only apps that could not be checked)."""
+
+    title: str
+    body: str
+    drifted: bool
+
+
+def _instance(instance: str) -> str:
+    return f" ({instance})" if instance else ""
+
+
 def drift_issue_text(
     result: RunResult,
     *,
@@ -232,10 +246,12 @@ def drift_issue_text(
     self_heal: bool,
     skipped: Mapping[str, str],
     limit: int,
-) -> tuple[str, str] | None:
-    """(title, body text without the marker) of the drift issue for ``result`` (the drift after
-    self-heal), or None when nothing is to be said: no drift and every app compared. Pure:
-    the same finding gives the same text, so an unchanged drift never edits the issue."""
+    instance: str = "",
+) -> DriftText | None:
+    """The drift issue's text for ``result`` (the drift after self-heal), or None when nothing
+    is to be said: no drift and every app compared. Pure: the same finding gives the same text,
+    so an unchanged drift never edits the issue. ``instance`` (``GITOPS_INSTANCE``) goes into
+    the title, so two bots' issues on one repository tell apart."""
     drifted = [a for a in result.apps if a.has_changes and not a.errors]
     unchecked = [a for a in result.apps if a.errors]
     if not drifted and not unchecked:
@@ -271,11 +287,15 @@ def drift_issue_text(
         )
         body = f"{report}\n\n{intro}{tail}"
         count = len(drifted)
-        title = DRIFT_TITLE.format(count=count, s=_s(count), verb="s" if count == 1 else "")
-    else:
-        body = f"## {DRIFT_REPORT_TITLE}{tail}"
-        title = DRIFT_TITLE_UNKNOWN.format(count=len(unchecked), s=_s(len(unchecked)))
-    return title, body
+        title = DRIFT_TITLE.format(
+            instance=_instance(instance), count=count, s=_s(count), verb="s" if count == 1 else ""
+        )
+        return DriftText(title, body, drifted=True)
+    body = f"## {DRIFT_REPORT_TITLE}{tail}"
+    title = DRIFT_TITLE_UNKNOWN.format(
+        instance=_instance(instance), count=len(unchecked), s=_s(len(unchecked))
+    )
+    return DriftText(title, body, drifted=False)
 
 
 def healed_comment(healed: Sequence[Healed]) -> str:
@@ -299,7 +319,7 @@ def healed_comment(healed: Sequence[Healed]) -> str:
 def reconcile_drift_issue(
     forge: Forge,
     marker: Marker,
-    text: tuple[str, str] | None,
+    text: DriftText | None,
     *,
     head: str | None,
     all_checked: bool,
@@ -308,34 +328,30 @@ def reconcile_drift_issue(
     """Make the repository's drift issue say ``text`` (see the story above); returns what
     happened to it. Writes nothing when the issue already says it."""
     issue = forge.find_issue(marker)
+    none_title = DRIFT_TITLE_NONE.format(instance=_instance(marker.instance))
+    none_body = f"{marker.tag()}\n{DRIFT_NONE_BODY.format(head=short_ref(head))}"
     action = "none"
     if text is not None:
-        title, body_text = text
-        body = f"{marker.tag()}\n{body_text}"
+        body = f"{marker.tag()}\n{text.body}"
         if issue is None:
-            if not _is_unknown_only(title):  # unchecked apps alone open no issue
-                issue = forge.open_issue(title=title, body=body)
+            if text.drifted:  # unchecked apps alone open no issue
+                issue = forge.open_issue(title=text.title, body=body)
                 action = "opened"
         elif issue.open:
-            if issue.body != body or issue.title != title:
-                issue = forge.update_issue(issue.number, title=title, body=body)
+            if issue.body != body or issue.title != text.title:
+                issue = forge.update_issue(issue.number, title=text.title, body=body)
                 action = "edited"
             else:
                 action = "unchanged"
-        elif _is_unknown_only(title):
+        elif not text.drifted or issue.body == body:
+            # nothing new to say, or closed by a person with this very drift standing
             action = "left_closed"
-        elif issue.body == body:
-            action = "left_closed"  # closed by a human with this very drift standing
         else:
-            issue = forge.update_issue(issue.number, title=title, body=body)
+            issue = forge.update_issue(issue.number, title=text.title, body=body)
             forge.reopen_issue(issue.number)
             action = "reopened"
     elif all_checked and issue is not None and issue.open:
-        forge.update_issue(
-            issue.number,
-            title=DRIFT_TITLE_NONE,
-            body=f"{marker.tag()}\n{DRIFT_NONE_BODY.format(head=short_ref(head))}",
-        )
+        forge.update_issue(issue.number, title=none_title, body=none_body)
         comment = DRIFT_GONE_COMMENT
         if healed:
             comment = f"{healed_comment(healed)}\n\n{DRIFT_GONE_COMMENT}"
@@ -343,18 +359,11 @@ def reconcile_drift_issue(
         return "closed"
     if healed:
         if issue is None:
-            issue = forge.open_issue(
-                title=DRIFT_TITLE_NONE,
-                body=f"{marker.tag()}\n{DRIFT_NONE_BODY.format(head=short_ref(head))}",
-            )
+            issue = forge.open_issue(title=none_title, body=none_body)
             forge.close_issue(issue.number, comment=healed_comment(healed))
             return "opened_closed"
         forge.comment_on_issue(issue.number, healed_comment(healed))
     return action
-
-
-def _is_unknown_only(title: str) -> bool:
-    return title.startswith("GitOps drift:") and title.endswith("could not be checked")
 
 
 def drift_repository(event: DriftEvent, ctx: JobContext) -> DriftOutcome:
@@ -438,6 +447,7 @@ def drift_repository(event: DriftEvent, ctx: JobContext) -> DriftOutcome:
                 self_heal=bool(healing),
                 skipped=skipped,
                 limit=part_limit(forge),
+                instance=ctx.settings.instance,
             )
             posted_at = time.monotonic()
             issue = reconcile_drift_issue(
