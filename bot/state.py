@@ -468,6 +468,12 @@ class JobState:
         with self._redis("reading the pushed head"):
             return _text(self.client.hget(repo.pushed_key, "sha"))
 
+    def forget_repository(self, provider: str, repository: str) -> None:
+        """Stop walking ``repository`` (gone, or the bot lost access); its next delivery
+        brings it back."""
+        with self._redis("forgetting a served repository"):
+            self.client.hdel(REPOSITORIES_KEY, repository_field(provider, repository))
+
     def served_repositories(self) -> list[dict[str, Any]]:
         """Every repository seen in a queued delivery: JSON with ``repository`` (the fields of
         :class:`bot.events.Repository`) and ``installation_id``."""

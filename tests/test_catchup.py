@@ -264,3 +264,16 @@ def test_a_catch_up_line_in_json_names_the_repository_and_the_delivery(world: Wo
     (line,) = lines(stream)
     assert line["repository"] == REPO and line["delivery"] == f"catchup:{REPO}:{'a' * 40}"
     assert line["message"].startswith(f"catch-up queued the deploy of {REPO}@aaaaaaaaaaaa")
+
+
+def test_a_repository_gone_from_the_forge_is_forgotten_until_a_delivery_names_it(
+    world: World,
+) -> None:
+    from bot.errors import ForgeAccessDenied
+
+    world.forges["acme/other"].fail_next(ForgeAccessDenied("acme/other: Not Found", status=404))
+    outcome = world.run()
+    assert set(outcome.failed) == {"acme/other"}
+    assert [s.repository.full_name for s in served(world.settings, world.state)] == [REPO]
+    world.deliver(push_of(OTHER, "1" * 40, delivery="again"))
+    assert len(served(world.settings, world.state)) == 2

@@ -200,11 +200,18 @@ def test_self_heal_never_races_a_deploy(bot: Bot, kubectl: Kubectl) -> None:
     assert kubectl.get("-n", "api", "configmap", "b")["data"]["value"] == "hand"
     body = the_issue(bot)[2]
     assert "`api` on `default`: not healed this round: a deploy holds its lock" in body
-    # a deploy planned but not ended: skipped too
-    ctx.state.plan_commit(RepoKey("github", REPO), "default", "api", "f" * 40)
-    assert "a deploy of fffffff is in progress" in (check(bot) and the_issue(bot)[2])
-    ctx.state.commit_done(RepoKey("github", REPO), "default", "api", "f" * 40)
-    outcome = check(bot)  # free again: healed, and the drift issue closed
+    # a deploy planned and not ended: the cluster is between two commits, neither drift nor
+    # "no drift", and not healed
+    sha = bot.commit_main({"api/b.yaml": configmap("b", "2")})
+    bot.forge.default_branch_sha = sha
+    bot.push(sha, drain=False)
+    outcome = check(bot)
+    assert outcome.healed == () and outcome.unchecked == ("api",) and outcome.issue == "edited"
+    is_open, title, body = the_issue(bot)
+    assert is_open and f"not compared: a deploy of {sha[:7]} is in progress" in body
+    bot.drain()  # it fails: kubectl-patch owns the field now (no forceConflicts on api)
+    assert "conflict" in bot.outcomes[-1].detail
+    outcome = check(bot)  # the deploy ended: the deployed commit is healed back
     assert outcome.healed == ("api",) and outcome.issue == "closed"
     assert kubectl.get("-n", "api", "configmap", "b")["data"]["value"] == "1"
 

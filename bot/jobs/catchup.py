@@ -24,7 +24,8 @@ head claim) and does nothing twice. What was queued is counted in
 ``gitops_catchup_missed_work{job_type}``.
 
 A forge or Redis that does not answer, for one repository or all, is logged; the next round
-tries again. Nothing here raises for an outage.
+tries again. Nothing here raises for an outage. A repository the forge answers 404 for (deleted,
+or the bot's access removed) is forgotten until a delivery names it again.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from bot.errors import ForgeNotConfigured, GitopsError
+from bot.errors import ForgeAccessDenied, ForgeNotConfigured, GitopsError
 from bot.events import Event, PullRequestEvent, PushEvent, Repository
 from bot.forges import Forge, RepositoryFilter
 from bot.forges.policy import forge_refusal
@@ -142,6 +143,15 @@ def catch_up(
         except ForgeNotConfigured as exc:
             # only a webhook secret for this forge (the Quick start): nothing to ask
             logger.info("catch-up of %s skipped: %s", name, exc, extra={"repository": name})
+            continue
+        except ForgeAccessDenied as exc:
+            if exc.status == 404:  # gone, or no longer visible to the bot: stop asking
+                state.forget_repository(item.repository.provider, name)
+            reason = str(exc).replace("\n", " ")[:300]
+            logger.warning(
+                "catch-up of %s not done: %s", name, reason, extra={"repository": name}
+            )
+            result.failed[name] = reason
             continue
         except GitopsError as exc:
             # a forge outage, a revoked installation, Redis away: the next round tries again

@@ -178,6 +178,7 @@ HEALED_ITEM = "`{app}` on `{target}` at {commit}"
 HEALED_LINE = "- {change} {kind} `{name}`"
 HEAL_FAILED = "self-heal of {commit} failed: {reason}"
 HEAL_DEPLOYING = "a deploy of {sha} is in progress"
+DEPLOYING = "not compared: a deploy of {sha} is in progress"
 HEAL_LOCKED = "a deploy holds its lock"
 HEAL_PAUSED = "paused"
 DRIFT_FULL_COMMAND = "gitops-bot apply --repo . --ref <deployed commit> --dry-run"
@@ -421,6 +422,13 @@ def drift_repository(event: DriftEvent, ctx: JobContext) -> DriftOutcome:
             with checkout(repo_path, head) as root:
                 config = load_config(root)
             healing = {s.name for s in config.apps if s.self_heal}
+            for index, app in enumerate(result.apps):
+                # mid-deploy, the cluster is between two commits: not drift, and not "none"
+                deploying = _deploying(ctx, repo, app.target, app.name)
+                if deploying is not None and app.has_changes:
+                    waiting = AppResult(name=app.name, target=app.target, commit=app.commit)
+                    waiting.errors.append(ObjectError(DEPLOYING.format(sha=deploying[:7])))
+                    result.apps[index] = waiting
             healed: list[Healed] = []
             skipped: dict[str, str] = {}
             heal_at = time.monotonic()
@@ -497,6 +505,22 @@ def drift_repository(event: DriftEvent, ctx: JobContext) -> DriftOutcome:
     )
 
 
+def _deploying(ctx: JobContext, repo: RepoKey, target: str, app: str) -> str | None:
+    """The commit a deploy of the app is under way for (planned, not ended, not paused), or
+    None."""
+    from bot.jobs.deploy_run import RunRecord
+
+    latest, done = ctx.state.app_commits(repo, target, app)
+    if latest is None or latest == done:
+        return None
+    if ctx.state.pause_of(repo.repository, app) is not None:
+        return None  # a paused deploy is not under way: the drift is real
+    data = ctx.state.run(repo, latest)
+    if data is None or RunRecord.from_json(data).settled:
+        return None  # its record expired, or it ended without marking the app (superseded)
+    return latest
+
+
 def _heal(
     ctx: JobContext,
     repo: RepoKey,
@@ -516,9 +540,6 @@ def _heal(
     state = ctx.state
     commit = drifted.commit
     assert commit is not None
-    latest, done = state.app_commits(repo, drifted.target, drifted.name)
-    if latest is not None and latest != done:
-        return HEAL_DEPLOYING.format(sha=latest[:7])
     if state.pause_of(repo.repository, drifted.name) is not None:
         return HEAL_PAUSED
     try:
