@@ -207,7 +207,7 @@ def test_self_heal_never_races_a_deploy(bot: Bot, kubectl: Kubectl) -> None:
     bot.push(sha, drain=False)
     outcome = check(bot)
     assert outcome.healed == () and outcome.unchecked == ("api",) and outcome.issue == "edited"
-    is_open, title, body = the_issue(bot)
+    is_open, _title, body = the_issue(bot)
     assert is_open and f"not compared: a deploy of {sha[:7]} is in progress" in body
     bot.drain()  # it fails: kubectl-patch owns the field now (no forceConflicts on api)
     assert "conflict" in bot.outcomes[-1].detail
