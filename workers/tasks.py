@@ -45,7 +45,7 @@ from bot import metrics
 from bot.checkouts import RepoCache
 from bot.errors import ForgeNotConfigured, GitopsError, TransientError
 from bot.events import CommandEvent, DriftEvent, Event, PullRequestEvent, PushEvent, from_task
-from bot.forges import app_installations, connect
+from bot.forges import app_installations, check_configured, connect
 from bot.jobs.catchup import ServedRepository, catch_up, served
 from bot.jobs.context import JobContext, job_context, job_log, job_state
 from bot.jobs.deploy import deploy_app as run_deploy_app
@@ -316,13 +316,24 @@ def _periodic(task: Task, kind: str, body: Callable[[str], str]) -> None:
         unbind_context(token)
 
 
+def _configured(config: Settings, item: ServedRepository) -> bool:
+    """Whether the bot has credentials for the repository's forge (not with only a webhook
+    secret: the Quick start); the others are not checked, quietly."""
+    try:
+        check_configured(config, item.repository.provider)
+    except ForgeNotConfigured:
+        return False
+    return True
+
+
 @app.task(name=TASK_NAMES["drift_all"], bind=True)
 def drift_all(self: Task) -> None:
     """Beat, every ``GITOPS_DRIFT_INTERVAL``: one drift job per served repository."""
 
     def body(job_id: str) -> str:
         round_id = f"drift-{int(time.time())}"
-        repositories = _served_repositories()
+        config = settings()
+        repositories = [r for r in _served_repositories() if _configured(config, r)]
         for item in repositories:
             event = DriftEvent(
                 delivery_id=round_id,
