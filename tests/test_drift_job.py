@@ -302,3 +302,18 @@ def test_two_instances_keep_an_issue_each(bot: Bot, kubectl: Kubectl) -> None:
         True,
         False,
     ]
+
+
+def test_the_drift_jobs_lines_carry_the_round_the_repository_and_the_head(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot.jobs.context import job_log
+
+    ctx = bot.context("drift-job")
+    event = DriftEvent(delivery_id="drift-1700000000", repository=EVENT_REPOSITORY)
+    ctx.log = job_log(event, "drift-job")
+    caplog.set_level("INFO", logger="gitops_bot.jobs")
+    job.drift_repository(event, ctx)
+    (line,) = [r for r in caplog.records if r.getMessage().count("drift: ")]
+    assert line.delivery == "drift-1700000000" and line.job == "drift-job"  # type: ignore[attr-defined]
+    assert line.repository == REPO and line.sha == bot.remote.head("main")  # type: ignore[attr-defined]

@@ -488,6 +488,7 @@ def drift_repository(event: DriftEvent, ctx: JobContext) -> DriftOutcome:
         ", ".join(unchecked) or "none",
         ", ".join(h.app for h in healed) or "none",
         issue,
+        extra={"sha": head},  # the default branch's head the apps were listed from
     )
     if drifted:
         outcome = DRIFTED
