@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from syrupy.assertion import SnapshotAssertion
 
 from bot.events import DriftEvent
 from bot.forges import Marker
@@ -199,7 +200,7 @@ def test_self_heal_never_races_a_deploy(bot: Bot, kubectl: Kubectl) -> None:
     assert outcome.healed == () and outcome.drifted == ("api",)
     assert kubectl.get("-n", "api", "configmap", "b")["data"]["value"] == "hand"
     body = the_issue(bot)[2]
-    assert "`api` on `default`: not healed this round: a deploy holds its lock" in body
+    assert "### Not healed this round\n\n- `api` on `default`: a deploy holds its lock" in body
     # a deploy planned and not ended: the cluster is between two commits, neither drift nor
     # "no drift", and not healed
     sha = bot.commit_main({"api/b.yaml": configmap("b", "2")})
@@ -317,3 +318,51 @@ def test_the_drift_jobs_lines_carry_the_round_the_repository_and_the_head(
     (line,) = [r for r in caplog.records if r.getMessage().count("drift: ")]
     assert line.delivery == "drift-1700000000" and line.job == "drift-job"  # type: ignore[attr-defined]
     assert line.repository == REPO and line.sha == bot.remote.head("main")  # type: ignore[attr-defined]
+
+
+# -- the issue's text (pure) ---------------------------------------------------------------------
+
+
+def test_the_issue_text_snapshot(snapshot: SnapshotAssertion) -> None:
+    """Drift in one app (an object changed by hand, one deleted), one app not healed because a
+    deploy holds it, one app whose target could not be read."""
+    from bot.model import AppResult, Change, Mode, ObjectChange, ObjectError, ObjectRef, RunResult
+    from tests.test_report import MarkdownSnapshot
+
+    def ref(kind: str, name: str) -> ObjectRef:
+        return ObjectRef("v1", kind, "web", name)
+
+    changed = ObjectChange(
+        ref("ConfigMap", "settings"),
+        Change.UPDATE,
+        "--- live/ConfigMap web/settings\n+++ desired/ConfigMap web/settings\n"
+        "@@ -3 +3 @@\n-  mode: by-hand\n+  mode: fast\n",
+    )
+    deleted = ObjectChange(ref("Service", "web"), Change.CREATE, "")
+    result = RunResult(
+        mode=Mode.DRIFT,
+        head="fedcba9876543210fedcba9876543210fedcba98",
+        apps=[
+            AppResult("web", "prod", changes=[changed, deleted], commit="0123456789ab" * 3),
+            AppResult("api", "prod", changes=[changed], commit="0123456789ab" * 3),
+            AppResult(
+                "jobs",
+                "far",
+                errors=[ObjectError("cannot reach the API server of target far: timed out")],
+            ),
+        ],
+    )
+    text = job.drift_issue_text(
+        result,
+        branch="main",
+        self_heal=True,
+        skipped={"api": job.HEAL_LOCKED},
+        limit=65_000,
+        instance="prod",
+    )
+    assert text is not None and text.drifted
+    assert text.title == "GitOps drift (prod): 2 apps differ from Git"
+    assert text.body == snapshot.use_extension(MarkdownSnapshot)
+    # what the forge's limit cannot hold is named, one line each, never cut mid-diff
+    small = job.drift_issue_text(result, branch="main", self_heal=False, skipped={}, limit=1_000)
+    assert small is not None and len(small.body) < 2_000

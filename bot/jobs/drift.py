@@ -157,15 +157,17 @@ DRIFT_TITLE_UNKNOWN = "GitOps drift{instance}: {count} app{s} could not be check
 DRIFT_TITLE_NONE = "GitOps drift{instance}: none"
 DRIFT_REPORT_TITLE = "GitOps drift"
 DRIFT_INTRO = (
-    "The cluster differs from Git: each app below was compared with the commit its target last "
-    "deployed (the drift check of `{branch}` at {head}). Deploying or re-applying that commit "
-    "would make these changes. This issue is edited while the drift lasts and closed when it "
-    "is gone.{heal_hint}"
+    "The cluster differs from Git: each app above was compared with the commit its target last "
+    "deployed ({deployed}; the apps of `{branch}` at {head}). Re-applying that commit, or the "
+    "next deploy of the app, makes these changes. This issue is edited while the drift lasts "
+    "and closed when it is gone.{heal_hint}"
 )
+DRIFT_DEPLOYED = "`{app}` at {commit}"
 DRIFT_HEAL_HINT = " Apps with `selfHeal: true` in `.gitops.yaml` are re-applied instead."
 DRIFT_UNCHECKED = "### Not checked\n\n{lines}"
 DRIFT_UNCHECKED_LINE = "- `{app}` on `{target}`: {reason}"
-DRIFT_HEAL_SKIPPED = "- `{app}` on `{target}`: not healed this round: {reason}"
+DRIFT_NOT_HEALED = "### Not healed this round\n\n{lines}"
+DRIFT_HEAL_SKIPPED = "- `{app}` on `{target}`: {reason}"
 DRIFT_NONE_BODY = (
     "No drift: every app matched the commit its target last deployed (checked at {head})."
 )
@@ -257,22 +259,28 @@ def drift_issue_text(
     unchecked = [a for a in result.apps if a.errors]
     if not drifted and not unchecked:
         return None
-    lines = []
-    for app in unchecked:
-        lines.append(
-            DRIFT_UNCHECKED_LINE.format(
-                app=app.name, target=app.target, reason=escape_md(_first_reason(app))
-            )
+    unchecked_lines = [
+        DRIFT_UNCHECKED_LINE.format(
+            app=app.name, target=app.target, reason=escape_md(_first_reason(app))
         )
-    for app in drifted:
-        if app.name in skipped:
-            lines.append(
-                DRIFT_HEAL_SKIPPED.format(
-                    app=app.name, target=app.target, reason=escape_md(skipped[app.name])
-                )
-            )
-    tail = "\n\n" + DRIFT_UNCHECKED.format(lines="\n".join(lines)) if lines else ""
+        for app in unchecked
+    ]
+    skipped_lines = [
+        DRIFT_HEAL_SKIPPED.format(
+            app=app.name, target=app.target, reason=escape_md(skipped[app.name])
+        )
+        for app in drifted
+        if app.name in skipped
+    ]
+    tail = ""
+    if unchecked_lines:
+        tail += "\n\n" + DRIFT_UNCHECKED.format(lines="\n".join(unchecked_lines))
+    if skipped_lines:
+        tail += "\n\n" + DRIFT_NOT_HEALED.format(lines="\n".join(skipped_lines))
     intro = DRIFT_INTRO.format(
+        deployed=", ".join(
+            DRIFT_DEPLOYED.format(app=a.name, commit=short_ref(a.commit)) for a in drifted
+        ),
         branch=escape_md(branch),
         head=short_ref(result.head),
         heal_hint=DRIFT_HEAL_HINT if self_heal else "",
