@@ -298,7 +298,8 @@ class Settings:
     web_workers: int = _setting(
         "GITOPS_WEB_WORKERS",
         _parse_positive_int,
-        "gunicorn worker processes of `gitops-bot serve`.",
+        "gunicorn worker processes of the web server (`gitops-bot serve`, and the gunicorn "
+        "line of the Procfile and of the image).",
         default=2,
     )
     web_threads: int = _setting(
