@@ -5,6 +5,8 @@ them would prove nothing about the bot."""
 from __future__ import annotations
 
 import os
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -217,6 +219,20 @@ def test_faults_and_latency(gh: FakeGitHub) -> None:
     gh.fail(403, kind="primary")
     primary = call(gh, "GET", f"/repos/{REPO}")
     assert primary.headers["X-RateLimit-Remaining"] == "0"
+    assert call(gh, "GET", f"/repos/{REPO}").status_code == 200
+
+
+def test_a_client_gone_before_the_answer_is_not_a_crash_of_the_fake(gh: FakeGitHub) -> None:
+    """A client that timed out and hung up (a bot's request timeout, a benchmark stopping) is
+    not a fake-forge crash: no violation recorded, no traceback, the next request answered."""
+    gh.fail(503, times=1, delay=0.3)
+    host, port = gh.url.removeprefix("http://").split(":")[0], int(gh.url.rsplit(":", 1)[1])
+    client = socket.create_connection((host, port))
+    client.sendall(f"GET /repos/{REPO} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()  # a reset: the fake's answer finds the connection gone
+    time.sleep(0.6)
+    assert gh.violations == []
     assert call(gh, "GET", f"/repos/{REPO}").status_code == 200
 
 

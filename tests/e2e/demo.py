@@ -4,9 +4,10 @@ Starts the fake GitHub, a local Kubernetes API server and ``gitops-bot serve`` (
 process, wired by URLs and settings only: the harness of the end-to-end tests), pushes the
 sample GitOps repository ``examples/demo-repo`` as ``acme/demo``, deploys its main branch to the
 cluster, opens a pull request with the changes in ``examples/demo-pull-request``, waits for the
-bot and prints the comment and the commit statuses it posted, then the URLs and commands to
-poke at everything. Runs until Ctrl-C; ``--once`` exits after printing (code 0 when the preview
-was posted with a success status).
+bot and prints the comment and the commit statuses it posted; then merges the pull request and
+prints the deploy's status and report, then the URLs and commands to poke at everything. Runs
+until Ctrl-C; ``--once`` exits after printing (code 0 when the preview was posted with a
+success status and the merge deployed with one).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.e2e.harness import KUBECTL, ROOT, E2EFailure, Stack
+from tests.e2e.harness import GITOPS_BOT, KUBECTL, ROOT, E2EFailure, Stack
 
 REPO = "acme/demo"
 AUTHOR = "alice"
@@ -42,6 +43,12 @@ def say(message: str) -> None:
 def visible(body: str) -> str:
     """The comment as GitHub renders its text: without the hidden marker."""
     return "\n".join(line for line in body.splitlines() if not line.startswith("<!--")).strip()
+
+
+def print_statuses(sha: str, context: str, statuses: list[tuple[str, str]]) -> None:
+    print(f"\nCommit statuses on {sha[:7]} ({context}), oldest first:")
+    for state, description in statuses:
+        print(f"  {state:8} {description}")
 
 
 def run(workdir: Path, *, once: bool) -> int:
@@ -73,29 +80,49 @@ def run(workdir: Path, *, once: bool) -> int:
             return 1
         say(f"  the preview was posted {time.monotonic() - opened:.1f} s after the webhook")
         comments = stack.bot_comments(REPO, 1)
-        print(f"\nCommit statuses on {head[:7]} (gitops/preview), oldest first:")
-        for state, description in statuses:
-            print(f"  {state:8} {description}")
+        print_statuses(head, "gitops/preview", statuses)
         for comment in comments:
             print(f"\nThe bot's comment on {REPO}#1 (Markdown):\n")
             print(visible(comment.body))
+        say(f"merging {REPO}#1: the bot deploys the merge commit")
+        merged_at = time.monotonic()
+        merged = stack.forge.merge_pull_request(REPO, 1)
+        try:
+            deploy_statuses = stack.wait_until(
+                lambda: stack.settled_statuses(REPO, merged), "the bot's deploy", timeout=120
+            )
+        except E2EFailure as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        say(f"  deployed and reported {time.monotonic() - merged_at:.1f} s after the merge")
+        print_statuses(merged, "gitops/deploy", deploy_statuses)
+        reports = [c for c in stack.bot_comments(REPO, 1) if c not in comments]
+        for report in reports:
+            print(f"\nThe bot's deploy report on {REPO}#1 (Markdown):\n")
+            print(visible(report.body))
         api = stack.forge.url
         print(
             f"""
 Poke at it:
   the pull request's comments (the fake GitHub's REST API, as {AUTHOR}):
     curl -s -H 'Authorization: token {alice}' {api}/repos/{REPO}/issues/1/comments
-  its statuses:
+  the statuses of its head (the preview) and of the merge commit (the deploy):
     curl -s -H 'Authorization: token {alice}' {api}/repos/{REPO}/commits/{head}/statuses
-  edit the cluster by hand, then ask the bot to re-run the preview with /sync as {AUTHOR}:
-    {KUBECTL} --kubeconfig {stack.cluster.kubeconfig} -n shop scale deployment storefront --replicas 5
-    curl -s -H 'Authorization: token {alice}' {api}/repos/{REPO}/issues/1/comments -d '{{"body": "/sync"}}'
+    curl -s -H 'Authorization: token {alice}' {api}/repos/{REPO}/commits/{merged}/statuses
+  pause deploys (what an operator does at 3 a.m.), then resume them:
+    GITOPS_DATA_DIR={stack.bot.data_dir} {GITOPS_BOT} pause --repo {REPO} --reason "incident 42"
+    GITOPS_DATA_DIR={stack.bot.data_dir} {GITOPS_BOT} resume --repo {REPO}
   the cluster (a local Kubernetes API server):
     {KUBECTL} --kubeconfig {stack.cluster.kubeconfig} get deployments,configmaps,secrets -A
   the bot: {stack.bot.url}/metrics   {stack.bot.url}/readyz
   the bot's log: {stack.bot.process.log}"""
         )
-        ok = bool(comments) and statuses[-1][0] == "success"
+        ok = (
+            bool(comments)
+            and statuses[-1][0] == "success"
+            and bool(reports)
+            and deploy_statuses[-1][0] == "success"
+        )
         if once:
             return 0 if ok else 1
         print("\nRunning until Ctrl-C.", flush=True)

@@ -1,5 +1,6 @@
 """``./dev demo --once``, run as a newcomer runs it: the preview of the sample repository's pull
-request printed, its Secret values nowhere, the URLs to poke at, and nothing left running."""
+request printed, then the deploy of its merge (status and report, as previewed), its Secret
+values nowhere, the URLs to poke at, and nothing left running."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.slow
 SECRET_VALUES = ("demo-key-7c1d9e", "demo-key-rotated-e04b88", "demo-session-52a0f3")
 
 
-def test_the_demo_prints_the_preview_and_stops_everything(tmp_path: Path) -> None:
+def test_the_demo_prints_the_preview_and_the_deploy_and_stops_everything(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "GITLAB_"))}
     env.pop("REDIS_URL", None)
     env.pop("KUBECONFIG", None)
@@ -41,11 +42,15 @@ def test_the_demo_prints_the_preview_and_stops_everything(tmp_path: Path) -> Non
     assert "Deployment shop/storefront" in out and "+  replicas: 3" in out
     assert "Deployment payments/payments</code> (config map payments-config changed)" in out
     assert "PAYMENT_API_KEY: '<redacted: before>'" in out
+    assert re.search(r"pending +Deploying \w{7}…", out), out
+    assert "success  2 apps deployed and healthy: +1 ~3 -1 · as previewed" in out, out
+    assert "### GitOps deploy" in out and "**As previewed.**" in out
     for value in SECRET_VALUES:
         assert value not in out and value not in result.stderr
     bot = re.search(r"the bot: (http://\S+)/metrics", out)
     assert bot, out
     assert "--kubeconfig" in out and "/repos/acme/demo/issues/1/comments" in out
+    assert 'pause --repo acme/demo --reason "incident 42"' in out
     with pytest.raises(requests.ConnectionError):  # stopped with the demo
         requests.get(bot.group(1) + "/healthz", timeout=5)
     assert not (tmp_path / "demo" / "bot-data" / "redis.sock").exists()

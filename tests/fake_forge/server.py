@@ -236,6 +236,8 @@ class ForgeHandler(BaseHTTPRequestHandler):
     def _serve(self, method: str) -> None:
         try:
             self._serve_one(method)
+        except ConnectionError:  # the client hung up (its timeout, a benchmark ending): not a bug
+            self.close_connection = True
         except Exception as exc:  # a bug in the fake: say so in the test, not as a dropped socket
             self.forge.violations.append(f"fake forge crashed on {method} {self.path}: {exc!r}")
             self.close_connection = True
