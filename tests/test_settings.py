@@ -148,6 +148,7 @@ NOT_SETTINGS = {
 def documented_variables() -> dict[str, set[str]]:
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     pages += sorted((ROOT / "deploy").rglob("*.env")) + sorted((ROOT / "deploy").rglob("*.yaml"))
+    pages += sorted((ROOT / "examples").glob("*.md")) + sorted((ROOT / "examples").glob("*.yaml"))
     found: dict[str, set[str]] = {}
     for page in pages:
         for name in re.findall(
@@ -158,7 +159,7 @@ def documented_variables() -> dict[str, set[str]]:
 
 
 def test_docs_name_only_real_settings() -> None:
-    """A variable the README, docs/ or deploy/ tell operators to set exists in bot/settings.py."""
+    """A variable the README, docs/, deploy/ or examples/ name exists in bot/settings.py."""
     settings = {spec.metadata["env"] for spec in FIELDS}
     unknown = {
         name: sorted(pages)
