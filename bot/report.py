@@ -57,6 +57,7 @@ __all__ = [
     "comment_parts",
     "escape_md",
     "fence",
+    "headline",
     "marker_for",
     "render",
     "render_json",
@@ -239,6 +240,15 @@ def _span(result: RunResult) -> str:
 
 def _dry_run(result: RunResult) -> bool:
     return result.dry_run and result.mode is Mode.DEPLOY
+
+
+def headline(result: RunResult) -> str:
+    """The report's one-line title, in the text format (its first line) and the JSON (its
+    ``title``): what ran, over which commits, and for ``apply --dry-run`` that nothing was
+    changed."""
+    span = f" {_span(result)}" if _span(result) else ""
+    what = result.mode.value + (f", {DRY_RUN}" if _dry_run(result) else "")
+    return f"{TITLES[result.mode]}{span} ({what})"
 
 
 # -- summary ----------------------------------------------------------------------------------
@@ -1129,10 +1139,7 @@ def render_text(
     def paint(kind: str, text: str) -> str:
         return f"{_ANSI[kind]}{text}{_RESET}" if color and kind in _ANSI else text
 
-    lines: list[str] = []
-    span = f" {_span(result)}" if _span(result) else ""
-    what = result.mode.value + (f", {DRY_RUN}" if _dry_run(result) else "")
-    lines.append(f"{TITLES[result.mode]}{_visible(span)} ({what})")
+    lines: list[str] = [_visible(headline(result))]
     for error in result.errors:
         lines.append(paint("!", f"! {_visible(_error_text(error, retried))}"))
     if not result.apps and not result.errors:
@@ -1216,8 +1223,11 @@ def _error_text(error: ObjectError, retried: bool) -> str:
 
 
 def render_json(result: RunResult) -> str:
-    """The stable JSON shape of :meth:`RunResult.to_json` (documented in docs/report.md)."""
-    return json.dumps(result.to_json(), indent=2, sort_keys=False, ensure_ascii=False)
+    """The stable JSON shape of :meth:`RunResult.to_json` (documented in docs/report.md), with
+    the report's :func:`headline` as ``title`` first: the machine reads ``dryRun``, a person
+    reading the JSON still sees "dry run: nothing was changed" as in every other format."""
+    data = {"title": headline(result), **result.to_json()}
+    return json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False)
 
 
 def render(

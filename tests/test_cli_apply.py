@@ -100,6 +100,7 @@ def test_apply_deploys_prunes_and_exits_zero(repo: Path, kubeconfig: Path) -> No
     dry = run_apply(repo, kubeconfig, "--ref", second, "--dry-run")
     assert dry.exit_code == EXIT_OK, dry.output
     assert json.loads(dry.stdout)["dryRun"] is True
+    assert json.loads(dry.stdout)["title"].endswith("(deploy, dry run: nothing was changed)")
     dry_app = json.loads(dry.stdout)["apps"][0]
     assert [o["name"] for o in dry_app["updated"]] == ["a"]
     assert [o["name"] for o in dry_app["deleted"]] == ["b"]
@@ -107,6 +108,7 @@ def test_apply_deploys_prunes_and_exits_zero(repo: Path, kubeconfig: Path) -> No
     result = run_apply(repo, kubeconfig, "--ref", second)
     assert result.exit_code == EXIT_OK, result.output
     assert json.loads(result.stdout)["dryRun"] is False
+    assert json.loads(result.stdout)["title"].endswith("(deploy)")
     app = json.loads(result.stdout)["apps"][0]
     assert [o["name"] for o in app["updated"]] == ["a"]
     assert [o["name"] for o in app["deleted"]] == ["b"]

@@ -190,6 +190,38 @@ def test_nothing_changed_is_said_on_the_commit_only(bot: Bot) -> None:
     assert bot.status(sha) == ("success", "Nothing to deploy: every app is as deployed")
 
 
+def test_a_push_from_no_pull_request_gets_the_status_only(bot: Bot, kubectl: object) -> None:
+    first_deploy(bot)
+    bot.open(1, "feature", {"web/b.yaml": configmap("b", "2")})
+    assert bot.preview(1).outcome == "posted"
+    (preview,) = bot.forge.comments_on(1)
+    sha = bot.commit_main({"web/a.yaml": configmap("a", "direct")})
+    # a forge may list an open PR holding the pushed commit (GitLab lists every MR holding it):
+    # the push still came from no merged PR
+    bot.forge.commit_pulls[sha] = [1]
+    bot.push(sha)
+    assert live_value(kubectl, "a") == "direct"
+    assert bot.status(sha) == ("success", "1 app deployed and healthy: +0 ~1 -0")
+    assert bot.forge.comments_on(1) == [preview]  # no deploy comment, nor an edit
+    assert all(c is preview for comments in bot.forge.posted.values() for c in comments)
+
+
+def test_an_object_the_api_server_refuses_is_reported_with_its_file_and_line(bot: Bot) -> None:
+    first_deploy(bot)
+    invalid = deployment("app").replace("replicas: 1", "replicas: -1")
+    bot.open(1, "bad", {"web/app.yaml": "# the object starts on line 2\n" + invalid})
+    sha = bot.merge(1)
+    bot.push(sha)
+    state, description = bot.status(sha)
+    assert state == "failure"
+    assert description.startswith('web: Deployment web/app: Deployment.apps "app" is invalid')
+    body = bot.report(1)
+    assert (
+        "- <code>Deployment web/app</code> (<code>web/app.yaml:2</code>) **Invalid**: "
+        "Deployment.apps &#34;app&#34; is invalid: spec.replicas: Invalid value: -1"
+    ) in body
+
+
 def test_a_broken_gitops_yaml_fails_with_its_line_and_applies_nothing(bot: Bot) -> None:
     first_deploy(bot)
     sha = bot.commit_main({".gitops.yaml": "version: 1\ndeployBranch: main\n" + CONFIG[11:]})

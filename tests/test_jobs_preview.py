@@ -1,5 +1,9 @@
 """The preview job in-process: a MemoryForge over a real git repository, a real Redis, the kube
-emulator (or an unreachable cluster). Each test says what a reviewer sees on the PR."""
+emulator (or an unreachable cluster). Each test says what a reviewer sees on the PR.
+
+The scenarios of issue 13.9 that hinge on what the forge answers (supersession, a fork PR, a
+repository refused by a target, a report split in parts) run on both :data:`WORLDS`: the
+MemoryForge and the real PyGithub adapter against the contract-checked fake GitHub."""
 
 from __future__ import annotations
 
@@ -21,11 +25,14 @@ from bot.state import PullKey
 from tests.fake_forge.memory import MemoryForge
 from tests.jobs_support import (
     REPO,
+    WORLDS,
     Remote,
+    World,
     configmap,
     intake_head,
     make_context,
     memory_forge,
+    open_world,
     settings_for,
     targets_at,
     unreachable_kubeconfig,
@@ -42,6 +49,16 @@ def remote(tmp_path: Path) -> Remote:
 @pytest.fixture
 def forge(remote: Remote) -> MemoryForge:
     return memory_forge(remote)
+
+
+#: The MemoryForge's comment limit in the worlds: small, so a report splits in kilobytes (the
+#: fake GitHub keeps GitHub's 65,536 characters, so the report there is as large as it takes).
+SMALL_COMMENTS = 2500
+
+
+@pytest.fixture(params=WORLDS)
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> World:
+    return open_world(request, tmp_path, comment_limit=SMALL_COMMENTS)
 
 
 def event(ctx: JobContext, number: int, head: str, delivery: str = "d-1") -> PullRequestEvent:
@@ -61,8 +78,10 @@ def event(ctx: JobContext, number: int, head: str, delivery: str = "d-1") -> Pul
     )
 
 
-def ours(forge: MemoryForge, number: int = 1) -> list[str]:
-    return [c.body for c in forge.comments_on(number) if "gitops-bot:preview" in c.body]
+def ours(forge: MemoryForge | World, number: int = 1) -> list[str]:
+    if isinstance(forge, MemoryForge):
+        return [c.body for c in forge.comments_on(number) if "gitops-bot:preview" in c.body]
+    return [body for _, body in forge.comments(number) if "gitops-bot:preview" in body]
 
 
 def states(forge: MemoryForge, sha: str) -> list[tuple[str, str]]:
@@ -98,27 +117,27 @@ def test_a_pr_gets_one_sticky_comment_and_a_pending_then_success_status(
 
 
 def test_a_queued_preview_of_an_older_head_is_skipped(
-    remote: Remote, forge: MemoryForge, redis_url: str, tmp_path: Path
+    world: World, redis_url: str, tmp_path: Path
 ) -> None:
-    old = remote.commit("feature", {"web/a.yaml": configmap("a", "2")})
-    remote.publish(forge, 1, "feature")
-    ctx = make_context(forge, redis_url, tmp_path)
+    old = world.commit("feature", {"web/a.yaml": configmap("a", "2")})
+    world.publish(1, "feature")
+    ctx = make_context(world.forge, redis_url, tmp_path)
     queued = event(ctx, 1, old)
-    new = remote.commit("feature", {"web/a.yaml": configmap("a", "3")})
-    remote.publish(forge, 1, "feature")
+    new = world.commit("feature", {"web/a.yaml": configmap("a", "3")})
+    world.publish(1, "feature")
     intake_head(ctx, 1, new)  # the newer push's delivery
     outcome = preview_pull_request(queued, ctx)
     assert outcome.outcome == job.SUPERSEDED
-    assert forge.statuses == {} and forge.comments_on(1) == []
+    assert world.statuses(old) == [] and world.statuses(new) == [] and world.comments(1) == []
 
 
 def test_a_result_for_an_older_head_never_overwrites_a_newer_one(
-    remote: Remote, forge: MemoryForge, redis_url: str, tmp_path: Path
+    world: World, redis_url: str, tmp_path: Path
 ) -> None:
     """The older job holds its result while the newer one posts; it then finds it is stale."""
-    old = remote.commit("feature", {"web/a.yaml": configmap("a", "old")})
-    remote.publish(forge, 1, "feature", from_fork=True)
-    ctx = make_context(forge, redis_url, tmp_path)
+    old = world.commit("feature", {"web/a.yaml": configmap("a", "old")})
+    world.publish(1, "feature", from_fork=True)
+    ctx = make_context(world.forge, redis_url, tmp_path)
     old_event = event(ctx, 1, old)
     pull = PullKey("github", REPO, 1)
     lock = ctx.state.client.lock(pull.post_lock_key, timeout=60)
@@ -127,22 +146,23 @@ def test_a_result_for_an_older_head_never_overwrites_a_newer_one(
     runner = threading.Thread(target=lambda: outcomes.append(preview_pull_request(old_event, ctx)))
     runner.start()
     deadline = time.monotonic() + 60
-    while not any(s.state is StatusState.PENDING for s in forge.statuses.get(old, [])):
+    while not any(state == "pending" for state, _ in world.statuses(old)):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     # the old job is past its pending status; a newer head arrives and is previewed first
     time.sleep(1.0)  # let it reach the lock (rendering a two-app repository takes less)
-    new = remote.commit("feature", {"web/a.yaml": configmap("a", "new")})
-    remote.publish(forge, 1, "feature", from_fork=True)
-    newer = make_context(forge, redis_url, tmp_path, job_id="j-new")
+    new = world.commit("feature", {"web/a.yaml": configmap("a", "new")})
+    world.publish(1, "feature", from_fork=True)
+    newer = make_context(world.forge, redis_url, tmp_path, job_id="j-new")
     new_event = event(newer, 1, new, "d-2")  # the intake records the newer head
     lock.release()  # the older job may take the lock first: it finds itself superseded
     assert preview_pull_request(new_event, newer).outcome == job.POSTED
     runner.join(60)
     assert outcomes[0].outcome == job.SUPERSEDED
-    (comment,) = ours(forge)
+    (comment,) = ours(world)
     assert "new" in comment and "'old'" not in comment
-    assert states(forge, old)[-1] == (
+    assert world.statuses(new)[-1] == ("success", "1 app: +0 ~1 -0 · offline (fork)")
+    assert world.statuses(old)[-1] == (
         "error",
         f"Superseded by {new[:7]} before this preview finished: not previewed",
     )
@@ -178,22 +198,22 @@ def test_a_merge_conflict_is_reported_with_its_files(
 
 
 def test_a_fork_pr_is_previewed_offline_with_no_cluster_credential_used(
-    remote: Remote, forge: MemoryForge, redis_url: str, tmp_path: Path
+    world: World, redis_url: str, tmp_path: Path
 ) -> None:
     # an unreachable cluster: had the preview tried it, its apps would be labelled unreachable
     targets = targets_at(unreachable_kubeconfig(tmp_path / "kc"))
-    head = remote.commit("feature", {"web/a.yaml": configmap("a", "2")})
-    remote.publish(forge, 1, "feature", from_fork=True)
-    ctx = make_context(forge, redis_url, tmp_path, targets=targets)
+    head = world.commit("feature", {"web/a.yaml": configmap("a", "2")})
+    world.publish(1, "feature", from_fork=True)
+    ctx = make_context(world.forge, redis_url, tmp_path, targets=targets)
     outcome = preview_pull_request(event(ctx, 1, head), ctx)
     assert outcome.outcome == job.POSTED and outcome.unreachable == {}
     assert "dry_run" not in outcome.timings and outcome.timings["checkout"] > 0
-    assert states(forge, head)[-1] == ("success", "1 app: +0 ~1 -0 · offline (fork)")
-    (comment,) = ours(forge)
+    assert world.statuses(head)[-1] == ("success", "1 app: +0 ~1 -0 · offline (fork)")
+    (comment,) = ours(world)
     assert "offline: pull request from a fork" in comment and "Offline diff" in comment
     # a fork of a repository a target does not allow is refused all the same
     refusing = make_context(
-        forge,
+        world.forge,
         redis_url,
         tmp_path,
         targets=targets_at(tmp_path / "kc", repositories=("acme/other",)),
@@ -202,7 +222,7 @@ def test_a_fork_pr_is_previewed_offline_with_no_cluster_credential_used(
     again = run_preview(refusing, 1, sync_by="alice")
     assert again.result is not None
     assert [e.reason for e in again.result.apps[0].errors] == ["RepositoryNotAllowed"]
-    assert states(forge, head)[-1][0] == "failure"
+    assert world.statuses(head)[-1][0] == "failure"
 
 
 def test_a_fork_pr_is_previewed_live_when_the_operator_allows_it(
@@ -220,24 +240,24 @@ def test_a_fork_pr_is_previewed_live_when_the_operator_allows_it(
 
 
 def test_a_repository_not_allowed_on_a_target_is_refused_and_nothing_is_sent(
-    remote: Remote, forge: MemoryForge, redis_url: str, tmp_path: Path
+    world: World, redis_url: str, tmp_path: Path
 ) -> None:
     # an unreachable cluster: had anything been sent, the app would fall back to offline
     targets = targets_at(unreachable_kubeconfig(tmp_path / "kc"), repositories=("acme/prod-*",))
-    head = remote.commit("feature", {"web/a.yaml": configmap("a", "2")})
-    remote.publish(forge, 1, "feature")
-    ctx = make_context(forge, redis_url, tmp_path, targets=targets)
+    head = world.commit("feature", {"web/a.yaml": configmap("a", "2")})
+    world.publish(1, "feature")
+    ctx = make_context(world.forge, redis_url, tmp_path, targets=targets)
     outcome = preview_pull_request(event(ctx, 1, head), ctx)
     assert outcome.outcome == job.POSTED
     refusal = (
         "repository acme/app may not use target 'default': the clusters file allows only "
         "acme/prod-* there"
     )
-    assert states(forge, head)[-1] == (
+    assert world.statuses(head)[-1] == (
         "failure",
         f"1 app: no changes · 1 error: web: {refusal}",
     )
-    assert "may not use target" in ours(forge)[0]
+    assert "may not use target" in ours(world)[0]
     assert outcome.unreachable == {}
 
 
@@ -295,26 +315,30 @@ def test_a_pr_touching_no_app_gets_only_a_status_and_a_stale_comment_is_correcte
 
 
 def test_a_report_too_large_for_one_comment_is_split_and_reconciled(
-    remote: Remote, redis_url: str, tmp_path: Path
+    world: World, redis_url: str, tmp_path: Path
 ) -> None:
-    forge = memory_forge(remote, comment_limit=2500)
-    many = {f"web/cm-{i}.yaml": configmap(f"cm-{i}", "x" * 300) for i in range(12)}
-    head = remote.commit("feature", many)
-    remote.publish(forge, 1, "feature", from_fork=True)
-    ctx = make_context(forge, redis_url, tmp_path)
+    limit = world.forge.comment_limit
+    # twelve objects of a quarter of the limit each: three parts at least
+    many = {f"web/cm-{i}.yaml": configmap(f"cm-{i}", "x" * (limit // 4)) for i in range(12)}
+    head = world.commit("feature", many)
+    world.publish(1, "feature", from_fork=True)
+    ctx = make_context(world.forge, redis_url, tmp_path)
     assert preview_pull_request(event(ctx, 1, head), ctx).outcome == job.POSTED
-    parts = ours(forge)
+    parts = ours(world)
     assert len(parts) > 2
-    assert all(len(p) <= 2500 for p in parts)
+    assert all(len(p) <= limit for p in parts)
     assert "part 2 of" in parts[1] and "Diffs continue in" in parts[0]
-    first_ids = [c.id for c in forge.comments_on(1)]
-    # a smaller change: the same first comment, the surplus parts deleted, nothing appended
-    smaller = remote.commit("feature", {f"web/cm-{i}.yaml": None for i in range(2, 12)})
-    remote.publish(forge, 1, "feature", from_fork=True)
+    assert all(p.count("```") % 2 == 0 for p in parts)  # no code block cut across parts
+    first = world.comments(1)
+    # a smaller change: the first comments edited in place, the surplus deleted, none added
+    smaller = world.commit("feature", {f"web/cm-{i}.yaml": None for i in range(2, 12)})
+    world.publish(1, "feature", from_fork=True)
     assert preview_pull_request(event(ctx, 1, smaller), ctx).outcome == job.POSTED
-    now = forge.comments_on(1)
-    assert len(now) < len(first_ids) and now[0].id == first_ids[0]
-    assert [c.id for c in now] == first_ids[: len(now)]
+    now = world.comments(1)
+    assert 0 < len(now) < len(first)
+    assert [i for i, _ in now] == [i for i, _ in first[: len(now)]]
+    assert now[0][1] != first[0][1] and "cm-11" not in now[0][1]
+    assert f"{smaller[:7]} merged into main" in now[0][1]
 
 
 def test_beyond_the_most_parts_the_largest_diffs_are_left_out_with_the_command(

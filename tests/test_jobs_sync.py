@@ -1,4 +1,7 @@
-"""`/sync` and `/help` in-process: who may run them, what runs, what is replied (once)."""
+"""`/sync` and `/help` in-process: who may run them, what runs, what is replied (once).
+
+An unknown app named in `/sync` runs on both :data:`~tests.jobs_support.WORLDS` (the MemoryForge
+and PyGithub against the contract-checked fake GitHub)."""
 
 from __future__ import annotations
 
@@ -15,11 +18,14 @@ from bot.jobs.sync import handle_command
 from tests.fake_forge.memory import MemoryForge
 from tests.jobs_support import (
     REPO,
+    WORLDS,
     Remote,
+    World,
     configmap,
     intake_head,
     make_context,
     memory_forge,
+    open_world,
     settings_for,
     targets_at,
 )
@@ -28,22 +34,23 @@ REPOSITORY = Repository("github", REPO, 1, "main", "", "", "https://api.github.c
 
 
 def command(
-    forge: MemoryForge,
+    forge: MemoryForge | World,
     body: str,
     *,
     author: str = "alice",
     name: str = "sync",
     args: tuple[str, ...] = (),
 ) -> CommandEvent:
-    comment = forge.add_comment(1, author, body)
+    posted = forge.add_comment(1, author, body)
+    comment_id = posted if isinstance(posted, int) else posted.id
     return CommandEvent(
-        delivery_id=f"c-{comment.id}",
+        delivery_id=f"c-{comment_id}",
         repository=REPOSITORY,
         number=1,
         command=name,
         args=args,
         author=author,
-        comment_id=comment.id,
+        comment_id=comment_id,
     )
 
 
@@ -70,12 +77,27 @@ def ctx(forge: MemoryForge, redis_url: str, tmp_path: Path, kubeconfig: str) -> 
     return context
 
 
-def previews(forge: MemoryForge) -> list[str]:
-    return [c.body for c in forge.comments_on(1) if "gitops-bot:preview" in c.body]
+@pytest.fixture(params=WORLDS)
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> World:
+    world = open_world(request, tmp_path, comment_limit=65536)
+    world.commit("feature", {"web/a.yaml": configmap("a", "2")})
+    world.publish(1, "feature")
+    world.allow("alice", Permission.WRITE)
+    return world
 
 
-def replies(forge: MemoryForge) -> list[str]:
-    return [c.body for c in forge.comments_on(1) if "gitops-bot:reply-" in c.body]
+def bodies(forge: MemoryForge | World) -> list[str]:
+    if isinstance(forge, MemoryForge):
+        return [c.body for c in forge.comments_on(1)]
+    return [body for _, body in forge.comments(1)]
+
+
+def previews(forge: MemoryForge | World) -> list[str]:
+    return [body for body in bodies(forge) if "gitops-bot:preview" in body]
+
+
+def replies(forge: MemoryForge | World) -> list[str]:
+    return [body for body in bodies(forge) if "gitops-bot:reply-" in body]
 
 
 def test_a_writers_sync_reacts_at_once_and_reruns_the_preview_in_the_same_comment(
@@ -135,14 +157,18 @@ def test_comments_of_bots_and_of_the_bot_itself_are_ignored(
 
 
 def test_an_unknown_app_gets_a_reply_listing_the_valid_names_and_nothing_reruns(
-    forge: MemoryForge, ctx: JobContext
+    world: World, redis_url: str, tmp_path: Path
 ) -> None:
-    outcome = handle_command(command(forge, "/sync web nope", args=("web", "nope")), ctx)
-    assert outcome.outcome == "unknown_apps"
-    (reply,) = replies(forge)
+    ctx = make_context(world.forge, redis_url, tmp_path)  # no cluster: nothing may reach one
+    head = world.head("feature")
+    intake_head(ctx, 1, head)
+    event = command(world, "/sync web nope", args=("web", "nope"))
+    for _delivery in range(2):  # redelivered or retried: still one reply
+        assert handle_command(event, ctx).outcome == "unknown_apps"
+    (reply,) = replies(world)
     assert "`nope` is not an app of this repository" in reply
     assert "The apps are: `api`, `web`." in reply
-    assert forge.statuses == {} and previews(forge) == []
+    assert world.statuses(head) == [] and previews(world) == []
 
 
 def test_help_replies_with_the_commands_and_a_malformed_sync_says_what_is_wrong(

@@ -366,6 +366,66 @@ def test_helm_missing_fails_only_that_app(tmp_path: Path, monkeypatch: pytest.Mo
     assert web.errors == [] and len(web.manifests) == 6
 
 
+HELM_HOOKS_OUTPUT = """\
+cat <<'EOF'
+---
+# Source: demo/templates/cm.yaml
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: demo-cm
+---
+# Source: demo/templates/tests/test-connection.yaml
+apiVersion: v1
+kind: Pod
+metadata:
+  name: demo-test-connection
+  annotations:
+    "helm.sh/hook": test
+spec:
+  containers: [{name: wget, image: busybox, command: [wget, demo:80]}]
+  restartPolicy: Never
+---
+# Source: demo/templates/migrate.yaml
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: demo-migrate
+  annotations:
+    helm.sh/hook: pre-install, pre-upgrade
+spec:
+  template:
+    spec:
+      containers: [{name: migrate, image: demo:1}]
+      restartPolicy: Never
+EOF
+"""
+
+
+def test_helm_tests_are_left_out_and_other_hooks_said_to_deploy_as_objects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``helm template`` prints a chart's test Pods (``helm create`` scaffolds one): they are
+    run by ``helm test``, never part of the release, so the bot deploys none. Other hooks are
+    deployed as objects, and the report says so rather than letting a reader assume Helm's
+    phases."""
+    repo = tmp_path / "repo"
+    shutil.copytree(BASIC, repo)
+    (repo / ".gitops.yaml").write_text(helm_config())
+    bin_dir = tmp_path / "bin"
+    fake_helm(bin_dir, HELM_HOOKS_OUTPUT)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    demo = render_app(repo, load_config(repo).app("demo"))  # type: ignore[arg-type]
+    assert demo.errors == []
+    assert refs(demo) == ["ConfigMap demo-ns/demo-cm", "Job demo-ns/demo-migrate"]
+    assert demo.notes == [
+        "skipped charts/demo/templates/tests/test-connection.yaml: a Helm test hook (test), "
+        "run by `helm test`, not part of the release",
+        "charts/demo/templates/migrate.yaml is a Helm pre-install,pre-upgrade hook: deployed "
+        "as an ordinary object, not run at that phase (gitops-bot does not run Helm hooks)",
+    ]
+
+
 def test_helm_template_arguments_and_provenance(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

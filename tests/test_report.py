@@ -280,7 +280,7 @@ def test_short_ref() -> None:
 def test_json_is_the_model_shape() -> None:
     result = realistic()
     data = json.loads(render_json(result))
-    assert data == result.to_json()
+    assert data == {"title": "GitOps preview 0123456..fedcba9 (live)", **result.to_json()}
     assert json.loads(render(result, fmt="json")) == data
     app = data["apps"][0]
     assert {"name", "target", "created", "updated", "deleted", "unchanged", "errors"} <= set(app)
@@ -722,10 +722,13 @@ def test_a_deploy_dry_run_says_nothing_was_changed_in_every_format(
     assert text.startswith(
         "GitOps deploy 0123456..fedcba9 (deploy, dry run: nothing was changed)\n"
     )
-    assert json.loads(render_json(result))["dryRun"] is True
+    data = json.loads(render_json(result))
+    assert data["dryRun"] is True  # for the machine; and the phrase, as everywhere, for people
+    assert data["title"] == "GitOps deploy 0123456..fedcba9 (deploy, dry run: nothing was changed)"
     assert markdown == md_snapshot
     # a real deploy keeps its wording
     result.dry_run = False
+    assert json.loads(render_json(result))["title"] == "GitOps deploy 0123456..fedcba9 (deploy)"
     assert "Applied to the cluster, pruned" in render_markdown(result)
     assert "1 created, 2 updated, 1 deleted" in render_markdown(result)
 

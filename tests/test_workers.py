@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,10 +17,11 @@ from celery import Celery
 from celery.signals import before_task_publish
 
 from bot.events import PushEvent
-from bot.queue import JOB_KEY, JobQueue, kombu_url, redis_client
+from bot.queue import JOB_KEY, TASK_NAMES, JobQueue, kombu_url, redis_client
 from bot.settings import Settings
 from tests.test_queue import REPO, pr_event
 from workers.celery_app import celery_config
+from workers.tasks import UNREADABLE_KEY
 
 GITOPS_BOT = str(Path(sys.executable).with_name("gitops-bot"))
 
@@ -98,14 +100,29 @@ def test_jobs_queued_before_a_worker_runs_are_processed_when_it_starts(
         provider="github",
     )
     assert client.hget(JOB_KEY.format(job_id=preview.job_id), "state") == b"queued"
+    # a job queued by another version of the bot, with a field this one does not know
+    future = pr_event("w-3").to_task() | {"merge_queue": True}
+    sender = Celery("test-sender", broker=kombu_url(redis_url), set_as_current=False)
+    sender.send_task(TASK_NAMES["preview"], args=(future,), task_id="w-3-job", queue="previews")
     start_worker()  # type: ignore[operator]
     # a webhook secret without credentials: each GitHub job ends with that error, counted
     wait_for_state(client, preview.job_id, "not_configured")
     wait_for_state(client, deploy.job_id, "not_configured")
+    # kept for the operator, said once, never handed to Celery to drop
+    wait_for_state(client, "w-3-job", "unreadable")
+    (kept,) = [json.loads(raw) for raw in client.lrange(UNREADABLE_KEY, 0, -1)]
+    assert kept["task"] == TASK_NAMES["preview"] and kept["args"] == [future]
+    assert "unexpected keyword argument 'merge_queue'" in kept["error"]
     counts = JobQueue(redis_client(redis_url, timeout=2), delivery_ttl=60).stats().processed
-    assert counts == {("preview", "not_configured"): 1, ("deploy", "not_configured"): 1}
+    assert counts == {
+        ("preview", "not_configured"): 1,
+        ("deploy", "not_configured"): 1,
+        ("preview", "unreadable"): 1,
+    }
     log = (tmp_path / "worker-0.log").read_text()
     assert "[delivery w-1 job" in log and "has no GitHub credentials" in log
+    assert "[job w-3-job] preview job unreadable by this version of gitops-bot" in log
+    assert "Traceback" not in log
     assert client.llen("previews") == 0 and client.llen("deploys") == 0
 
 

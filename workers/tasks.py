@@ -30,6 +30,7 @@ Deploys are three tasks on the ``deploys`` queue: ``gitops.deploy`` plans a push
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
@@ -69,6 +70,10 @@ from workers.celery_app import app
 log = logging.getLogger("gitops_bot.worker")
 
 MAX_RETRY_DELAY = 300.0
+# Jobs this version cannot decode (queued by another version, or by hand), newest first: kept
+# for the operator rather than dropped, up to this many.
+UNREADABLE_KEY = "gitops:jobs:unreadable"
+UNREADABLE_KEPT = 1000
 
 _settings: Settings | None = None
 _redis: redis.Redis | None = None
@@ -134,8 +139,11 @@ def run_job(
     ``extra`` are the task's arguments after the event (given back on a retry); ``job_type``
     names the job in its record and metrics (default: the event's). Returns the outcome
     recorded."""
-    event = from_task(payload)
     job_id = str(task.request.id)
+    try:
+        event = from_task(payload)
+    except (KeyError, TypeError, ValueError) as exc:
+        return _keep_unreadable(task, job_id, payload, extra, exc, job_type=job_type)
     config = settings()
     jlog = job_log(event, job_id)
     kind = job_type or event.job_type
@@ -204,6 +212,40 @@ def run_job(
     metrics.observe_job(kind, outcome, time.monotonic() - run_started, steps=timings)
     jlog.info("%s job ended: %s", kind, outcome)
     return outcome
+
+
+def _keep_unreadable(
+    task: Task,
+    job_id: str,
+    payload: Any,
+    extra: tuple[Any, ...],
+    exc: Exception,
+    *,
+    job_type: str | None,
+) -> str:
+    """A job whose event this version cannot decode ends ``unreadable``, its message kept
+    under :data:`UNREADABLE_KEY` and said once in the log, instead of reaching Celery (which
+    would log and drop it)."""
+    kind = job_type or str(task.name).removeprefix("gitops.")
+    kept = {
+        "job_id": job_id,
+        "task": task.name,
+        "args": [payload, *extra],
+        "error": f"{type(exc).__name__}: {exc}",
+        "at": round(time.time(), 3),
+    }
+    pipe = _state_store().pipeline(transaction=True)
+    pipe.lpush(UNREADABLE_KEY, json.dumps(kept, default=str))
+    pipe.ltrim(UNREADABLE_KEY, 0, UNREADABLE_KEPT - 1)
+    pipe.execute()
+    _record(job_id, kind, "unreadable", finished_at=f"{time.time():.3f}")
+    metrics.observe_job(kind, "unreadable", 0.0)
+    log.error(
+        "[job %s] %s job unreadable by this version of gitops-bot (%s: %s); kept in Redis "
+        "under %s: run it with the version that queued it",
+        job_id, kind, type(exc).__name__, exc, UNREADABLE_KEY,
+    )  # fmt: skip
+    return "unreadable"
 
 
 def _preview(event: Event, ctx: JobContext) -> Any:

@@ -13,7 +13,8 @@ loader (or the in-cluster loader) filled it in, and libcurl honours all of it na
 server URL, the CA bundle (a file, or ``ca_cert_data``), ``insecure-skip-tls-verify``, the
 client certificate and key (mTLS; the loader writes inline ``client-certificate-data`` to a
 file), ``tls-server-name`` (sent as SNI and checked against the server's certificate),
-``proxy-url`` with its headers and ``no_proxy``. Environment proxies are ignored, as the official
+``proxy-url`` with its headers and ``no_proxy`` (the loader reads ``proxy-url`` from kubernetes
+37.0.0 on; older clients connect directly). Environment proxies are ignored, as the official
 client ignores them. The Authorization header is the caller's to give
 (:class:`bot.cluster.client.Credentials` reads it).
 """

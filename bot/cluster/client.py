@@ -3,7 +3,7 @@
 Credentials come from the official loaders (``load_kube_config``, ``load_incluster_config``),
 so everything they support works: exec plugins (``aws eks get-token``,
 ``gke-gcloud-auth-plugin``), OIDC, tokens and token files, basic auth, client certificates,
-``tls-server-name``, ``proxy-url``. :class:`Credentials` is the one place that reads the current
+``tls-server-name``, ``proxy-url`` (read by the loader from kubernetes 37.0.0 on). :class:`Credentials` is the one place that reads the current
 Authorization header.
 
 Requests go two ways:

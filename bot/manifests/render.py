@@ -74,6 +74,13 @@ MSG_SYMLINK_OUT = "{path} is a symlink leading outside the repository; refusing 
 MSG_SKIPPED_NOT_K8S = "skipped {file} (document {index}): not a Kubernetes object"
 MSG_SKIPPED_KUSTOMIZE_CONFIG = "skipped {file}: Kustomize configuration, not an object"
 MSG_SKIPPED_SUBAPP = "skipped {dir}/: it is a {what} (an app of its own)"
+MSG_SKIPPED_HELM_TEST = (
+    "skipped {file}: a Helm test hook ({hook}), run by `helm test`, not part of the release"
+)
+MSG_HELM_HOOK_APPLIED = (
+    "{file} is a Helm {hook} hook: deployed as an ordinary object, not run at that phase "
+    "(gitops-bot does not run Helm hooks)"
+)
 MSG_OUTPUT_TOO_BIG = "{tool} printed {size} bytes, more than the limit of {limit} bytes"
 MAX_STDERR = 2000
 
@@ -803,6 +810,23 @@ def _render_helm(
             result.errors.append(ObjectError(exc.message, file=file, reason="RenderError"))
             continue
         for doc in docs:
-            if isinstance(doc.data, dict):
-                items.append((doc.data, Source(file=file, document=index)))
+            if not isinstance(doc.data, dict):
+                continue
+            hook = _helm_hook(doc.data)
+            if hook and all(h.startswith("test") for h in hook.split(",")):
+                result.notes.append(MSG_SKIPPED_HELM_TEST.format(file=file, hook=hook))
+                continue
+            if hook:
+                result.notes.append(MSG_HELM_HOOK_APPLIED.format(file=file, hook=hook))
+            items.append((doc.data, Source(file=file, document=index)))
     return items
+
+
+def _helm_hook(obj: Obj) -> str:
+    """The ``helm.sh/hook`` annotation of ``obj`` ("" when it is no hook). ``helm template``
+    prints hooks and tests beside the release's objects; Helm itself keeps tests for
+    ``helm test`` and runs the other hooks around an install or upgrade."""
+    metadata = obj.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    hook = annotations.get("helm.sh/hook") if isinstance(annotations, dict) else None
+    return hook.replace(" ", "") if isinstance(hook, str) else ""
