@@ -1,7 +1,10 @@
 """Drift of a repository's apps: each compared with Git at the commit its target last deployed.
 
-Moved here as it was from ``bot/cluster/live.py``; the periodic drift job (issue 16) builds on
-it. ``gitops-bot``'s tests call :func:`drift_report` directly.
+:func:`drift_report` is the engine (every app of a commit compared with what its target last
+deployed); :func:`drift_repository` is the periodic drift job built on it: one issue per
+repository and bot instance, and self-heal for apps with ``selfHeal: true`` (its story is in the
+comment above it). :func:`drift_issue_text` and :func:`reconcile_drift_issue` are the issue's
+text (pure) and its upkeep on the forge.
 """
 
 from __future__ import annotations
