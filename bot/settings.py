@@ -264,7 +264,7 @@ class Settings:
         "GITOPS_PREVIEW_RESULT_TTL",
         _parse_positive_int,
         "Seconds each pull request's last preview is kept in Redis, for the deploy of its merge "
-        "to check itself against (\"as previewed\" or \"Differs from the preview\").",
+        'to check itself against ("as previewed" or "Differs from the preview").',
         default=14 * 24 * 3600,
     )
     preview_concurrency: int = _setting(
@@ -406,7 +406,7 @@ class Settings:
         lambda raw: raw.strip() or None,
         "Token the bot uses on GitLab: a personal, group or project access token with the "
         "`api` scope whose user has the Developer role (or higher) on the projects served "
-        "(README \"Wiring GitLab\").",
+        '(README "Wiring GitLab").',
         default=None,
         repr=False,
     )

@@ -337,7 +337,9 @@ def test_worker_liveness_is_the_heartbeat_probe(workdir: str) -> None:
     command = probe["exec"]["command"]
     assert command[:3] == ["python", "-m", "workers.liveness"]
     max_age = float(command[command.index("--max-age") + 1])
-    assert max_age >= 3 * Settings().worker_heartbeat  # a busy loop that misses a beat or two is not dead
+    assert (
+        max_age >= 3 * Settings().worker_heartbeat
+    )  # a busy loop that misses a beat or two is not dead
     # a hung worker is not given the long grace period meant for a deploy to finish
     assert probe["terminationGracePeriodSeconds"] < spec["terminationGracePeriodSeconds"]
 

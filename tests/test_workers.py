@@ -259,8 +259,8 @@ def test_beat_schedules_drift_and_catch_up_each_off_at_zero() -> None:
             "options": {"queue": "deploys", "expires": 5.0},
         },
     }
-    assert celery_config(
-        Settings.from_env({"REDIS_URL": "redis://localhost/0"})
-    )["beat_schedule"].keys() == {"drift", "catchup"}  # on by default: 600 s and 180 s
+    assert celery_config(Settings.from_env({"REDIS_URL": "redis://localhost/0"}))[
+        "beat_schedule"
+    ].keys() == {"drift", "catchup"}  # on by default: 600 s and 180 s
     off = Settings.from_env({"GITOPS_DRIFT_INTERVAL": "0", "GITOPS_RECONCILE_INTERVAL": "0"})
     assert beat_schedule(off) == {}

@@ -189,8 +189,7 @@ def _serve(
 @click.option(
     "--queues",
     default=None,
-    help="Comma-separated queues; each gets its own Celery worker process. "
-    "[default: every queue]",
+    help="Comma-separated queues; each gets its own Celery worker process. [default: every queue]",
 )
 def worker(queues: str | None) -> None:
     """Run the Celery workers (needs REDIS_URL); a worker that dies is restarted."""

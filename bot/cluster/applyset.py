@@ -160,7 +160,11 @@ class ApplySet:
         return {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": self.name, "namespace": self.namespace, "annotations": annotations},
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "annotations": annotations,
+            },
         }
 
     def parse_parent(self, live: Obj | None) -> ParentState:

@@ -300,9 +300,7 @@ def installed_repositories(config: GitHubConfig) -> list[tuple[Repository, int]]
     if not config.is_app:
         return []
     found: list[tuple[Repository, int]] = []
-    with _translate(
-        config, action="list its installations", repository=None, who="the GitHub App"
-    ):
+    with _translate(config, action="list its installations", repository=None, who="the GitHub App"):
         for installation in _integration(config).get_installations():
             for repo in installation.get_repos():
                 found.append(

@@ -148,9 +148,7 @@ def catch_up(
             if exc.status == 404:  # gone, or no longer visible to the bot: stop asking
                 state.forget_repository(item.repository.provider, name)
             reason = str(exc).replace("\n", " ")[:300]
-            logger.warning(
-                "catch-up of %s not done: %s", name, reason, extra={"repository": name}
-            )
+            logger.warning("catch-up of %s not done: %s", name, reason, extra={"repository": name})
             result.failed[name] = reason
             continue
         except GitopsError as exc:

@@ -175,8 +175,10 @@ def run_preview(
         )
     if latest != pr.head_sha:
         return PreviewOutcome(SUPERSEDED, f"the head is now {latest[:12]}", head_sha=pr.head_sha)
-    if dedupe and sync_by is None and not state.claim_preview(
-        pull, head=pr.head_sha, base=pr.base_sha, job_id=ctx.job_id
+    if (
+        dedupe
+        and sync_by is None
+        and not state.claim_preview(pull, head=pr.head_sha, base=pr.base_sha, job_id=ctx.job_id)
     ):
         return PreviewOutcome(
             DUPLICATE, "another job previews this head on this base", head_sha=pr.head_sha

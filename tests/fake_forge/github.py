@@ -1008,7 +1008,9 @@ def _installation_repos(h: _Handler, token: Token, match: Match) -> tuple[int, A
     if token.installation is None:  # GitHub: only an installation token may ask
         raise ApiError(403, "You must authenticate with an installation access token")
     inst = h.forge.installations[token.installation]
-    repos = [h._repo_json(h.forge.repos[name]) for name in sorted(inst.repos) if name in h.forge.repos]
+    repos = [
+        h._repo_json(h.forge.repos[name]) for name in sorted(inst.repos) if name in h.forge.repos
+    ]
     status, chunk, headers = h._page(repos, match)
     return status, {"total_count": len(repos), "repositories": chunk}, headers
 
