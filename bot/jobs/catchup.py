@@ -37,9 +37,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from bot.errors import ForgeAccessDenied, ForgeNotConfigured, GitopsError
-from bot.events import Event, PullRequestEvent, PushEvent, Repository
+from bot.events import Event, PushEvent, Repository
 from bot.forges import Forge, RepositoryFilter
 from bot.forges.policy import forge_refusal
+from bot.jobs.preview import preview_event
 from bot.metrics import count_missed_work
 from bot.settings import Settings
 from bot.state import JobState, PullKey, RepoKey
@@ -229,19 +230,13 @@ def catch_up_repository(
             # seen: keep the record alive while the PR stays open (it expires otherwise)
             state.record_head(pull, pr.head_sha)
             continue
-        preview = PullRequestEvent(
+        preview = preview_event(
+            pr,
+            repository=repository,
             delivery_id=DELIVERY_PULL.format(
                 repository=forge.repository, number=pr.number, sha=pr.head_sha
             ),
-            repository=repository,
-            number=pr.number,
-            head_sha=pr.head_sha,
-            base_sha=pr.base_sha,
-            base_ref=pr.base_ref,
-            head_ref=pr.head_ref,
             action=CAUGHT_UP,
-            author=pr.author,
-            draft=pr.draft,
             installation_id=item.installation_id,
         )
         if intake(preview):

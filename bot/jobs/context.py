@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.checkouts import RepoCache
+from bot.errors import ForgeError
 from bot.events import Event
-from bot.forges import Forge, Marker, connect, status_context
+from bot.forges import Forge, Marker, StatusState, connect, status_context
+from bot.forges.base import STATUS_DESCRIPTION_LIMIT, shorten
 from bot.report import MAX_PARTS
 from bot.settings import Settings
 from bot.state import JobState
@@ -161,3 +163,31 @@ def job_context(
         retries_left=retries_left,
         enqueue=enqueue,
     )
+
+
+def set_status(
+    forge: Forge,
+    sha: str,
+    *,
+    state: StatusState,
+    context: str,
+    description: str,
+    log: logging.LoggerAdapter,  # type: ignore[type-arg]
+    quiet: bool = False,
+) -> bool:
+    """Set the commit status ``context`` of ``sha``, its description cut to what the forges
+    keep. ``quiet``: a status that only follows up on a report already posted (superseded, a
+    retry's pending) is logged when the forge refuses it, not raised. True when it was set."""
+    try:
+        forge.set_status(
+            sha,
+            state=state,
+            context=context,
+            description=shorten(description, STATUS_DESCRIPTION_LIMIT),
+        )
+    except ForgeError:
+        if not quiet:
+            raise
+        log.warning("could not set the status %s to %s", context, state.value)
+        return False
+    return True

@@ -50,14 +50,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from bot.errors import ConfigError, ForgeError, GitopsError, PermanentError, TransientError
-from bot.events import PullRequestEvent, PushEvent
+from bot.errors import ConfigError, GitopsError, PermanentError, TransientError
+from bot.events import PushEvent
 from bot.forges import PullState, StatusState
-from bot.forges.base import STATUS_DESCRIPTION_LIMIT, shorten
 from bot.forges.sticky import part_limit, reconcile
 from bot.jobs import deploy_report
 from bot.jobs.compare import REPOSITORY_REFUSED
-from bot.jobs.context import Enqueue, JobContext
+from bot.jobs.context import Enqueue, JobContext, set_status
 from bot.jobs.deploy_run import (
     AppRun,
     AppState,
@@ -67,7 +66,7 @@ from bot.jobs.deploy_run import (
     app_result_to_json,
     new_run,
 )
-from bot.jobs.preview import BASE_DEPLOYED
+from bot.jobs.preview import BASE_DEPLOYED, preview_event
 from bot.jobs.previewed import Check, PreviewRecord, changed_objects, commit_tree
 from bot.jobs.previewed import compare as compare_preview
 from bot.manifests.config import AppSpec, RepoConfig, config_errors, dependency_order, load_config
@@ -312,17 +311,15 @@ class _Push:
             self.ctx.log.info("queued the deploy of %s", ", ".join(keys))
 
     def status(self, state: StatusState, description: str, *, quiet: bool = False) -> None:
-        try:
-            self.forge.set_status(
-                self.sha,
-                state=state,
-                context=self.context,
-                description=shorten(description, STATUS_DESCRIPTION_LIMIT),
-            )
-        except ForgeError:
-            if not quiet:
-                raise
-            self.ctx.log.warning("could not set the status %s to %s", self.context, state.value)
+        set_status(
+            self.forge,
+            self.sha,
+            state=state,
+            context=self.context,
+            description=description,
+            log=self.ctx.log,
+            quiet=quiet,
+        )
 
     # -- the report -----------------------------------------------------------------------------
 
@@ -426,17 +423,11 @@ class _Push:
             )
             if kept is not None and not apps & set(PreviewRecord.from_json(kept).apps):
                 continue
-            event = PullRequestEvent(
-                delivery_id=f"deploy-{self.sha[:12]}-{pr.number}",
+            event = preview_event(
+                pr,
                 repository=self.event.repository,
-                number=pr.number,
-                head_sha=pr.head_sha,
-                base_sha=pr.base_sha,
-                base_ref=pr.base_ref,
-                head_ref=pr.head_ref,
+                delivery_id=f"deploy-{self.sha[:12]}-{pr.number}",
                 action=BASE_DEPLOYED,
-                author=pr.author,
-                draft=pr.draft,
                 installation_id=self.event.installation_id,
             )
             ctx.enqueue("preview", (event.to_task(),))

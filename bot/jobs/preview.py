@@ -38,13 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.checkouts import MergeResult
-from bot.errors import ForgeError, GitopsError, TransientError
-from bot.events import PullRequestEvent
+from bot.errors import GitopsError, TransientError
+from bot.events import PullRequestEvent, Repository
 from bot.forges import PullRequest, PullState, StatusState
 from bot.forges.base import STATUS_DESCRIPTION_LIMIT, shorten
 from bot.forges.sticky import part_limit, reconcile
 from bot.jobs.compare import Comparison, LiveTargets, compare, open_change
-from bot.jobs.context import JobContext
+from bot.jobs.context import JobContext, set_status
 from bot.jobs.previewed import PreviewRecord, commit_tree
 from bot.model import ObjectError, RunResult
 from bot.report import comment_parts, escape_md
@@ -126,6 +126,31 @@ class PreviewOutcome:
     unreachable: dict[str, str] = field(default_factory=dict)
     #: seconds per step: ``checkout``, ``render``, ``diff``, ``dry_run``, ``post``
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def preview_event(
+    pr: PullRequest,
+    *,
+    repository: Repository,
+    delivery_id: str,
+    action: str,
+    installation_id: int | None,
+) -> PullRequestEvent:
+    """The preview of ``pr`` as the bot asks for it itself, without a webhook: after a deploy
+    moved its base (``BASE_DEPLOYED``), or in a catch-up of a lost delivery."""
+    return PullRequestEvent(
+        delivery_id=delivery_id,
+        repository=repository,
+        number=pr.number,
+        head_sha=pr.head_sha,
+        base_sha=pr.base_sha,
+        base_ref=pr.base_ref,
+        head_ref=pr.head_ref,
+        action=action,
+        author=pr.author,
+        draft=pr.draft,
+        installation_id=installation_id,
+    )
 
 
 def preview_pull_request(event: PullRequestEvent, ctx: JobContext) -> PreviewOutcome:
@@ -390,19 +415,16 @@ class _Run:
     # -- forge writes -------------------------------------------------------------------------
 
     def status(self, state: StatusState, description: str, *, quiet: bool = False) -> None:
-        try:
-            self.forge.set_status(
-                self.pr.head_sha,
-                state=state,
-                context=self.context,
-                description=shorten(description, STATUS_DESCRIPTION_LIMIT),
-            )
-        except ForgeError:
-            if not quiet:
-                raise
-            self.ctx.log.warning("could not set the status %s to %s", self.context, state.value)
-            return
-        self.pending = state is StatusState.PENDING or self.pending
+        if set_status(
+            self.forge,
+            self.pr.head_sha,
+            state=state,
+            context=self.context,
+            description=description,
+            log=self.ctx.log,
+            quiet=quiet,
+        ):
+            self.pending = state is StatusState.PENDING or self.pending
 
     def has_sticky(self) -> bool:
         me = self.forge.identity().login.casefold()
