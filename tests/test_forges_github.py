@@ -39,7 +39,7 @@ from bot.forges import github as github_forge
 from bot.forges.github import GitHubConfig, GitHubForge
 from bot.settings import Settings
 from tests.fake_forge import gitstore
-from tests.fake_forge.github import FakeGitHub
+from tests.fake_forge.github import FakeGitHub, IssueRec
 
 REPO = "acme/app"
 
@@ -235,6 +235,78 @@ def test_issues_found_by_marker_opened_updated_closed_reopened(
     forge.reopen_issue(opened.number)
     again = forge.find_issue(marker)
     assert again is not None and again.open
+
+
+def test_find_issue_lists_pages_and_fetches_no_issue_it_passes_over(
+    forge: GitHubForge, gh: FakeGitHub
+) -> None:
+    marker = Marker("drift")
+    opened = forge.open_issue(title="Drift", body=f"{marker.tag()}\n1 app drifted")
+    repo = gh.repo(REPO)
+    for _ in range(150):  # people's issues, newer than the bot's: a page and a half
+        repo.issues[repo.next_number] = IssueRec(repo.next_number, "a bug", "text", "alice")
+        repo.next_number += 1
+    before = len(gh.api_requests())
+    found = forge.find_issue(marker)
+    assert found is not None and found.number == opened.number
+    made = [(r.method, r.path) for r in gh.api_requests()[before:] if "/issues" in r.path]
+    # two pages, then the issue found, fetched to tell it from a pull request
+    assert made == [
+        ("GET", f"/repos/{REPO}/issues"),
+        ("GET", f"/repos/{REPO}/issues"),
+        ("GET", f"/repos/{REPO}/issues/{opened.number}"),
+    ]
+
+
+def test_get_issue_is_one_request_and_none_once_the_issue_is_gone(
+    forge: GitHubForge, gh: FakeGitHub
+) -> None:
+    opened = forge.open_issue(title="Drift", body=f"{Marker('drift').tag()}\n1 app drifted")
+    before = len(gh.api_requests())
+    got = forge.get_issue(opened.number)
+    assert got is not None and (got.number, got.open, got.title) == (opened.number, True, "Drift")
+    assert got.body == opened.body and got.author == "gitops-bot"
+    assert [(r.method, r.path) for r in gh.api_requests()[before:]] == [
+        ("GET", f"/repos/{REPO}/issues/{opened.number}")
+    ]
+    alice = GitHubForge(replace(forge.config, token=gh.token_for("alice")), REPO)
+    github_forge.clear_caches()
+    gh.set_permission(REPO, "alice", "read")
+    theirs = alice.open_issue(title="a bug", body="text")
+    github_forge.clear_caches()
+    found = forge.get_issue(theirs.number)
+    assert found is not None and found.author == "alice"
+    assert forge.get_issue(1) is None  # pull request #1 (GitHub answers it as an issue)
+    gh.delete_issue(REPO, opened.number)
+    assert forge.get_issue(opened.number) is None  # 410 Gone
+    assert forge.get_issue(999) is None  # 404
+
+
+def test_get_issue_of_an_issue_transferred_to_another_repository_is_none(
+    forge: GitHubForge, gh: FakeGitHub
+) -> None:
+    gh.create_repo("acme/elsewhere")
+    gh.set_permission("acme/elsewhere", "gitops-bot", "write")
+    opened = forge.open_issue(title="Drift", body=f"{Marker('drift').tag()}\n1 app drifted")
+    gh.repo("acme/elsewhere").next_number = opened.number  # the same number over there
+    moved = gh.transfer_issue(REPO, opened.number, "acme/elsewhere")
+    before = len(gh.api_requests())
+    assert forge.get_issue(opened.number) is None
+    # GitHub redirects to the issue in its new repository, which PyGithub follows
+    assert [(r.status, r.path) for r in gh.api_requests()[before:]] == [
+        (301, f"/repos/{REPO}/issues/{opened.number}"),
+        (200, f"/repos/acme/elsewhere/issues/{moved}"),
+    ]
+
+
+def test_get_issue_of_a_repository_the_bot_cannot_see_is_an_error(
+    forge: GitHubForge, gh: FakeGitHub
+) -> None:
+    gh.create_repo("acme/secret")
+    hidden = GitHubForge(forge.config, "acme/secret")
+    with pytest.raises(ForgeAccessDenied) as caught:
+        hidden.get_issue(1)
+    assert caught.value.status == 404
 
 
 def test_find_issue_ignores_other_authors_and_pull_requests(

@@ -372,6 +372,36 @@ def test_issues_found_by_marker_opened_updated_closed_reopened(
     assert again is not None and again.open
 
 
+def test_get_issue_is_one_request_and_none_once_the_issue_is_gone(
+    forge: GitLabForge, gl: FakeGitLab
+) -> None:
+    opened = forge.open_issue(title="Drift", body=f"{Marker('drift').tag()}\n1 app drifted")
+    before = len(gl.api_requests())
+    got = forge.get_issue(opened.number)
+    assert got is not None and (got.number, got.open, got.title) == (opened.number, True, "Drift")
+    assert got.body == opened.body and got.author == "gitops-bot"
+    ((method, path),) = [(r.method, r.path) for r in gl.api_requests()[before:]]
+    assert method == "GET" and path.endswith(f"/issues/{opened.number}")
+    gl.add_member(REPO, "alice", DEVELOPER)
+    alice = GitLabForge(replace(forge.config, token=gl.token_for("alice")), REPO)
+    theirs = alice.open_issue(title="a bug", body="text")
+    found = forge.get_issue(theirs.number)
+    assert found is not None and found.author == "alice"
+    gl.delete_issue(REPO, opened.number)
+    assert forge.get_issue(opened.number) is None  # 404
+    assert forge.get_issue(999) is None
+
+
+def test_get_issue_of_a_project_the_bot_cannot_see_is_an_error(
+    forge: GitLabForge, gl: FakeGitLab
+) -> None:
+    gl.create_project("other/secret")
+    hidden = GitLabForge(forge.config, "other/secret")
+    with pytest.raises(ForgeAccessDenied) as caught:
+        hidden.get_issue(1)
+    assert caught.value.status == 404
+
+
 def test_find_issue_ignores_other_authors(
     forge: GitLabForge, gl: FakeGitLab, gitlab_settings: Settings
 ) -> None:

@@ -127,6 +127,8 @@ class Issue:
     title: str
     body: str
     web_url: str = ""
+    #: Who opened it (a login, compared with :meth:`Forge.identity` case-insensitively).
+    author: str = ""
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,15 @@ class Forge(Protocol):
         ...
 
     def find_issue(self, marker: Marker) -> Issue | None:
-        """The bot's newest issue (open or closed) whose body starts with ``marker``'s tag."""
+        """The bot's newest issue (open or closed) whose body starts with ``marker``'s tag.
+        It lists the repository's issues (GitHub: all of them, newest first, 100 a page):
+        as many requests as pages before it."""
+        ...
+
+    def get_issue(self, number: int) -> Issue | None:
+        """Issue ``number`` as it is now, whoever opened it (one request); None when it is
+        gone: deleted, transferred to another repository (GitHub; GitLab keeps a moved issue
+        where it was, closed), or a pull request's number (GitHub)."""
         ...
 
     def open_issue(self, *, title: str, body: str) -> Issue: ...

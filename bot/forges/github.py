@@ -662,17 +662,42 @@ class GitHubForge:
             title=issue.title or "",
             body=issue.body or "",
             web_url=issue.html_url or "",
+            author=issue.user.login if issue.user is not None else "",
         )
 
     def find_issue(self, marker: Marker) -> Issue | None:
         me = self.identity().login.casefold()
         with self._call("read issues"):
             for issue in self._repo.get_issues(state="all", sort="created", direction="desc"):
-                if issue.pull_request is not None:
+                # author and body first: they are in the listed page, where ``pull_request`` is
+                # only on pull requests, and asking a plain issue for it fetches the issue
+                if issue.user.login.casefold() != me or not marker.in_body(issue.body or ""):
                     continue
-                if issue.user.login.casefold() == me and marker.in_body(issue.body or ""):
+                if issue.pull_request is None:
                     return self._issue(issue)
         return None
+
+    def get_issue(self, number: int) -> Issue | None:
+        try:
+            with self._call("read issues"):
+                issue = self._repo.get_issue(number)
+                # GitHub answers a transferred issue with a redirect (which PyGithub follows)
+                # to the issue in its new repository, under another number
+                moved = issue.number != number or not (
+                    issue.repository_url or ""
+                ).casefold().endswith(f"/repos/{self.repository.casefold()}")
+                if moved or issue.pull_request is not None:
+                    return None
+                return self._issue(issue)
+        except ForgeAccessDenied as exc:
+            # 404: deleted or moved where the bot cannot read it, unless the repository is gone
+            if exc.status == 404 and self._repository_visible():
+                return None
+            raise
+        except ForgeRefused as exc:
+            if exc.status == 410:  # deleted
+                return None
+            raise
 
     def open_issue(self, *, title: str, body: str) -> Issue:
         self._check_size(body)

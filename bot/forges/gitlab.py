@@ -669,6 +669,7 @@ class GitLabForge:
             title=str(issue.get("title") or ""),
             body=str(issue.get("description") or ""),
             web_url=str(issue.get("web_url") or ""),
+            author=str((issue.get("author") or {}).get("username") or ""),
         )
 
     def find_issue(self, marker: Marker) -> Issue | None:
@@ -680,6 +681,17 @@ class GitLabForge:
                 if marker.in_body(str(issue.attributes.get("description") or "")):
                     return self._issue(issue.attributes)
         return None
+
+    def get_issue(self, number: int) -> Issue | None:
+        try:
+            with self._call("read issues"):
+                issue = self._project.issues.get(number)
+        except ForgeAccessDenied as exc:
+            # 404: deleted (an issue moved to another project stays here, closed)
+            if exc.status == 404 and self._project_visible():
+                return None
+            raise
+        return self._issue(issue.attributes)
 
     def open_issue(self, *, title: str, body: str) -> Issue:
         self._check_size(body, "description")

@@ -163,6 +163,10 @@ class Repo:
     roles: dict[str, str] = field(default_factory=dict)
     pulls: dict[int, Pull] = field(default_factory=dict)
     issues: dict[int, IssueRec] = field(default_factory=dict)
+    #: Numbers of issues deleted by an admin: GitHub answers 410 Gone for them.
+    deleted_issues: set[int] = field(default_factory=set)
+    #: Issues transferred away: number → (repository, number there); GitHub redirects (301).
+    transferred_issues: dict[int, tuple[str, int]] = field(default_factory=dict)
     statuses: dict[str, list[Status]] = field(default_factory=dict)
     next_number: int = 1
 
@@ -511,6 +515,22 @@ class FakeGitHub(FakeForge):
     def issues(self, full_name: str) -> list[IssueRec]:
         return list(self.repo(full_name).issues.values())
 
+    def delete_issue(self, full_name: str, number: int) -> None:
+        """An admin deletes the issue: it leaves the lists, and asking for it answers 410."""
+        repo = self.repo(full_name)
+        del repo.issues[number]
+        repo.deleted_issues.add(number)
+
+    def transfer_issue(self, full_name: str, number: int, to: str) -> int:
+        """Someone moves the issue to repository ``to``; returns its number there."""
+        repo, target = self.repo(full_name), self.repo(to)
+        issue = repo.issues.pop(number)
+        issue.number = target.next_number
+        target.next_number += 1
+        target.issues[issue.number] = issue
+        repo.transferred_issues[number] = (target.full_name, issue.number)
+        return issue.number
+
     # --- internals ------------------------------------------------------------------------------
 
     def _refresh_refs(self, repo: Repo, pull: Pull, *, merge: bool) -> None:
@@ -780,6 +800,7 @@ class Shapes:
             "id": issue.number + repo.id * 1000,
             "node_id": f"I_{issue.number}",
             "url": f"{base}/repos/{repo.full_name}/issues/{issue.number}",
+            "repository_url": f"{base}/repos/{repo.full_name}",
             "html_url": f"{base}/{repo.full_name}/issues/{issue.number}",
             "number": issue.number,
             "state": issue.state,
@@ -1258,7 +1279,11 @@ def _create_issue(h: _Handler, token: Token, match: Match) -> tuple[int, Any, di
 
 
 def _issue(repo: Repo, match: Match) -> IssueRec:
-    issue = repo.issues.get(match.path_params["issue_number"])
+    number = match.path_params["issue_number"]
+    issue = repo.issues.get(number)
+    if issue is None and number in repo.deleted_issues:
+        raise ApiError(410, "This issue was deleted")
+
     if issue is None:
         raise ApiError(404, "Not Found")
     return issue
@@ -1267,6 +1292,20 @@ def _issue(repo: Repo, match: Match) -> IssueRec:
 @route("issues/get")
 def _get_issue(h: _Handler, token: Token, match: Match) -> tuple[int, Any, dict[str, str]]:
     repo = h._repo(token, match, "issues/get")
+    pull = repo.pulls.get(match.path_params["issue_number"])
+    if pull is not None:  # GitHub: every pull request is an issue too, with ``pull_request``
+        as_issue = IssueRec(pull.number, pull.title, "", pull.author, state=pull.state)
+        base = h.forge.url
+        links = {
+            "url": f"{base}/repos/{repo.full_name}/pulls/{pull.number}",
+            "html_url": f"{base}/{repo.full_name}/pull/{pull.number}",
+        }
+        return 200, {**h._issue_json(repo, as_issue), "pull_request": links}, {}
+    moved = repo.transferred_issues.get(match.path_params["issue_number"])
+    if moved is not None:
+        where, number = moved
+        location = f"{h.forge.url}/repos/{where}/issues/{number}"
+        return 301, {"message": "Moved Permanently", "url": location}, {"Location": location}
     return 200, h._issue_json(repo, _issue(repo, match)), {}
 
 

@@ -623,6 +623,11 @@ class FakeGitLab(FakeForge):
     def issues(self, path: str) -> list[IssueRec]:
         return list(self.project(path).issues.values())
 
+    def delete_issue(self, path: str, iid: int) -> None:
+        """An owner deletes the issue: it leaves the lists and its GET answers 404, as on
+        GitLab; its iid is not given again."""
+        del self.project(path).issues[iid]
+
     def commit_info(self, project: Project, sha: str) -> dict[str, Any]:
         out = gitstore.git(
             project.git_dir,

@@ -64,6 +64,8 @@ class MemoryForge:
     permissions: dict[str, Permission] = field(default_factory=dict)
     commit_pulls: dict[str, list[int]] = field(default_factory=dict)
     issues: dict[int, Issue] = field(default_factory=dict)
+    #: The highest issue number given so far: a deleted issue's number is not given again.
+    last_issue_number: int = 0
     issue_comments: dict[int, list[str]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     failures: list[ForgeError] = field(default_factory=list)
@@ -227,16 +229,21 @@ class MemoryForge:
     def find_issue(self, marker: Marker) -> Issue | None:
         self._enter("find_issue")
         for _, issue in sorted(self.issues.items(), reverse=True):
-            if marker.in_body(issue.body):
+            if issue.author.casefold() == self.me.login.casefold() and marker.in_body(issue.body):
                 return issue
         return None
 
     def open_issue(self, *, title: str, body: str) -> Issue:
         self._enter("open_issue")
         self._check_size(body)
-        number = max([*self.issues, *self.pulls, 0]) + 1
-        self.issues[number] = Issue(number, True, title, body)
+        number = max([*self.issues, *self.pulls, self.last_issue_number]) + 1
+        self.last_issue_number = number
+        self.issues[number] = Issue(number, True, title, body, author=self.me.login)
         return self.issues[number]
+
+    def get_issue(self, number: int) -> Issue | None:
+        self._enter("get_issue")
+        return self.issues.get(number)
 
     def update_issue(self, number: int, *, title: str, body: str) -> Issue:
         self._enter("update_issue")
