@@ -45,6 +45,11 @@ Deploys (``<repo>`` is ``gitops:deploy:<provider>:<owner/name, lower case>``):
     for, by a push delivery or the catch-up (written by the intake's Lua script with the job,
     no expiry: one small hash per repository). The catch-up compares the branch's head with it.
 ``<repo>:drift`` — the drift job's lock for the repository (one drift run at a time).
+``<repo>:issue:<kind>`` (``<kind>@<instance>`` with ``GITOPS_INSTANCE``) — the number of the
+    bot's issue of that kind (``drift``) in the repository, or ``0`` when a scan of every issue
+    found none; the drift job reads it instead of listing the issues each round (it checks the
+    one issue, and opens none on a ``0`` without a scan first). Only the drift job writes it,
+    under the drift lock; no expiry: one small string per repository and instance.
 
 Served repositories (the catch-up and the drift job walk them):
 
@@ -89,6 +94,9 @@ LOCK_SUFFIX: Final = ":lock:{target}:{app}"
 PLAN_LOCK_SUFFIX: Final = ":plan"
 PUSHED_SUFFIX: Final = ":pushed"
 DRIFT_LOCK_SUFFIX: Final = ":drift"
+ISSUE_SUFFIX: Final = ":issue:{name}"
+NO_ISSUE: Final = 0
+"""What :meth:`JobState.known_issue` says when a scan found no issue (numbers start at 1)."""
 REPOSITORIES_KEY: Final = "gitops:repositories"
 PARKED_KEY: Final = "gitops:deploy:parked"
 PAUSES_KEY: Final = "gitops:pauses"
@@ -218,6 +226,10 @@ class RepoKey:
     @property
     def drift_lock_key(self) -> str:
         return self.prefix + DRIFT_LOCK_SUFFIX
+
+    def issue_key(self, kind: str, instance: str = "") -> str:
+        name = f"{kind}@{instance}" if instance else kind
+        return self.prefix + ISSUE_SUFFIX.format(name=name)
 
 
 def repository_field(provider: str, repository: str) -> str:
@@ -460,6 +472,26 @@ class JobState:
             wait=0,
             what=f"the drift lock of {repo.repository}",
         )
+
+    # -- the bot's issues (the drift issue) -------------------------------------------------------
+
+    def known_issue(self, repo: RepoKey, kind: str, instance: str = "") -> int | None:
+        """The number of the bot's issue of ``kind`` as last found or opened, :data:`NO_ISSUE`
+        when a scan found none, None when not known (never recorded, or Redis lost it)."""
+        with self._redis("reading the bot's issue number"):
+            raw = _text(self.client.get(repo.issue_key(kind, instance)))
+        return int(raw) if raw is not None and raw.isdigit() else None
+
+    def remember_issue(self, repo: RepoKey, kind: str, instance: str, number: int) -> None:
+        """Record the bot's issue of ``kind`` (:data:`NO_ISSUE`: a scan found none)."""
+        with self._redis("recording the bot's issue number"):
+            self.client.set(repo.issue_key(kind, instance), str(number))
+
+    def forget_issue(self, repo: RepoKey, kind: str, instance: str = "") -> None:
+        """Not known any more (before an issue is opened: should its number not be recorded,
+        the next round scans rather than trust an old "none")."""
+        with self._redis("forgetting the bot's issue number"):
+            self.client.delete(repo.issue_key(kind, instance))
 
     # -- the catch-up -----------------------------------------------------------------------------
 

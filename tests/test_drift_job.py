@@ -7,14 +7,16 @@ manifest broken at the deployed commit, the issue closed or deleted by a human."
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import redis
 from syrupy.assertion import SnapshotAssertion
 
+from bot.errors import ForgeUnavailable
 from bot.events import DriftEvent
-from bot.forges import Marker
+from bot.forges import Issue, Marker
 from bot.jobs import drift as job
 from bot.metrics import DRIFTED_KEY
 from bot.state import RepoKey
@@ -171,6 +173,102 @@ def test_an_issue_deleted_by_a_human_is_opened_anew(bot: Bot, kubectl: Kubectl) 
     assert the_issue(bot)[0]
 
 
+def issue_calls(bot: Bot) -> list[str]:
+    return [c for c in bot.forge.calls if c in ("find_issue", "get_issue")]
+
+
+def test_the_issue_is_looked_for_once_then_fetched_alone_or_not_at_all(
+    bot: Bot, kubectl: Kubectl
+) -> None:
+    check(bot)
+    assert issue_calls(bot) == ["find_issue"]  # nothing known: one scan, "none" remembered
+    bot.forge.calls.clear()
+    check(bot)
+    assert issue_calls(bot) == []
+    edit_web(kubectl, "x")
+    bot.forge.calls.clear()
+    assert check(bot).issue == "opened"
+    assert issue_calls(bot) == ["find_issue"]  # a scan before opening, never a duplicate
+    (number,) = bot.forge.issues
+    bot.forge.calls.clear()
+    assert check(bot).issue == "unchanged"
+    assert issue_calls(bot) == ["get_issue"]
+    client = redis.Redis.from_url(bot.redis_url)
+    assert client.get(RepoKey("github", REPO).issue_key("drift")) == str(number).encode()
+
+
+def test_an_issue_no_longer_carrying_the_marker_is_not_the_bots_any_more(
+    bot: Bot, kubectl: Kubectl
+) -> None:
+    edit_web(kubectl, "x")
+    check(bot)
+    (number,) = bot.forge.issues
+    # a person rewrote the body: the bot's issue is now theirs to keep
+    bot.forge.issues[number] = replace(bot.forge.issues[number], body="we track it here now")
+    bot.forge.calls.clear()
+    assert check(bot).issue == "opened"
+    assert issue_calls(bot) == ["get_issue", "find_issue"]
+    assert bot.forge.issues[number].body == "we track it here now"
+    assert len(bot.forge.issues) == 2
+
+
+def test_a_remembered_number_naming_someone_elses_issue_is_not_trusted(
+    bot: Bot, kubectl: Kubectl
+) -> None:
+    """The number points at a person's issue that quotes the marker (Redis restored from another
+    installation's data, say): it is not the bot's, so the issues are scanned and the bot's
+    own opened; the person's issue is left as it is."""
+    theirs = Issue(7, True, "copied", f"{MARKER.tag()}\nquoted", author="alice")
+    bot.forge.issues[7] = theirs
+    bot.forge.last_issue_number = 7
+    client = redis.Redis.from_url(bot.redis_url)
+    client.set(RepoKey("github", REPO).issue_key("drift"), "7")
+    edit_web(kubectl, "x")
+    bot.forge.calls.clear()
+    assert check(bot).issue == "opened"
+    assert issue_calls(bot) == ["get_issue", "find_issue"]
+    assert bot.forge.issues[7] == theirs and len(bot.forge.issues) == 2
+
+
+def test_a_remembered_none_never_makes_a_second_issue(bot: Bot, kubectl: Kubectl) -> None:
+    """Redis lost its last writes (restarted from an older snapshot): it says "none" while the
+    bot's issue is open. Nothing is asked until there is drift to report; then the scan before
+    opening finds the issue."""
+    edit_web(kubectl, "x")
+    check(bot)
+    (number,) = bot.forge.issues
+    client = redis.Redis.from_url(bot.redis_url)
+    client.set(RepoKey("github", REPO).issue_key("drift"), "0")
+    edit_web(kubectl, "y")
+    assert check(bot).issue == "edited"
+    assert list(bot.forge.issues) == [number] and the_issue(bot)[0]
+    assert client.get(RepoKey("github", REPO).issue_key("drift")) == str(number).encode()
+
+
+def test_a_number_not_recorded_after_opening_means_a_scan(bot: Bot, kubectl: Kubectl) -> None:
+    """The issue was opened but its number never recorded (the answer lost, the worker
+    killed): "none" was forgotten before asking, so the next round scans and finds the issue,
+    rather than trust the old "none" and leave the issue open when the drift is gone."""
+    check(bot)  # "none" remembered
+    edit_web(kubectl, "x")
+    key = RepoKey("github", REPO).issue_key("drift")
+    client = redis.Redis.from_url(bot.redis_url)
+    real_open = bot.forge.open_issue
+
+    def open_and_lose_the_answer(*, title: str, body: str) -> Issue:
+        real_open(title=title, body=body)
+        assert client.get(key) is None  # forgotten before asking
+        raise ForgeUnavailable("connection reset after the issue was created")
+
+    bot.forge.open_issue = open_and_lose_the_answer  # type: ignore[method-assign]
+    assert check(bot).outcome == job.UNAVAILABLE
+    bot.forge.open_issue = real_open  # type: ignore[method-assign]
+    edit_web(kubectl, "1")
+    bot.forge.calls.clear()
+    assert check(bot).issue == "closed"
+    assert issue_calls(bot) == ["find_issue"] and len(bot.forge.issues) == 1
+
+
 def test_self_heal_reverts_a_hand_edit_and_says_so_on_the_issue(bot: Bot, kubectl: Kubectl) -> None:
     kubectl.ok(
         "-n", "api", "patch", "configmap", "b", "--type=merge", "-p", '{"data":{"value":"hand"}}'
@@ -297,6 +395,10 @@ def test_two_instances_keep_an_issue_each(bot: Bot, kubectl: Kubectl) -> None:
     ]
     prod = next(i for i in bot.forge.issues.values() if "(prod)" in i.title)
     assert prod.body.startswith("<!-- gitops-bot:drift@prod -->")
+    client = redis.Redis.from_url(bot.redis_url)
+    keys = RepoKey("github", REPO)
+    assert client.get(keys.issue_key("drift", "prod")) == str(prod.number).encode()
+    assert client.get(keys.issue_key("drift")) != str(prod.number).encode()
     edit_web(kubectl, "1")
     assert check(bot).issue == "closed"  # prod's; the other instance's is its own business
     assert [i.open for i in sorted(bot.forge.issues.values(), key=lambda i: i.number)] == [

@@ -4,11 +4,13 @@
 deployed); :func:`drift_repository` is the periodic drift job built on it: one issue per
 repository and bot instance, and self-heal for apps with ``selfHeal: true`` (its story is in the
 comment above it). :func:`drift_issue_text` and :func:`reconcile_drift_issue` are the issue's
-text (pure) and its upkeep on the forge.
+text (pure) and its upkeep on the forge; :class:`DriftIssueMemory` keeps the issue's number in
+Redis between rounds, so that finding it costs one request or none.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,7 +27,7 @@ from bot.cluster.targets import Targets
 from bot.diff import redact_values, rendered_secret_values
 from bot.errors import ConfigError, ForgeError, GitopsError, TransientError
 from bot.events import DriftEvent
-from bot.forges import Forge, Marker
+from bot.forges import Forge, Issue, Marker
 from bot.forges.sticky import part_limit
 from bot.jobs.compare import REPOSITORY_REFUSED
 from bot.jobs.context import JobContext
@@ -35,7 +37,7 @@ from bot.model import AppResult, Change, Mode, ObjectChange, ObjectError, RunRes
 from bot.report import MIN_PART_CHARS, comment_parts, escape_md, short_ref
 
 if TYPE_CHECKING:
-    from bot.state import RepoKey
+    from bot.state import JobState, RepoKey
 
 NOT_AT_COMMIT = "{app} is not in .gitops.yaml at its deployed commit {commit}"
 
@@ -153,6 +155,19 @@ def drift_report(
 #   closed (no drift is claimed where nothing could be read); no issue is opened for that alone;
 # * self-heal: what it re-applied is a comment on the issue (opened and closed at once when
 #   there was none), so the issue's history shows every hand edit the bot reverted.
+#
+# Finding the issue costs one request a round, or none: listing every issue of the repository
+# (GitHub: 100 a page, the bot's issue anywhere among them) each round would spend the API rate
+# limit that previews and deploys need. The issue's number is kept in Redis (DriftIssueMemory,
+# :meth:`bot.state.JobState.known_issue`) once found or opened, and so is "a scan found none":
+#
+# * a number known: that one issue is fetched and checked to be still the bot's, with the
+#   marker; gone (deleted, transferred) or no longer the bot's, the issues are scanned again;
+# * "none" known: no request at all, until there is an issue to open: then one scan first (the
+#   number of an issue opened just before Redis lost its last writes would otherwise be
+#   forgotten, and a second issue opened); only the bot opens its issue, and it records what
+#   it opens (forgetting "none" before it asks, so a number it could not record means a scan);
+# * nothing known (a new repository, Redis flushed): one scan, remembered.
 
 DRIFT_KIND = "drift"
 DRIFT_TITLE = "GitOps drift{instance}: {count} app{s} differ{verb} from Git"
@@ -328,6 +343,65 @@ def healed_comment(healed: Sequence[Healed]) -> str:
     return HEALED_COMMENT.format(items=items, lines="\n".join(lines) or "- (nothing left to do)")
 
 
+@dataclass(frozen=True)
+class DriftIssueMemory:
+    """The drift issue's number as Redis keeps it between rounds, for one repository and bot
+    instance (``marker``): a number, :data:`~bot.state.NO_ISSUE` or None (not known)."""
+
+    state: JobState
+    repo: RepoKey
+    marker: Marker
+    log: logging.LoggerAdapter[logging.Logger] | logging.Logger = field(
+        default_factory=lambda: logging.getLogger("gitops_bot.jobs")
+    )
+
+    def known(self) -> int | None:
+        return self.state.known_issue(self.repo, self.marker.kind, self.marker.instance)
+
+    def remember(self, number: int) -> None:
+        self.state.remember_issue(self.repo, self.marker.kind, self.marker.instance, number)
+
+    def forget(self) -> None:
+        self.state.forget_issue(self.repo, self.marker.kind, self.marker.instance)
+
+
+def _scan(forge: Forge, marker: Marker, memory: DriftIssueMemory) -> Issue | None:
+    """Every issue listed until the bot's is found (``Forge.find_issue``); remembered."""
+    from bot.state import NO_ISSUE
+
+    issue = forge.find_issue(marker)
+    memory.remember(issue.number if issue is not None else NO_ISSUE)
+    return issue
+
+
+def find_drift_issue(
+    forge: Forge, marker: Marker, memory: DriftIssueMemory
+) -> tuple[Issue | None, bool]:
+    """The bot's drift issue, as cheaply as the memory allows (see the story above), and
+    whether its absence is only remembered (True: "none" was known, nothing was asked)."""
+    from bot.state import NO_ISSUE
+
+    known = memory.known()
+    if known == NO_ISSUE:
+        return None, True
+    if known is not None:
+        issue = forge.get_issue(known)
+        me = forge.identity().login.casefold()
+        if issue is not None and issue.author.casefold() == me and marker.in_body(issue.body):
+            return issue, False
+        memory.log.info(
+            "drift issue #%d is gone or no longer the bot's: scanning the issues", known
+        )
+    return _scan(forge, marker, memory), False
+
+
+def _open_issue(forge: Forge, memory: DriftIssueMemory, *, title: str, body: str) -> Issue:
+    memory.forget()  # not recorded below (Redis, a crash): the next round scans
+    issue = forge.open_issue(title=title, body=body)
+    memory.remember(issue.number)
+    return issue
+
+
 def reconcile_drift_issue(
     forge: Forge,
     marker: Marker,
@@ -335,11 +409,16 @@ def reconcile_drift_issue(
     *,
     head: str | None,
     all_checked: bool,
+    memory: DriftIssueMemory,
     healed: Sequence[Healed] = (),
 ) -> str:
     """Make the repository's drift issue say ``text`` (see the story above); returns what
-    happened to it. Writes nothing when the issue already says it."""
-    issue = forge.find_issue(marker)
+    happened to it. Writes nothing when the issue already says it; reads one issue at most
+    while ``memory`` knows it, none while it knows there is none."""
+    issue, only_remembered = find_drift_issue(forge, marker, memory)
+    opens = bool(healed) or (text is not None and text.drifted)
+    if issue is None and only_remembered and opens:
+        issue = _scan(forge, marker, memory)  # about to open one: make sure there is none
     none_title = DRIFT_TITLE_NONE.format(instance=_instance(marker.instance))
     none_body = f"{marker.tag()}\n{DRIFT_NONE_BODY.format(head=short_ref(head))}"
     action = "none"
@@ -347,7 +426,7 @@ def reconcile_drift_issue(
         body = f"{marker.tag()}\n{text.body}"
         if issue is None:
             if text.drifted:  # unchecked apps alone open no issue
-                issue = forge.open_issue(title=text.title, body=body)
+                issue = _open_issue(forge, memory, title=text.title, body=body)
                 action = "opened"
         elif issue.open:
             if issue.body != body or issue.title != text.title:
@@ -371,7 +450,7 @@ def reconcile_drift_issue(
         return "closed"
     if healed:
         if issue is None:
-            issue = forge.open_issue(title=none_title, body=none_body)
+            issue = _open_issue(forge, memory, title=none_title, body=none_body)
             forge.close_issue(issue.number, comment=healed_comment(healed))
             return "opened_closed"
         forge.comment_on_issue(issue.number, healed_comment(healed))
@@ -469,12 +548,14 @@ def drift_repository(event: DriftEvent, ctx: JobContext) -> DriftOutcome:
                 instance=ctx.settings.instance,
             )
             posted_at = time.monotonic()
+            marker = ctx.marker(DRIFT_KIND)
             issue = reconcile_drift_issue(
                 forge,
-                ctx.marker(DRIFT_KIND),
+                marker,
                 text,
                 head=head,
                 all_checked=not unchecked,
+                memory=DriftIssueMemory(state, repo, marker, ctx.log),
                 healed=healed,
             )
             timings["post"] = time.monotonic() - posted_at
