@@ -8,6 +8,7 @@ Each test says what an operator would see: which check, its status, and the fix.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -377,11 +378,21 @@ class RedisServer:
         )
         self.url = f"unix://{self.socket}"
         for _ in range(500):
-            if self.socket.exists():
+            if self._accepts():
                 return
             assert self.process.poll() is None, "redis-server exited"
             time.sleep(0.02)
         raise AssertionError("redis-server did not start")
+
+    def _accepts(self) -> bool:
+        # The socket file appears at bind(), a moment before listen(): a connection in between
+        # is refused (seen under load), so wait for one to be accepted.
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(self.socket))
+            except OSError:
+                return False
+        return True
 
     def stop(self) -> None:
         self.process.terminate()
